@@ -1,0 +1,65 @@
+"""Safe output: nothing half-written, no user file overwritten silently."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from .errors import InputError
+
+
+def check_writable(path: str | Path, *, overwrite: bool) -> Path:
+    """Fail early (before any long computation) if `path` exists and may not be replaced."""
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise InputError(f"{path} already exists; pass --force to replace it")
+    if path.exists() and path.is_dir():
+        raise InputError(f"{path} is a directory, expected a file path")
+    return path
+
+
+def atomic_write(path: str | Path, write: Callable[[Path], None], *, overwrite: bool = False) -> Path:
+    """Write through `write(tmp_path)` into a temporary file beside `path`, then rename it into place.
+
+    A crash or an exception leaves the old file (or no file) behind, never a truncated one.
+    """
+    path = check_writable(path, overwrite=overwrite)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        write(tmp_path)
+        os.replace(tmp_path, path)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+    return path
+
+
+def write_json(path: str | Path, obj: Any, *, overwrite: bool = False) -> Path:
+    """Atomically write `obj` as pretty JSON (NaN is written as null)."""
+    text = json.dumps(_jsonable(obj), indent=2, allow_nan=False) + "\n"
+    return atomic_write(path, lambda p: p.write_text(text), overwrite=overwrite)
+
+
+def _jsonable(obj: Any) -> Any:
+    import math
+
+    import numpy as np
+
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return _jsonable(obj.tolist())
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
