@@ -1,0 +1,1 @@
+"""One module per law (route): its PyMC model, its metric and its optimizer objective."""
