@@ -53,7 +53,7 @@ COMMON_REQUIRED: tuple[str, ...] = ("params", "tokens")
 LABEL_COLUMNS: tuple[str, ...] = ("task", "model", "problem")
 FLOAT_COLUMNS: tuple[str, ...] = ("params", "tokens", "loss", "pass_at_k")
 INT_COLUMNS: tuple[str, ...] = ("k", "n_samples", "n_correct", "n_problems")
-CANONICAL_COLUMNS: tuple[str, ...] = ("task", "model", "params", "tokens", "loss", "k", "problem", "n_samples",
+CANONICAL_COLUMNS: tuple[str, ...] = ("task", "model", "params", "tokens", "k", "loss", "problem", "n_samples",
                                       "n_correct", "pass_at_k", "n_problems")
 
 _CSV_SUFFIXES = (".csv", ".csv.gz")

@@ -1,0 +1,283 @@
+"""Testbeds with a known truth.
+
+`simulate_loss` mirrors the T2 paper's loss-route setting: the Porian et al. IsoFLOP model suite (12 budgets
+1.25e16-2.56e19 FLOPs, models 5M-901M parameters, D = C/(6N)) plus a few heavily over-trained small models, each
+evaluated on several tasks at several k, with the T2 loss law per task
+``L_t(N, D, k) = E_t + A_t/N^alpha_t + B_t/D^beta_t + G_t/k^gamma_t`` and multiplicative log-normal noise.
+
+The truth is written beside the data as ``<stem>.truth.json``:
+``{"route": "loss", "seed": …, "noise": …, "tasks": {task: {"E", "A", "alpha", "B", "beta", "G", "gamma"}}}``.
+
+Other routes register a simulator in `SIMULATORS`; `simulate(route, seed, **kw)` dispatches.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy.optimize import minimize_scalar
+
+from .errors import InputError
+from .io import atomic_write, check_writable, write_json
+from .laws import LOSS_COEFFICIENTS, loss_law
+
+MIN_PARAMS = 5e6
+MAX_PARAMS = 9.01e8
+DEFAULT_BUDGETS = np.geomspace(1.25e16, 2.56e19, 12)
+DEFAULT_KS = (1, 2, 4, 8, 16, 32, 64)
+TASK_NAMES = ("arith", "code", "logic", "reading", "science", "trivia", "translation", "commonsense")
+
+#: IsoFLOP sweep: sizes span N* x 10^[-ISO_SPAN, +ISO_SPAN] around the budget's compute-optimal N* (then clipped).
+ISO_SPAN = 0.9
+#: Over-trained runs: small models at 200-1000 tokens per parameter.
+OVERTRAINED_PARAMS = (MIN_PARAMS, 4e7)
+OVERTRAINED_RATIO = (200.0, 1000.0)
+
+#: The population the per-task truth is drawn from. The size and data terms are drawn through their value at a
+#: reference point (N_REF, D_REF) so that every term is visible in the design; draws outside the stated ranges
+#: or failing the identifiability check are redrawn (deterministically, from the same seeded stream).
+N_REF, D_REF = 1e8, 2e9
+RANGES = {"E": (0.1, 1.0), "A": (10.0, 1000.0), "alpha": (0.25, 0.45), "B": (50.0, 3000.0),
+          "beta": (0.25, 0.45), "G": (0.3, 2.0), "gamma": (0.2, 0.6)}
+MIN_TERM_SHARE = 0.10  # each term must reach at least this share of the loss somewhere in the design
+
+
+# ------------------------------------------------------------------------------------------------- loss route
+def simulate_loss(seed: int, n_tasks: int = 8, budgets: Sequence[float] = DEFAULT_BUDGETS,
+                  sizes_per_budget: int = 6, n_overtrained: int = 6, ks: Sequence[int] = DEFAULT_KS,
+                  noise: float = 0.01, truth: dict | None = None) -> tuple[pd.DataFrame, dict]:
+    """A loss-route data set with known per-task coefficients.
+
+    Returns ``(frame, truth)``: ``frame`` has columns task, model, params, tokens, k, loss (one row per
+    checkpoint x task x k; params rounded to 3 significant digits, tokens to integers, loss to 6 significant
+    digits) and ``truth`` is the JSON-able dict of the data-generating coefficients. Passing ``truth`` (a truth
+    dict or a ``{task: coefficients}`` mapping) uses those coefficients instead of drawing them (``n_tasks`` is
+    then ignored). The same seed gives the same frame; the noise is ``loss = law * exp(noise * z)``, z ~ N(0, 1).
+    """
+    budgets = np.asarray(budgets, dtype=float).ravel()
+    ks = np.asarray(ks).ravel()
+    _check_design(n_tasks, budgets, sizes_per_budget, n_overtrained, ks, noise)
+    rng = np.random.default_rng(seed)
+    coefs = (_truth_tasks(truth) if truth is not None
+             else _draw_loss_truth(rng, int(n_tasks), budgets, int(sizes_per_budget), int(n_overtrained), ks))
+    design = loss_design(coefs, budgets, sizes_per_budget, n_overtrained)
+
+    tasks = list(coefs)
+    n_ck, n_t, n_k = len(design), len(tasks), len(ks)
+    N = np.repeat(design["params"].to_numpy(), n_t * n_k)
+    D = np.repeat(design["tokens"].to_numpy(), n_t * n_k)
+    model = np.repeat(design["model"].to_numpy(), n_t * n_k)
+    task = np.tile(np.repeat(np.asarray(tasks, dtype=object), n_k), n_ck)
+    k = np.tile(ks.astype(np.int64), n_ck * n_t)
+    c = {name: np.tile(np.repeat([coefs[t][name] for t in tasks], n_k), n_ck) for name in LOSS_COEFFICIENTS}
+    mean = loss_law(c["E"], c["A"], c["alpha"], c["B"], c["beta"], c["G"], c["gamma"], N, D, k.astype(float))
+    loss = _round_sig(mean * np.exp(noise * rng.standard_normal(mean.shape)), 6)
+
+    frame = pd.DataFrame({"task": pd.Series(task, dtype="str"), "model": pd.Series(model, dtype="str"),
+                          "params": N, "tokens": D, "k": k, "loss": loss})
+    out_truth = {"route": "loss", "seed": int(seed), "noise": float(noise), "noise_model": "lognormal",
+                 "tasks": {t: {name: float(coefs[t][name]) for name in LOSS_COEFFICIENTS} for t in tasks}}
+    return frame, out_truth
+
+
+def loss_design(coefs: Mapping[str, Mapping[str, float]], budgets: Sequence[float] = DEFAULT_BUDGETS,
+                sizes_per_budget: int = 6, n_overtrained: int = 6) -> pd.DataFrame:
+    """The checkpoints (model, params, tokens, flops, design) of the IsoFLOP + over-training testbed.
+
+    At each budget C, `sizes_per_budget` sizes log-spaced over N* x 10^[-ISO_SPAN, ISO_SPAN] around the true
+    compute-optimal N* of the task-average law, rounded to 3 significant digits and clipped to [5e6, 9.01e8]
+    (sizes that coincide after clipping are kept once), with D = C/(6N). Then `n_overtrained` small models
+    (5M-40M) at 200-1000 tokens per parameter.
+    """
+    rows = []
+    for C in np.asarray(budgets, dtype=float):
+        n_opt = task_average_optimal_params(coefs, C)
+        if sizes_per_budget == 1:
+            sizes = np.array([n_opt])
+        else:
+            sizes = n_opt * np.logspace(-ISO_SPAN, ISO_SPAN, sizes_per_budget)
+        sizes = np.unique(np.clip(_round_sig(sizes, 3), MIN_PARAMS, MAX_PARAMS))
+        for n in sizes:
+            rows.append(("isoflop", n, float(np.round(C / (6.0 * n))), C))
+    if n_overtrained:
+        n_ot = _round_sig(np.geomspace(*OVERTRAINED_PARAMS, n_overtrained), 3)
+        ratio = np.geomspace(*OVERTRAINED_RATIO, n_overtrained)
+        for n, r in zip(n_ot, ratio):
+            d = float(np.round(n * r))
+            rows.append(("overtrained", float(n), d, 6.0 * n * d))
+    design = pd.DataFrame(rows, columns=["design", "params", "tokens", "flops"])
+    design = design.drop_duplicates(["params", "tokens"]).reset_index(drop=True)
+    design.insert(0, "model", [_model_name(n, d) for n, d in zip(design["params"], design["tokens"])])
+    return design
+
+
+def task_average_optimal_params(coefs: Mapping[str, Mapping[str, float]], train_flops: float) -> float:
+    """argmin_N of the task-average loss mean_t[A_t/N^alpha_t + B_t/D^beta_t] along C = 6ND (k-free, E-free)."""
+    A = np.array([c["A"] for c in coefs.values()], dtype=float)
+    alpha = np.array([c["alpha"] for c in coefs.values()], dtype=float)
+    B = np.array([c["B"] for c in coefs.values()], dtype=float)
+    beta = np.array([c["beta"] for c in coefs.values()], dtype=float)
+
+    def objective(log_n: float) -> float:
+        n = math.exp(log_n)
+        d = train_flops / (6.0 * n)
+        return float(np.mean(A * n ** -alpha + B * d ** -beta))
+
+    lo, hi = math.log(1e3), math.log(max(train_flops / 6.0, 1e4))
+    res = minimize_scalar(objective, bounds=(lo, hi), method="bounded", options={"xatol": 1e-6})
+    return float(math.exp(res.x))
+
+
+def term_shares(coefs: Mapping[str, float], params, tokens, k) -> dict[str, np.ndarray]:
+    """Share of the loss each term (E, A, B, G) contributes at the given points."""
+    N, D, K = (np.asarray(x, dtype=float) for x in (params, tokens, k))
+    N, D, K = np.broadcast_arrays(N, D, K)
+    terms = {"E": np.full(N.shape, float(coefs["E"])), "A": coefs["A"] * N ** -coefs["alpha"],
+             "B": coefs["B"] * D ** -coefs["beta"], "G": coefs["G"] * K ** -coefs["gamma"]}
+    total = sum(terms.values())
+    return {name: t / total for name, t in terms.items()}
+
+
+def identifiable(coefs: Mapping[str, float], design: pd.DataFrame, ks: Sequence[int],
+                 min_share: float = MIN_TERM_SHARE) -> bool:
+    """True if every term (E, A, B, G) reaches `min_share` of the loss somewhere in the design."""
+    N = np.repeat(design["params"].to_numpy(float), len(ks))
+    D = np.repeat(design["tokens"].to_numpy(float), len(ks))
+    K = np.tile(np.asarray(ks, dtype=float), len(design))
+    shares = term_shares(coefs, N, D, K)
+    return all(float(s.max()) >= min_share for s in shares.values())
+
+
+def _draw_loss_truth(rng: np.random.Generator, n_tasks: int, budgets: np.ndarray, sizes_per_budget: int,
+                     n_overtrained: int, ks: np.ndarray) -> dict[str, dict[str, float]]:
+    """Per-task coefficients from the population, redrawn until every term is visible in the actual design.
+
+    The design depends on the truth (IsoFLOP sweeps centre on the true optimum), so draw, build the design,
+    redraw the tasks that fail the check, and repeat. A degenerate design (say one budget, one size) may never
+    pass; then the last draw is kept.
+    """
+    names = [TASK_NAMES[i] if n_tasks <= len(TASK_NAMES) else f"task_{i}" for i in range(n_tasks)]
+    coefs = {name: _draw_one(rng) for name in names}
+    for _ in range(50):
+        design = loss_design(coefs, budgets, sizes_per_budget, n_overtrained)
+        failing = [t for t, c in coefs.items() if not identifiable(c, design, ks)]
+        if not failing:
+            break
+        for t in failing:
+            coefs[t] = _draw_one(rng)
+    return coefs
+
+
+def _draw_one(rng: np.random.Generator) -> dict[str, float]:
+    """One task's coefficients from the population, within `RANGES` (out-of-range draws are redrawn)."""
+    while True:
+        c = _draw_raw(rng)
+        if all(RANGES[k][0] <= v <= RANGES[k][1] for k, v in c.items()):
+            return {k: float(_round_sig(v, 4)) for k, v in c.items()}
+
+
+def _draw_raw(rng: np.random.Generator) -> dict[str, float]:
+    E = math.exp(rng.normal(math.log(0.35), 0.45))
+    alpha = rng.normal(0.34, 0.04)
+    A = math.exp(rng.normal(math.log(0.45), 0.3)) * N_REF ** alpha
+    beta = rng.normal(0.32, 0.04)
+    B = math.exp(rng.normal(math.log(0.5), 0.3)) * D_REF ** beta
+    G = math.exp(rng.normal(math.log(0.8), 0.4))
+    gamma = rng.normal(0.4, 0.08)
+    return {"E": E, "A": A, "alpha": alpha, "B": B, "beta": beta, "G": G, "gamma": gamma}
+
+
+def _truth_tasks(truth: Mapping[str, Any]) -> dict[str, dict[str, float]]:
+    tasks = truth.get("tasks", truth) if isinstance(truth, Mapping) else None
+    if not isinstance(tasks, Mapping) or not tasks:
+        raise InputError("truth must be a dict {'tasks': {task: {E, A, alpha, B, beta, G, gamma}}}")
+    out = {}
+    for task, coefs in tasks.items():
+        if not isinstance(coefs, Mapping):
+            raise InputError(f"truth for task '{task}' must be a dict of coefficients")
+        missing = [name for name in LOSS_COEFFICIENTS if name not in coefs]
+        if missing:
+            raise InputError(f"truth for task '{task}' is missing {', '.join(missing)}")
+        values = {name: float(coefs[name]) for name in LOSS_COEFFICIENTS}
+        bad = [n for n, v in values.items() if not math.isfinite(v) or v < 0 or (n != "G" and n != "E" and v == 0)]
+        if bad:
+            raise InputError(f"truth for task '{task}' has invalid {', '.join(bad)} (must be finite and > 0)")
+        out[str(task)] = values
+    return out
+
+
+def _check_design(n_tasks, budgets, sizes_per_budget, n_overtrained, ks, noise) -> None:
+    if int(n_tasks) < 1:
+        raise InputError(f"n_tasks must be >= 1, got {n_tasks}")
+    if budgets.size == 0 or not np.all(np.isfinite(budgets)) or np.any(budgets <= 0):
+        raise InputError("budgets must be positive, finite FLOP counts")
+    if int(sizes_per_budget) < 1 or int(n_overtrained) < 0:
+        raise InputError("sizes_per_budget must be >= 1 and n_overtrained >= 0")
+    if ks.size == 0 or np.any(ks < 1) or np.any(np.asarray(ks, dtype=float) != np.round(ks)):
+        raise InputError(f"ks must be integers >= 1, got {list(ks)}")
+    if not math.isfinite(noise) or noise < 0:
+        raise InputError(f"noise must be >= 0, got {noise}")
+
+
+def _round_sig(x, digits: int):
+    x = np.asarray(x, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mag = np.where(x == 0, 0, np.floor(np.log10(np.abs(np.where(x == 0, 1, x)))))
+    scale = 10.0 ** (digits - 1 - mag)
+    return np.round(x * scale) / scale
+
+
+def _model_name(n: float, d: float) -> str:
+    return f"N{n / 1e6:.4g}M-D{d / 1e9:.4g}B"
+
+
+# ------------------------------------------------------------------------------------------ dispatch + output
+SIMULATORS: dict[str, Callable[..., tuple[pd.DataFrame, dict]]] = {"loss": simulate_loss}
+
+
+def simulate(route: str, seed: int, **kwargs: Any) -> tuple[pd.DataFrame, dict]:
+    """Simulate a data set for `route` ("loss"; "accuracy" once its simulator is registered)."""
+    if route not in SIMULATORS:
+        raise InputError(f"no simulator for route '{route}'; available: {', '.join(sorted(SIMULATORS))}")
+    return SIMULATORS[route](seed, **kwargs)
+
+
+def truth_path(out: str | Path) -> Path:
+    """Where the truth of a simulated data file goes: data.csv -> data.truth.json (also for .csv.gz)."""
+    out = Path(out)
+    name = out.name
+    for suffix in (".csv.gz", ".csv", ".parquet", ".pq"):
+        if name.lower().endswith(suffix):
+            return out.with_name(name[: -len(suffix)] + ".truth.json")
+    return out.with_name(out.stem + ".truth.json")
+
+
+def write_simulation(out: str | Path, data: pd.DataFrame, truth: dict, overwrite: bool = False) -> tuple[Path, Path]:
+    """Write `data` to `out` (CSV, CSV.gz or Parquet by extension) and `truth` to `<stem>.truth.json` beside it.
+
+    Both are written atomically; if either exists and `overwrite` is false nothing is written at all.
+    Returns (data path, truth path).
+    """
+    out = Path(out)
+    name = out.name.lower()
+    if name.endswith((".csv", ".csv.gz")):
+        compression = "gzip" if name.endswith(".gz") else None
+
+        def write(p: Path) -> None:
+            data.to_csv(p, index=False, float_format="%.15g", compression=compression)
+    elif name.endswith((".parquet", ".pq")):
+        def write(p: Path) -> None:
+            data.to_parquet(p, index=False)
+    else:
+        raise InputError(f"{out}: unknown file type; use .csv, .csv.gz, .parquet or .pq")
+    tpath = truth_path(out)
+    check_writable(out, overwrite=overwrite)
+    check_writable(tpath, overwrite=overwrite)
+    atomic_write(out, write, overwrite=overwrite)
+    write_json(tpath, truth, overwrite=overwrite)
+    return out, tpath
