@@ -119,9 +119,8 @@ class EvalData:
             values = frame[col]
             h.update(f"{col}:".encode())
             if col in LABEL_COLUMNS:
-                encoded = [s.encode("utf-8") for s in values.tolist()]
-                h.update(np.asarray([len(b) for b in encoded], dtype="<i8").tobytes())
-                h.update(b"".join(encoded))
+                h.update(np.ascontiguousarray(values.str.len().to_numpy(), dtype="<i8").tobytes())
+                h.update("".join(values.tolist()).encode("utf-8", "surrogatepass"))
             elif col in INT_COLUMNS:
                 h.update(np.ascontiguousarray(values.to_numpy(), dtype="<i8").tobytes())
             else:
@@ -228,7 +227,8 @@ class _Part:
     kind: str
     frame: pd.DataFrame        # canonical + extra columns, all rows
     bad: np.ndarray            # bool per row
-    first_error: InputError | None
+    first_error: InputError | None   # the first bad row's problem (source, row, column set)
+    first_reason: str = ""           # ... and its reason alone
 
 
 def _join_sources(sources: Sequence[str]) -> str | None:
@@ -380,19 +380,21 @@ def _prepare(raw: pd.DataFrame, source: str, column_map: Mapping[str, str], kind
     bad = np.zeros(n, dtype=bool)
     for _, mask, _ in checks:
         bad |= mask
-    first_error = None
+    first_error, first_reason = None, ""
     if bad.any():
         row = int(np.argmax(bad))
         # report the first failing check of the first bad row, in column order
         col_rank = {c: i for i, c in enumerate(order)}
         failing = sorted(((col_rank[c], j) for j, (c, m, _) in enumerate(checks) if m[row]))
         col, _, reason = checks[failing[0][1]]
-        first_error = InputError(reason(row), source=source, row=row + 1, column=col)
+        first_reason = reason(row)
+        first_error = InputError(first_reason, source=source, row=row + 1, column=col)
     out = pd.DataFrame(canon)
     for col in frame.columns:
         if col not in out.columns:
             out[col] = frame[col].to_numpy()
-    return _Part(source=source, kind=kind, frame=out, bad=bad, first_error=first_error)
+    return _Part(source=source, kind=kind, frame=out, bad=bad, first_error=first_error,
+                 first_reason=first_reason)
 
 
 def _labels(raw: pd.Series) -> tuple[pd.Series, np.ndarray]:
@@ -464,12 +466,13 @@ def _combine(parts: list[_Part], *, drop_bad_rows: bool) -> EvalData:
                              f"of the same kind", source=part.source)
     n_bad = int(sum(p.bad.sum() for p in parts))
     if n_bad and not drop_bad_rows:
-        first = next(p for p in parts if p.first_error is not None).first_error
+        part = next(p for p in parts if p.first_error is not None)
+        first = part.first_error
         n_files = sum(1 for p in parts if p.bad.any())
         where = f" in {n_files} files" if n_files > 1 else ""
         hint = (f" (and {n_bad - 1} more bad row{'s' if n_bad > 2 else ''}{where}; pass --drop-bad-rows to skip "
                 f"them)" if n_bad > 1 else " (pass --drop-bad-rows to skip it)")
-        raise InputError(str(first) + hint)
+        raise InputError(part.first_reason + hint, source=first.source, row=first.row, column=first.column)
     frames = []
     for part in parts:
         if part.bad.any():
