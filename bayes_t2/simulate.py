@@ -206,7 +206,7 @@ def _truth_tasks(truth: Mapping[str, Any]) -> dict[str, dict[str, float]]:
         values = {name: float(coefs[name]) for name in LOSS_COEFFICIENTS}
         bad = [n for n, v in values.items() if not math.isfinite(v) or v < 0 or (n != "G" and n != "E" and v == 0)]
         if bad:
-            raise InputError(f"truth for task '{task}' has invalid {', '.join(bad)} (must be finite and > 0)")
+            raise InputError(f"truth for task '{task}' has invalid {', '.join(bad)} (must be finite and > 0; E and G may be 0)")
         out[str(task)] = values
     return out
 
