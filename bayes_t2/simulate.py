@@ -204,9 +204,10 @@ def _truth_tasks(truth: Mapping[str, Any]) -> dict[str, dict[str, float]]:
         if missing:
             raise InputError(f"truth for task '{task}' is missing {', '.join(missing)}")
         values = {name: float(coefs[name]) for name in LOSS_COEFFICIENTS}
-        bad = [n for n, v in values.items() if not math.isfinite(v) or v < 0 or (n != "G" and n != "E" and v == 0)]
+        bad = [n for n, v in values.items() if not math.isfinite(v) or v < 0 or (n not in ("E", "G") and v == 0)]
         if bad:
-            raise InputError(f"truth for task '{task}' has invalid {', '.join(bad)} (must be finite and > 0; E and G may be 0)")
+            raise InputError(f"truth for task '{task}' has invalid {', '.join(bad)} "
+                             f"(must be finite and > 0; E and G may be 0)")
         out[str(task)] = values
     return out
 
