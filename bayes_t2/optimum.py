@@ -1,0 +1,622 @@
+"""Per-draw compute-optimal designs (N*, D*, k*) under a budget: numba kernels and an xarray wrapper.
+
+For every posterior draw, task and budget the kernels minimise an objective ``objective(theta, N, D, k)``
+(the loss law for the loss route, e.g. -pass@k for the accuracy route) over the designs the budget buys:
+
+* split budget (T2 convention): D = min(C_train/(6N), max_tokens), k = min(k_max, floor(C_inf/(2NT))),
+  one free variable N in [min_params, min(max_params, C_inf/(2T))]. The objective is piecewise in N (k
+  jumps at N = C_inf/(2kT)). The search solves the continuous relaxation (real k), then searches the
+  constant-k segments next to it and the one holding the fixed-k optimum, each by bounded golden section in
+  log N, and keeps the best.
+* total budget: 6ND + 2NkTQ <= C, D <= max_tokens, k integer in [1, k_max]. The profile over log k is
+  unimodal (the loss is jointly convex in (log N, log k)): golden section on log k around an inner golden
+  section on log N, then the integer neighbours are compared.
+
+The loss route also has an exact path (`method="exact"`, chosen automatically for the loss law): within a
+constant-k segment the optimum is the clipped Chinchilla closed form, and the best k comes from a
+safeguarded Newton solve of a monotone first-order condition, so N* is exact to rounding. The generic
+search is limited by float64 rounding of the objective near its flat minimum (about sqrt(eps |f| / f'') in
+log N), which is why the exact path exists.
+
+Kernels take the objective as a numba first-class function of type `OBJECTIVE_TYPE`; a plain `@numba.njit`
+function with that call signature can be passed. (Dispatcher arguments would be specialised per function but
+then the kernels could not be cached on disk; as a first-class function type they are compiled once and
+cached.)
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numba
+import numpy as np
+import xarray as xr
+from numba import types
+
+from .budget import Budget, Constraints, SplitBudget, TotalBudget, check_feasible, chinchilla_design
+from .errors import InputError
+from .laws import LOSS_COEFFICIENTS, chinchilla_optimal_params_nb, loss_law_nb
+
+__all__ = [
+    "OBJECTIVE_SIGNATURE",
+    "OBJECTIVE_TYPE",
+    "OUTPUTS",
+    "budget_table",
+    "loss_objective_nb",
+    "optimize_array",
+    "optimize_posterior",
+    "split_optimum",
+    "split_optimum_loss",
+    "sweep_kernel",
+    "total_optimum",
+    "total_optimum_loss",
+]
+
+OBJECTIVE_SIGNATURE = types.float64(types.float64[::1], types.float64, types.float64, types.float64)
+OBJECTIVE_TYPE = types.FunctionType(OBJECTIVE_SIGNATURE)
+
+#: Rows of the array `sweep_kernel` fills, in order.
+OUTPUTS = ("N", "D", "k", "metric", "chinchilla_metric", "chinchilla_metric_k1")
+
+SPLIT, TOTAL = 0.0, 1.0
+_INVPHI = (math.sqrt(5.0) - 1.0) / 2.0
+_GOLDEN_TOL = 1e-10  # bracket width in log units
+_JIT = dict(cache=True, nogil=True, fastmath=False)
+
+
+@numba.njit(OBJECTIVE_SIGNATURE, **_JIT)
+def loss_objective_nb(theta, N, D, k):
+    """The loss law as an optimizer objective: theta = [E, A, alpha, B, beta, G, gamma]."""
+    return loss_law_nb(theta[0], theta[1], theta[2], theta[3], theta[4], theta[5], theta[6], N, D, k)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Generic search (any objective)
+# ----------------------------------------------------------------------------------------------------------
+
+
+@numba.njit(**_JIT)
+def _value(f, theta, mode, N, a0, a1, a2, a3):
+    """Objective at N for one of three one-dimensional problems.
+
+    mode 0 split, fixed k:  a0 = C_train, a1 = max_tokens, a2 = k
+    mode 1 split, real k:   a0 = C_train, a1 = max_tokens, a2 = C_inf/(2T), a3 = k_max
+    mode 2 total, fixed k:  a0 = C, a1 = max_tokens, a2 = 2kTQ, a3 = k
+    """
+    if mode == 0:
+        return f(theta, N, min(a0 / (6.0 * N), a1), a2)
+    if mode == 1:
+        return f(theta, N, min(a0 / (6.0 * N), a1), min(a3, a2 / N))
+    D = (a0 / N - a2) / 6.0
+    if not D > 0.0:
+        return np.inf
+    return f(theta, N, min(D, a1), a3)
+
+
+@numba.njit(**_JIT)
+def _golden(f, theta, mode, a0, a1, a2, a3, ulo, uhi):
+    """Bounded golden-section search for the minimum over u = log N in [ulo, uhi]; returns (N, value).
+
+    The end points are compared at the end, so a binding bound is returned exactly.
+    """
+    nlo, nhi = math.exp(ulo), math.exp(uhi)
+    if not uhi > ulo:
+        v = _value(f, theta, mode, nlo, a0, a1, a2, a3)
+        return nlo, v
+    a, b = ulo, uhi
+    c = b - _INVPHI * (b - a)
+    d = a + _INVPHI * (b - a)
+    fc = _value(f, theta, mode, math.exp(c), a0, a1, a2, a3)
+    fd = _value(f, theta, mode, math.exp(d), a0, a1, a2, a3)
+    tol = _GOLDEN_TOL * max(1.0, abs(ulo), abs(uhi))
+    while b - a > tol:
+        if fc <= fd:
+            b, d, fd = d, c, fc
+            c = b - _INVPHI * (b - a)
+            fc = _value(f, theta, mode, math.exp(c), a0, a1, a2, a3)
+        else:
+            a, c, fc = c, d, fd
+            d = a + _INVPHI * (b - a)
+            fd = _value(f, theta, mode, math.exp(d), a0, a1, a2, a3)
+    if fc <= fd:
+        bu, bv = c, fc
+    else:
+        bu, bv = d, fd
+    bn = math.exp(bu)
+    vlo = _value(f, theta, mode, nlo, a0, a1, a2, a3)
+    if vlo <= bv:
+        bn, bv = nlo, vlo
+    vhi = _value(f, theta, mode, nhi, a0, a1, a2, a3)
+    if vhi < bv:
+        bn, bv = nhi, vhi
+    return bn, bv
+
+
+@numba.njit(**_JIT)
+def _k_of_n(c, N, kmax):
+    """Samples per query the inference budget affords at N: min(k_max, floor(C_inf/(2NT))), at least 1."""
+    return max(1.0, min(kmax, np.floor(c / N)))
+
+
+@numba.njit(**_JIT)
+def _split_segment(f, theta, Ct, Dmax, c, lo, hi, kmax, k):
+    """Best N in the segment where k samples are affordable; (N, value) or (nan, inf) if it is empty."""
+    nhi = min(hi, c / k)
+    nlo = lo if k >= kmax else max(lo, c / (k + 1.0))
+    if not nlo <= nhi:
+        return np.nan, np.inf
+    return _golden(f, theta, 0, Ct, Dmax, k, 0.0, math.log(nlo), math.log(nhi))
+
+
+@numba.njit(**_JIT)
+def split_optimum(f, theta, Ct, Ci, T, Dmax, lo, maxN, kmax):
+    """Minimise f over the split budget (C_train, C_inf per query, T tokens/sample) -> (N, D, k, value)."""
+    c = Ci / (2.0 * T)
+    hi = min(maxN, c)
+    if not lo <= hi:
+        return np.nan, np.nan, np.nan, np.nan
+    K = max(1.0, min(kmax, np.floor(c / lo)))
+    ulo, uhi = math.log(lo), math.log(hi)
+    # continuous relaxation (k real)
+    nr, _ = _golden(f, theta, 1, Ct, Dmax, c, kmax, ulo, uhi)
+    kr = _k_of_n(c, nr, kmax)
+    # fixed-k optimum (for the loss law: the k-free Chinchilla optimum), and the segment that holds it
+    nf, _ = _golden(f, theta, 0, Ct, Dmax, kr, 0.0, ulo, uhi)
+    kf = _k_of_n(c, nf, kmax)
+    cands = np.array([kr - 1.0, kr, kr + 1.0, kr + 2.0, kf, kf + 1.0])
+    bn, bk, bv = np.nan, np.nan, np.inf
+    for i in range(cands.shape[0]):
+        k = cands[i]
+        if k < 1.0 or k > K:
+            continue
+        seen = False
+        for j in range(i):
+            if cands[j] == k:
+                seen = True
+        if seen:
+            continue
+        n, v = _split_segment(f, theta, Ct, Dmax, c, lo, hi, kmax, k)
+        if v < bv:
+            bn, bk, bv = n, k, v
+    return bn, min(Ct / (6.0 * bn), Dmax), bk, bv
+
+
+@numba.njit(**_JIT)
+def _total_kmax(C, b1, lo, kmax):
+    """Largest k with D > 0 at N = min_params (2 N k T Q < C), capped at k_max; b1 = 2TQ."""
+    x = C / (lo * b1)
+    return max(1.0, min(kmax, np.ceil(x) - 1.0))
+
+
+@numba.njit(**_JIT)
+def _total_inner(f, theta, exact, C, b1, Dmax, lo, hi, k):
+    """Best N for a fixed k under the total budget -> (N, value)."""
+    if exact:
+        n = _total_inner_loss_n(theta, C, b1 * k, Dmax, lo, hi)
+        return n, _total_loss_value(theta, C, b1 * k, Dmax, n, k)
+    nhi = min(hi, C / (b1 * k))
+    if not lo < nhi:
+        return np.nan, np.inf
+    return _golden(f, theta, 2, C, Dmax, b1 * k, k, math.log(lo), math.log(nhi))
+
+
+@numba.njit(**_JIT)
+def _total_search(f, theta, exact, C, T, Q, Dmax, lo, maxN, kmax):
+    b1 = 2.0 * T * Q
+    hi = min(maxN, C / b1)
+    if not lo < hi:
+        return np.nan, np.nan, np.nan, np.nan
+    K = _total_kmax(C, b1, lo, kmax)
+    # golden section on v = log k (k real), profile = inner optimum over N
+    a, b = 0.0, math.log(K)
+    if b > a:
+        c = b - _INVPHI * (b - a)
+        d = a + _INVPHI * (b - a)
+        _, fc = _total_inner(f, theta, exact, C, b1, Dmax, lo, hi, math.exp(c))
+        _, fd = _total_inner(f, theta, exact, C, b1, Dmax, lo, hi, math.exp(d))
+        while b - a > 1e-9 * max(1.0, b):
+            if fc <= fd:
+                b, d, fd = d, c, fc
+                c = b - _INVPHI * (b - a)
+                _, fc = _total_inner(f, theta, exact, C, b1, Dmax, lo, hi, math.exp(c))
+            else:
+                a, c, fc = c, d, fd
+                d = a + _INVPHI * (b - a)
+                _, fd = _total_inner(f, theta, exact, C, b1, Dmax, lo, hi, math.exp(d))
+        kc = math.exp(0.5 * (a + b))
+    else:
+        kc = 1.0
+    # integer neighbours (and the ends of the range)
+    fl = np.floor(kc)
+    cands = np.array([fl - 1.0, fl, fl + 1.0, fl + 2.0, 1.0, K])
+    bn, bk, bv = np.nan, np.nan, np.inf
+    for i in range(cands.shape[0]):
+        k = cands[i]
+        if k < 1.0 or k > K:
+            continue
+        seen = False
+        for j in range(i):
+            if cands[j] == k:
+                seen = True
+        if seen:
+            continue
+        n, v = _total_inner(f, theta, exact, C, b1, Dmax, lo, hi, k)
+        if v < bv:
+            bn, bk, bv = n, k, v
+    if not bv < np.inf:
+        return np.nan, np.nan, np.nan, np.nan
+    return bn, min((C / bn - b1 * bk) / 6.0, Dmax), bk, bv
+
+
+@numba.njit(**_JIT)
+def total_optimum(f, theta, C, T, Q, Dmax, lo, maxN, kmax):
+    """Minimise f over the total budget 6ND + 2NkTQ <= C -> (N, D, k, value)."""
+    return _total_search(f, theta, False, C, T, Q, Dmax, lo, maxN, kmax)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Exact path for the loss law (theta = [E, A, alpha, B, beta, G, gamma])
+# ----------------------------------------------------------------------------------------------------------
+
+
+@numba.njit(**_JIT)
+def _split_loss_value(theta, Ct, Dmax, N, k):
+    return loss_law_nb(theta[0], theta[1], theta[2], theta[3], theta[4], theta[5], theta[6],
+                       N, min(Ct / (6.0 * N), Dmax), k)
+
+
+@numba.njit(**_JIT)
+def _lse(x, y):
+    m = max(x, y)
+    if m == -np.inf:
+        return -np.inf
+    return m + math.log(math.exp(x - m) + math.exp(y - m))
+
+
+@numba.njit(**_JIT)
+def _phi1(v, lp, a, lq, b, lr, g):
+    """First-order condition of psi(v) = loss at N = c e^-v, k = e^v (uncapped D), in log form, and its slope.
+
+    psi'(v) = P e^{av} - Q e^{-bv} - R e^{-gv};  phi1 = log(P e^{av}) - log(Q e^{-bv} + R e^{-gv}) is
+    increasing and concave with slope in [a + min(b, g), a + max(b, g)]; psi' > 0 iff phi1 > 0.
+    """
+    x, y = lq - b * v, lr - g * v
+    s = _lse(x, y)
+    wq = math.exp(x - s)
+    return lp + a * v - s, a + b * wq + g * (1.0 - wq)
+
+
+@numba.njit(**_JIT)
+def _root_phi1(lp, a, lq, b, lr, g, x1, x2):
+    """Root of the increasing function phi1 in [x1, x2] (clipped to the ends), safeguarded Newton."""
+    f1, _ = _phi1(x1, lp, a, lq, b, lr, g)
+    if f1 >= 0.0:
+        return x1
+    f2, _ = _phi1(x2, lp, a, lq, b, lr, g)
+    if f2 <= 0.0:
+        return x2
+    x = x1  # concave increasing: Newton from the left never overshoots
+    for _ in range(200):
+        fx, dfx = _phi1(x, lp, a, lq, b, lr, g)
+        if fx > 0.0:
+            x2 = x
+        else:
+            x1 = x
+        xn = x - fx / dfx
+        if not (x1 <= xn <= x2):
+            xn = 0.5 * (x1 + x2)
+        if abs(xn - x) <= 1e-14 * max(1.0, abs(x)):
+            return xn
+        x = xn
+    return x
+
+
+@numba.njit(**_JIT)
+def split_optimum_loss(theta, Ct, Ci, T, Dmax, lo, maxN, kmax):
+    """Exact split-budget optimum of the loss law -> (N, D, k, loss).
+
+    Within the segment of the fixed-k optimum N_h = clip(max(N_chinchilla, N_wall), lo, hi) nothing beats
+    N_h. For more samples than that segment affords the best N in each segment is its right end
+    N_k = C_inf/(2kT), where psi(k) = loss(N_k, k) is convex in log k; its real minimiser solves a monotone
+    first-order condition and the integer optimum is its floor or ceiling.
+    """
+    A, a, B, b, G, g = theta[1], theta[2], theta[3], theta[4], theta[5], theta[6]
+    c = Ci / (2.0 * T)
+    hi = min(maxN, c)
+    if not lo <= hi:
+        return np.nan, np.nan, np.nan, np.nan
+    nw = Ct / (6.0 * Dmax)
+    nc = chinchilla_optimal_params_nb(A, a, B, b, Ct)
+    nh = min(max(max(nc, nw), lo), hi)
+    kh = _k_of_n(c, nh, kmax)
+    bn, bk = nh, kh
+    bv = _split_loss_value(theta, Ct, Dmax, nh, kh)
+    K = max(1.0, min(kmax, np.floor(c / lo)))
+    if G > 0.0 and kh + 1.0 <= K:
+        v0, v1 = math.log(kh + 1.0), math.log(K)
+        lp = math.log(a * A) - a * math.log(c)
+        lq = math.log(b * B) - b * math.log(Ct / (6.0 * c))
+        lr = math.log(g * G)
+        vw = math.log(6.0 * c * Dmax / Ct)  # D is capped for v > vw
+        v2 = (lr - lp) / (a + g)  # root with D capped
+        if vw >= v1:
+            vs = _root_phi1(lp, a, lq, b, lr, g, v0, v1)
+        elif vw <= v0:
+            vs = min(max(v2, v0), v1)
+        else:
+            f_w, _ = _phi1(vw, lp, a, lq, b, lr, g)
+            if f_w >= 0.0:
+                vs = _root_phi1(lp, a, lq, b, lr, g, v0, vw)
+            elif v2 >= vw:
+                vs = min(v2, v1)
+            else:
+                vs = vw
+        kf = np.floor(math.exp(vs))
+        for kk in (kf, kf + 1.0):
+            k = min(max(kk, kh + 1.0), K)
+            n = max(c / k, lo)
+            v = _split_loss_value(theta, Ct, Dmax, n, k)
+            if v < bv:
+                bn, bk, bv = n, k, v
+    return bn, min(Ct / (6.0 * bn), Dmax), bk, bv
+
+
+@numba.njit(**_JIT)
+def _total_loss_value(theta, C, bk, Dmax, N, k):
+    D = (C / N - bk) / 6.0
+    if not D > 0.0:
+        return np.inf
+    return loss_law_nb(theta[0], theta[1], theta[2], theta[3], theta[4], theta[5], theta[6],
+                       N, min(D, Dmax), k)
+
+
+@numba.njit(**_JIT)
+def _total_foc(u, l0, a, b, C, bk):
+    """F(u) = log(aA) - log(bB C/6) + (1-a) u + (b+1) log D(u), D = (C e^-u - bk)/6, and F'(u).
+
+    F is decreasing and concave; F > 0 iff the loss decreases in N.
+    """
+    D = (C * math.exp(-u) - bk) / 6.0
+    return l0 + (1.0 - a) * u + (b + 1.0) * math.log(D), -(a + b) - (b + 1.0) * bk / (6.0 * D)
+
+
+@numba.njit(**_JIT)
+def _total_inner_loss_n(theta, C, bk, Dmax, lo, hi):
+    """Exact best N for fixed k under the total budget (bk = 2kTQ): the root of the first-order condition,
+    moved to the data wall if it lies on the capped side, clipped to [lo, hi]."""
+    A, a, B, b = theta[1], theta[2], theta[3], theta[4]
+    nmax = C / bk
+    nhi = min(hi, nmax * (1.0 - 1e-12))
+    if not lo < nhi:
+        return np.nan
+    l0 = math.log(a * A) - math.log(b * B * C / 6.0)
+    x1, x2 = math.log(lo), math.log(nhi)
+    f1, _ = _total_foc(x1, l0, a, b, C, bk)
+    if f1 <= 0.0:
+        x = x1
+    else:
+        f2, _ = _total_foc(x2, l0, a, b, C, bk)
+        if f2 >= 0.0:
+            x = x2
+        else:
+            # start right of the root (concave decreasing: Newton from the right never overshoots)
+            xc = math.log(chinchilla_optimal_params_nb(A, a, B, b, C))
+            x = xc if x1 < xc < x2 else x2
+            for _ in range(200):
+                fx, dfx = _total_foc(x, l0, a, b, C, bk)
+                if fx > 0.0:
+                    x1 = x
+                else:
+                    x2 = x
+                xn = x - fx / dfx
+                if not (x1 <= xn <= x2):
+                    xn = 0.5 * (x1 + x2)
+                if abs(xn - x) <= 1e-14 * max(1.0, abs(x)):
+                    x = xn
+                    break
+                x = xn
+    n = math.exp(x)
+    nwall = C / (6.0 * Dmax + bk)
+    return min(max(n, nwall, lo), nhi)
+
+
+@numba.njit(**_JIT)
+def total_optimum_loss(theta, C, T, Q, Dmax, lo, maxN, kmax):
+    """Total-budget optimum of the loss law, exact inner solve over N -> (N, D, k, loss)."""
+    return _total_search(loss_objective_nb, theta, True, C, T, Q, Dmax, lo, maxN, kmax)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Sweep over draws x budgets
+# ----------------------------------------------------------------------------------------------------------
+
+
+def _sweep(f, exact, thetas, budgets, chinchilla, Dmax, lo, maxN, kmax, out):
+    """Fill out[6, P, B] (rows: OUTPUTS) for every draw (row of thetas) and budget (row of budgets).
+
+    budgets[j] = (kind 0 split / 1 total, C_train or C, C_inf or Q, T); chinchilla[j] = (N, D, k).
+    """
+    P = thetas.shape[0]
+    nb = budgets.shape[0]
+    for idx in numba.prange(P * nb):
+        i = idx // nb
+        j = idx - i * nb
+        theta = thetas[i]
+        kind, c1, c2, T = budgets[j, 0], budgets[j, 1], budgets[j, 2], budgets[j, 3]
+        if kind == 0.0:
+            if exact:
+                n, d, k, v = split_optimum_loss(theta, c1, c2, T, Dmax, lo, maxN, kmax)
+            else:
+                n, d, k, v = split_optimum(f, theta, c1, c2, T, Dmax, lo, maxN, kmax)
+        else:
+            n, d, k, v = _total_search(f, theta, exact, c1, T, c2, Dmax, lo, maxN, kmax)
+        out[0, i, j] = n
+        out[1, i, j] = d
+        out[2, i, j] = k
+        out[3, i, j] = v
+        cn, cd, ck = chinchilla[j, 0], chinchilla[j, 1], chinchilla[j, 2]
+        if exact:
+            out[4, i, j] = loss_law_nb(theta[0], theta[1], theta[2], theta[3], theta[4], theta[5], theta[6],
+                                       cn, cd, ck)
+            out[5, i, j] = loss_law_nb(theta[0], theta[1], theta[2], theta[3], theta[4], theta[5], theta[6],
+                                       cn, cd, 1.0)
+        else:
+            out[4, i, j] = f(theta, cn, cd, ck)
+            out[5, i, j] = f(theta, cn, cd, 1.0)
+
+
+_SWEEP_SIGNATURE = types.void(OBJECTIVE_TYPE, types.boolean, types.float64[:, ::1], types.float64[:, ::1],
+                              types.float64[:, ::1], types.float64, types.float64, types.float64, types.float64,
+                              types.float64[:, :, ::1])
+_sweep_kernel = None
+
+
+def sweep_kernel():
+    """The parallel sweep kernel (compiled, or loaded from the on-disk cache, on first use).
+
+    kernel(objective, exact, thetas[P, ncoef], budgets[B, 4], chinchilla[B, 3],
+           max_tokens, min_params, max_params, k_max, out[6, P, B]) with inf for "no constraint".
+    """
+    global _sweep_kernel
+    if _sweep_kernel is None:
+        _sweep_kernel = numba.njit(_SWEEP_SIGNATURE, parallel=True, **_JIT)(_sweep)
+    return _sweep_kernel
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Python API
+# ----------------------------------------------------------------------------------------------------------
+
+
+def budget_table(budgets: Sequence[Budget], constraints: Constraints = Constraints()) -> tuple[np.ndarray, np.ndarray]:
+    """Kernel inputs for a list of budgets: (budgets[B, 4], chinchilla designs[B, 3]); checks feasibility."""
+    if len(budgets) == 0:
+        raise InputError("at least one budget is required")
+    table = np.empty((len(budgets), 4))
+    chin = np.empty((len(budgets), 3))
+    for j, bud in enumerate(budgets):
+        check_feasible(bud, constraints)
+        if isinstance(bud, SplitBudget):
+            table[j] = (SPLIT, bud.train_flops, bud.inference_flops, bud.tokens_per_sample)
+        elif isinstance(bud, TotalBudget):
+            table[j] = (TOTAL, bud.total_flops, bud.queries, bud.tokens_per_sample)
+        else:
+            raise InputError(f"unknown budget type {type(bud).__name__}")
+        chin[j] = chinchilla_design(bud, constraints)
+    return table, chin
+
+
+def _resolve_objective(objective: Any, theta_names: Sequence[str], method: str) -> tuple[Any, bool]:
+    is_loss = objective is loss_law_nb or objective is loss_objective_nb
+    if is_loss:
+        if tuple(theta_names) != LOSS_COEFFICIENTS:
+            raise ValueError(f"the loss objective needs theta_names = {LOSS_COEFFICIENTS}")
+        objective = loss_objective_nb
+    if method not in ("auto", "exact", "search"):
+        raise ValueError(f"method must be 'auto', 'exact' or 'search', got {method!r}")
+    if method == "exact" and not is_loss:
+        raise ValueError("method='exact' is only available for the loss law")
+    return objective, (is_loss and method != "search")
+
+
+def optimize_array(thetas: np.ndarray, budgets: Sequence[Budget], constraints: Constraints = Constraints(),
+                   objective: Any = loss_law_nb, theta_names: Sequence[str] = LOSS_COEFFICIENTS,
+                   method: str = "auto") -> np.ndarray:
+    """Optimum for every row of thetas[P, ncoef] and every budget -> array[6, P, B] with rows `OUTPUTS`."""
+    objective, exact = _resolve_objective(objective, theta_names, method)
+    thetas = np.ascontiguousarray(thetas, dtype=np.float64)
+    if thetas.ndim != 2 or thetas.shape[1] != len(theta_names):
+        raise ValueError(f"thetas must have shape (P, {len(theta_names)}), got {thetas.shape}")
+    table, chin = budget_table(budgets, constraints)
+    out = np.empty((len(OUTPUTS), thetas.shape[0], table.shape[0]))
+    if thetas.shape[0]:
+        sweep_kernel()(objective, exact, thetas, table, chin, constraints.max_tokens_f, constraints.min_params,
+                       constraints.max_params_f, constraints.k_max_f, out)
+    return out
+
+
+def _budget_coords(budgets: Sequence[Budget]) -> dict[str, Any]:
+    def col(name: str) -> np.ndarray:
+        return np.array([float(getattr(b, name, np.nan)) for b in budgets])
+
+    return {
+        "budget": np.arange(len(budgets)),
+        "kind": ("budget", np.array([b.kind for b in budgets])),
+        "label": ("budget", np.array([b.label() for b in budgets])),
+        "train_flops": ("budget", col("train_flops")),
+        "inference_flops": ("budget", col("inference_flops")),
+        "total_flops": ("budget", col("total_flops")),
+        "queries": ("budget", col("queries")),
+        "tokens_per_sample": ("budget", col("tokens_per_sample")),
+    }
+
+
+def optimize_posterior(coefficients: xr.Dataset, budgets: Sequence[Budget],
+                       constraints: Constraints = Constraints(), objective: Any = loss_law_nb,
+                       theta_names: Sequence[str] = LOSS_COEFFICIENTS, method: str = "auto") -> xr.Dataset:
+    """Compute-optimal (N*, D*, k*) for every posterior draw, task and budget.
+
+    coefficients: Dataset with one variable per name in `theta_names` (sample dims such as chain, draw,
+    task; variables are broadcast against each other; dask-chunked input stays lazy).
+    objective: a numba function objective(theta, N, D, k) -> float to minimise, of type `OBJECTIVE_TYPE`;
+    the loss law `loss_law_nb` (default) is mapped to `loss_objective_nb`.
+    method: "auto" (exact path for the loss law, search otherwise), "exact" or "search".
+
+    Returns a Dataset with dims (*sample dims, budget): N, D, k, tokens_per_param, metric (objective at the
+    optimum), chinchilla_metric and chinchilla_metric_k1 (objective at the Chinchilla design, and at its N, D
+    with k = 1), plus chinchilla_N, chinchilla_D, chinchilla_k with dim budget alone (the baseline does not
+    depend on the draw). Non-dim coords on budget describe each budget (NaN where not applicable); the
+    constraints are in attrs.
+    """
+    objective, exact = _resolve_objective(objective, theta_names, method)
+    missing = [n for n in theta_names if n not in coefficients.data_vars]
+    if missing:
+        raise InputError(f"posterior coefficients are missing {', '.join(missing)}")
+    budgets = list(budgets)
+    table, chin = budget_table(budgets, constraints)
+    nb = len(budgets)
+    stacked = coefficients[list(theta_names)].to_dataarray("coefficient").astype(np.float64)
+    if stacked.chunks is not None:
+        stacked = stacked.chunk({"coefficient": -1})
+    kernel = sweep_kernel()
+    args = (constraints.max_tokens_f, constraints.min_params, constraints.max_params_f, constraints.k_max_f)
+
+    def run(theta: np.ndarray) -> tuple[np.ndarray, ...]:
+        shape = theta.shape[:-1]
+        flat = np.ascontiguousarray(theta.reshape(-1, theta.shape[-1]), dtype=np.float64)
+        out = np.empty((len(OUTPUTS), flat.shape[0], nb))
+        if flat.shape[0]:
+            kernel(objective, exact, flat, table, chin, *args, out)
+        return tuple(out[m].reshape(shape + (nb,)) for m in range(len(OUTPUTS)))
+
+    results = xr.apply_ufunc(
+        run, stacked,
+        input_core_dims=[["coefficient"]],
+        output_core_dims=[["budget"]] * len(OUTPUTS),
+        dask="parallelized",
+        output_dtypes=[np.float64] * len(OUTPUTS),
+        dask_gufunc_kwargs={"output_sizes": {"budget": nb}},
+    )
+    ds = xr.Dataset({name: res for name, res in zip(OUTPUTS, results)})
+    ds = ds.assign_coords(_budget_coords(budgets))
+    ds["tokens_per_param"] = ds["D"] / ds["N"]
+    ds["chinchilla_N"] = ("budget", chin[:, 0])
+    ds["chinchilla_D"] = ("budget", chin[:, 1])
+    ds["chinchilla_k"] = ("budget", chin[:, 2])
+    order = ["N", "D", "k", "tokens_per_param", "metric", "chinchilla_N", "chinchilla_D", "chinchilla_k",
+             "chinchilla_metric", "chinchilla_metric_k1"]
+    ds = ds[order]
+    ds.attrs = {
+        "constraints": constraints.to_json(),
+        "max_tokens": constraints.max_tokens_f,
+        "max_params": constraints.max_params_f,
+        "k_max": constraints.k_max_f,
+        "min_params": constraints.min_params,
+        "budgets": json.dumps([b.as_dict() for b in budgets]),
+        "objective": getattr(getattr(objective, "py_func", objective), "__name__", str(objective)),
+        "method": "exact" if exact else "search",
+    }
+    return ds
