@@ -74,190 +74,6 @@ def loss_objective_nb(theta, N, D, k):
 
 
 # ----------------------------------------------------------------------------------------------------------
-# Generic search (any objective)
-# ----------------------------------------------------------------------------------------------------------
-
-
-@numba.njit(**_JIT)
-def _value(f, theta, mode, N, a0, a1, a2, a3):
-    """Objective at N for one of three one-dimensional problems.
-
-    mode 0 split, fixed k:  a0 = C_train, a1 = max_tokens, a2 = k
-    mode 1 split, real k:   a0 = C_train, a1 = max_tokens, a2 = C_inf/(2T), a3 = k_max
-    mode 2 total, fixed k:  a0 = C, a1 = max_tokens, a2 = 2kTQ, a3 = k
-    """
-    if mode == 0:
-        return f(theta, N, min(a0 / (6.0 * N), a1), a2)
-    if mode == 1:
-        return f(theta, N, min(a0 / (6.0 * N), a1), min(a3, a2 / N))
-    D = (a0 / N - a2) / 6.0
-    if not D > 0.0:
-        return np.inf
-    return f(theta, N, min(D, a1), a3)
-
-
-@numba.njit(**_JIT)
-def _golden(f, theta, mode, a0, a1, a2, a3, ulo, uhi):
-    """Bounded golden-section search for the minimum over u = log N in [ulo, uhi]; returns (N, value).
-
-    The end points are compared at the end, so a binding bound is returned exactly.
-    """
-    nlo, nhi = math.exp(ulo), math.exp(uhi)
-    if not uhi > ulo:
-        v = _value(f, theta, mode, nlo, a0, a1, a2, a3)
-        return nlo, v
-    a, b = ulo, uhi
-    c = b - _INVPHI * (b - a)
-    d = a + _INVPHI * (b - a)
-    fc = _value(f, theta, mode, math.exp(c), a0, a1, a2, a3)
-    fd = _value(f, theta, mode, math.exp(d), a0, a1, a2, a3)
-    tol = _GOLDEN_TOL * max(1.0, abs(ulo), abs(uhi))
-    while b - a > tol:
-        if fc <= fd:
-            b, d, fd = d, c, fc
-            c = b - _INVPHI * (b - a)
-            fc = _value(f, theta, mode, math.exp(c), a0, a1, a2, a3)
-        else:
-            a, c, fc = c, d, fd
-            d = a + _INVPHI * (b - a)
-            fd = _value(f, theta, mode, math.exp(d), a0, a1, a2, a3)
-    if fc <= fd:
-        bu, bv = c, fc
-    else:
-        bu, bv = d, fd
-    bn = math.exp(bu)
-    vlo = _value(f, theta, mode, nlo, a0, a1, a2, a3)
-    if vlo <= bv:
-        bn, bv = nlo, vlo
-    vhi = _value(f, theta, mode, nhi, a0, a1, a2, a3)
-    if vhi < bv:
-        bn, bv = nhi, vhi
-    return bn, bv
-
-
-@numba.njit(**_JIT)
-def _k_of_n(c, N, kmax):
-    """Samples per query the inference budget affords at N: min(k_max, floor(C_inf/(2NT))), at least 1."""
-    return max(1.0, min(kmax, np.floor(c / N)))
-
-
-@numba.njit(**_JIT)
-def _split_segment(f, theta, Ct, Dmax, c, lo, hi, kmax, k):
-    """Best N in the segment where k samples are affordable; (N, value) or (nan, inf) if it is empty."""
-    nhi = min(hi, c / k)
-    nlo = lo if k >= kmax else max(lo, c / (k + 1.0))
-    if not nlo <= nhi:
-        return np.nan, np.inf
-    return _golden(f, theta, 0, Ct, Dmax, k, 0.0, math.log(nlo), math.log(nhi))
-
-
-@numba.njit(**_JIT)
-def split_optimum(f, theta, Ct, Ci, T, Dmax, lo, maxN, kmax):
-    """Minimise f over the split budget (C_train, C_inf per query, T tokens/sample) -> (N, D, k, value)."""
-    c = Ci / (2.0 * T)
-    hi = min(maxN, c)
-    if not lo <= hi:
-        return np.nan, np.nan, np.nan, np.nan
-    K = max(1.0, min(kmax, np.floor(c / lo)))
-    ulo, uhi = math.log(lo), math.log(hi)
-    # continuous relaxation (k real)
-    nr, _ = _golden(f, theta, 1, Ct, Dmax, c, kmax, ulo, uhi)
-    kr = _k_of_n(c, nr, kmax)
-    # fixed-k optimum (for the loss law: the k-free Chinchilla optimum), and the segment that holds it
-    nf, _ = _golden(f, theta, 0, Ct, Dmax, kr, 0.0, ulo, uhi)
-    kf = _k_of_n(c, nf, kmax)
-    cands = np.array([kr - 1.0, kr, kr + 1.0, kr + 2.0, kf, kf + 1.0])
-    bn, bk, bv = np.nan, np.nan, np.inf
-    for i in range(cands.shape[0]):
-        k = cands[i]
-        if k < 1.0 or k > K:
-            continue
-        seen = False
-        for j in range(i):
-            if cands[j] == k:
-                seen = True
-        if seen:
-            continue
-        n, v = _split_segment(f, theta, Ct, Dmax, c, lo, hi, kmax, k)
-        if v < bv:
-            bn, bk, bv = n, k, v
-    return bn, min(Ct / (6.0 * bn), Dmax), bk, bv
-
-
-@numba.njit(**_JIT)
-def _total_kmax(C, b1, lo, kmax):
-    """Largest k with D > 0 at N = min_params (2 N k T Q < C), capped at k_max; b1 = 2TQ."""
-    x = C / (lo * b1)
-    return max(1.0, min(kmax, np.ceil(x) - 1.0))
-
-
-@numba.njit(**_JIT)
-def _total_inner(f, theta, exact, C, b1, Dmax, lo, hi, k):
-    """Best N for a fixed k under the total budget -> (N, value)."""
-    if exact:
-        n = _total_inner_loss_n(theta, C, b1 * k, Dmax, lo, hi)
-        return n, _total_loss_value(theta, C, b1 * k, Dmax, n, k)
-    nhi = min(hi, C / (b1 * k))
-    if not lo < nhi:
-        return np.nan, np.inf
-    return _golden(f, theta, 2, C, Dmax, b1 * k, k, math.log(lo), math.log(nhi))
-
-
-@numba.njit(**_JIT)
-def _total_search(f, theta, exact, C, T, Q, Dmax, lo, maxN, kmax):
-    b1 = 2.0 * T * Q
-    hi = min(maxN, C / b1)
-    if not lo < hi:
-        return np.nan, np.nan, np.nan, np.nan
-    K = _total_kmax(C, b1, lo, kmax)
-    # golden section on v = log k (k real), profile = inner optimum over N
-    a, b = 0.0, math.log(K)
-    if b > a:
-        c = b - _INVPHI * (b - a)
-        d = a + _INVPHI * (b - a)
-        _, fc = _total_inner(f, theta, exact, C, b1, Dmax, lo, hi, math.exp(c))
-        _, fd = _total_inner(f, theta, exact, C, b1, Dmax, lo, hi, math.exp(d))
-        while b - a > 1e-9 * max(1.0, b):
-            if fc <= fd:
-                b, d, fd = d, c, fc
-                c = b - _INVPHI * (b - a)
-                _, fc = _total_inner(f, theta, exact, C, b1, Dmax, lo, hi, math.exp(c))
-            else:
-                a, c, fc = c, d, fd
-                d = a + _INVPHI * (b - a)
-                _, fd = _total_inner(f, theta, exact, C, b1, Dmax, lo, hi, math.exp(d))
-        kc = math.exp(0.5 * (a + b))
-    else:
-        kc = 1.0
-    # integer neighbours (and the ends of the range)
-    fl = np.floor(kc)
-    cands = np.array([fl - 1.0, fl, fl + 1.0, fl + 2.0, 1.0, K])
-    bn, bk, bv = np.nan, np.nan, np.inf
-    for i in range(cands.shape[0]):
-        k = cands[i]
-        if k < 1.0 or k > K:
-            continue
-        seen = False
-        for j in range(i):
-            if cands[j] == k:
-                seen = True
-        if seen:
-            continue
-        n, v = _total_inner(f, theta, exact, C, b1, Dmax, lo, hi, k)
-        if v < bv:
-            bn, bk, bv = n, k, v
-    if not bv < np.inf:
-        return np.nan, np.nan, np.nan, np.nan
-    return bn, min((C / bn - b1 * bk) / 6.0, Dmax), bk, bv
-
-
-@numba.njit(**_JIT)
-def total_optimum(f, theta, C, T, Q, Dmax, lo, maxN, kmax):
-    """Minimise f over the total budget 6ND + 2NkTQ <= C -> (N, D, k, value)."""
-    return _total_search(f, theta, False, C, T, Q, Dmax, lo, maxN, kmax)
-
-
-# ----------------------------------------------------------------------------------------------------------
 # Exact path for the loss law (theta = [E, A, alpha, B, beta, G, gamma])
 # ----------------------------------------------------------------------------------------------------------
 
@@ -423,10 +239,188 @@ def _total_inner_loss_n(theta, C, bk, Dmax, lo, hi):
     return min(max(n, nwall, lo), nhi)
 
 
+# ----------------------------------------------------------------------------------------------------------
+# Generic search (any objective)
+# ----------------------------------------------------------------------------------------------------------
+
+
+@numba.njit(**_JIT)
+def _value(f, theta, mode, N, a0, a1, a2, a3):
+    """Objective at N for one of three one-dimensional problems.
+
+    mode 0 split, fixed k:  a0 = C_train, a1 = max_tokens, a2 = k
+    mode 1 split, real k:   a0 = C_train, a1 = max_tokens, a2 = C_inf/(2T), a3 = k_max
+    mode 2 total, fixed k:  a0 = C, a1 = max_tokens, a2 = 2kTQ, a3 = k
+    """
+    if mode == 0:
+        return f(theta, N, min(a0 / (6.0 * N), a1), a2)
+    if mode == 1:
+        return f(theta, N, min(a0 / (6.0 * N), a1), min(a3, a2 / N))
+    D = (a0 / N - a2) / 6.0
+    if not D > 0.0:
+        return np.inf
+    return f(theta, N, min(D, a1), a3)
+
+
+@numba.njit(**_JIT)
+def _golden(f, theta, mode, a0, a1, a2, a3, nlo, nhi):
+    """Bounded golden-section search in u = log N over [nlo, nhi]; returns (N, value).
+
+    The end points are compared at the end, so a binding bound is returned exactly.
+    """
+    ulo, uhi = math.log(nlo), math.log(nhi)
+    if not uhi > ulo:
+        v = _value(f, theta, mode, nlo, a0, a1, a2, a3)
+        return nlo, v
+    a, b = ulo, uhi
+    c = b - _INVPHI * (b - a)
+    d = a + _INVPHI * (b - a)
+    fc = _value(f, theta, mode, math.exp(c), a0, a1, a2, a3)
+    fd = _value(f, theta, mode, math.exp(d), a0, a1, a2, a3)
+    tol = _GOLDEN_TOL * max(1.0, abs(ulo), abs(uhi))
+    while b - a > tol:
+        if fc <= fd:
+            b, d, fd = d, c, fc
+            c = b - _INVPHI * (b - a)
+            fc = _value(f, theta, mode, math.exp(c), a0, a1, a2, a3)
+        else:
+            a, c, fc = c, d, fd
+            d = a + _INVPHI * (b - a)
+            fd = _value(f, theta, mode, math.exp(d), a0, a1, a2, a3)
+    if fc <= fd:
+        bu, bv = c, fc
+    else:
+        bu, bv = d, fd
+    bn = min(max(math.exp(bu), nlo), nhi)
+    vlo = _value(f, theta, mode, nlo, a0, a1, a2, a3)
+    if vlo <= bv:
+        bn, bv = nlo, vlo
+    vhi = _value(f, theta, mode, nhi, a0, a1, a2, a3)
+    if vhi < bv:
+        bn, bv = nhi, vhi
+    return bn, bv
+
+
+@numba.njit(**_JIT)
+def _k_of_n(c, N, kmax):
+    """Samples per query the inference budget affords at N: min(k_max, floor(C_inf/(2NT))), at least 1."""
+    return max(1.0, min(kmax, np.floor(c / N)))
+
+
+@numba.njit(**_JIT)
+def _split_segment(f, theta, Ct, Dmax, c, lo, hi, kmax, k):
+    """Best N in the segment where k samples are affordable; (N, value) or (nan, inf) if it is empty."""
+    nhi = min(hi, c / k)
+    nlo = lo if k >= kmax else max(lo, c / (k + 1.0))
+    if not nlo <= nhi:
+        return np.nan, np.inf
+    return _golden(f, theta, 0, Ct, Dmax, k, 0.0, nlo, nhi)
+
+
+@numba.njit(**_JIT)
+def _split_search(f, theta, Ct, Ci, T, Dmax, lo, maxN, kmax):
+    """Minimise f over the split budget (C_train, C_inf per query, T tokens/sample) -> (N, D, k, value)."""
+    c = Ci / (2.0 * T)
+    hi = min(maxN, c)
+    if not lo <= hi:
+        return np.nan, np.nan, np.nan, np.nan
+    K = max(1.0, min(kmax, np.floor(c / lo)))
+    # continuous relaxation (k real)
+    nr, _ = _golden(f, theta, 1, Ct, Dmax, c, kmax, lo, hi)
+    kr = _k_of_n(c, nr, kmax)
+    # fixed-k optimum (for the loss law: the k-free Chinchilla optimum), and the segment that holds it
+    nf, _ = _golden(f, theta, 0, Ct, Dmax, kr, 0.0, lo, hi)
+    kf = _k_of_n(c, nf, kmax)
+    cands = np.array([kr - 1.0, kr, kr + 1.0, kr + 2.0, kf, kf + 1.0])
+    bn, bk, bv = np.nan, np.nan, np.inf
+    for i in range(cands.shape[0]):
+        k = cands[i]
+        if k < 1.0 or k > K:
+            continue
+        seen = False
+        for j in range(i):
+            if cands[j] == k:
+                seen = True
+        if seen:
+            continue
+        n, v = _split_segment(f, theta, Ct, Dmax, c, lo, hi, kmax, k)
+        if v < bv:
+            bn, bk, bv = n, k, v
+    return bn, min(Ct / (6.0 * bn), Dmax), bk, bv
+
+
+@numba.njit(**_JIT)
+def _total_kmax(C, b1, lo, kmax):
+    """Largest k with D > 0 at N = min_params (2 N k T Q < C), capped at k_max; b1 = 2TQ."""
+    x = C / (lo * b1)
+    return max(1.0, min(kmax, np.ceil(x) - 1.0))
+
+
+@numba.njit(**_JIT)
+def _total_inner(f, theta, C, b1, Dmax, lo, hi, k):
+    """Best N for a fixed k under the total budget -> (N, value); f = None selects the exact loss path."""
+    if f is None:
+        n = _total_inner_loss_n(theta, C, b1 * k, Dmax, lo, hi)
+        return n, _total_loss_value(theta, C, b1 * k, Dmax, n, k)
+    nhi = min(hi, C / (b1 * k))
+    if not lo < nhi:
+        return np.nan, np.inf
+    return _golden(f, theta, 2, C, Dmax, b1 * k, k, lo, nhi)
+
+
+@numba.njit(**_JIT)
+def _total_search(f, theta, C, T, Q, Dmax, lo, maxN, kmax):
+    """Total budget; f = None selects the exact path for the loss law."""
+    b1 = 2.0 * T * Q
+    hi = min(maxN, C / b1)
+    if not lo < hi:
+        return np.nan, np.nan, np.nan, np.nan
+    K = _total_kmax(C, b1, lo, kmax)
+    # golden section on v = log k (k real), profile = inner optimum over N
+    a, b = 0.0, math.log(K)
+    if b > a:
+        c = b - _INVPHI * (b - a)
+        d = a + _INVPHI * (b - a)
+        _, fc = _total_inner(f, theta, C, b1, Dmax, lo, hi, math.exp(c))
+        _, fd = _total_inner(f, theta, C, b1, Dmax, lo, hi, math.exp(d))
+        while b - a > 1e-9 * max(1.0, b):
+            if fc <= fd:
+                b, d, fd = d, c, fc
+                c = b - _INVPHI * (b - a)
+                _, fc = _total_inner(f, theta, C, b1, Dmax, lo, hi, math.exp(c))
+            else:
+                a, c, fc = c, d, fd
+                d = a + _INVPHI * (b - a)
+                _, fd = _total_inner(f, theta, C, b1, Dmax, lo, hi, math.exp(d))
+        kc = math.exp(0.5 * (a + b))
+    else:
+        kc = 1.0
+    # integer neighbours (and the ends of the range)
+    fl = np.floor(kc)
+    cands = np.array([fl - 1.0, fl, fl + 1.0, fl + 2.0, 1.0, K])
+    bn, bk, bv = np.nan, np.nan, np.inf
+    for i in range(cands.shape[0]):
+        k = cands[i]
+        if k < 1.0 or k > K:
+            continue
+        seen = False
+        for j in range(i):
+            if cands[j] == k:
+                seen = True
+        if seen:
+            continue
+        n, v = _total_inner(f, theta, C, b1, Dmax, lo, hi, k)
+        if v < bv:
+            bn, bk, bv = n, k, v
+    if not bv < np.inf:
+        return np.nan, np.nan, np.nan, np.nan
+    return bn, min((C / bn - b1 * bk) / 6.0, Dmax), bk, bv
+
+
 @numba.njit(**_JIT)
 def total_optimum_loss(theta, C, T, Q, Dmax, lo, maxN, kmax):
     """Total-budget optimum of the loss law, exact inner solve over N -> (N, D, k, loss)."""
-    return _total_search(loss_objective_nb, theta, True, C, T, Q, Dmax, lo, maxN, kmax)
+    return _total_search(None, theta, C, T, Q, Dmax, lo, maxN, kmax)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -450,9 +444,12 @@ def _sweep(f, exact, thetas, budgets, chinchilla, Dmax, lo, maxN, kmax, out):
             if exact:
                 n, d, k, v = split_optimum_loss(theta, c1, c2, T, Dmax, lo, maxN, kmax)
             else:
-                n, d, k, v = split_optimum(f, theta, c1, c2, T, Dmax, lo, maxN, kmax)
+                n, d, k, v = _split_search(f, theta, c1, c2, T, Dmax, lo, maxN, kmax)
         else:
-            n, d, k, v = _total_search(f, theta, exact, c1, T, c2, Dmax, lo, maxN, kmax)
+            if exact:
+                n, d, k, v = _total_search(None, theta, c1, T, c2, Dmax, lo, maxN, kmax)
+            else:
+                n, d, k, v = _total_search(f, theta, c1, T, c2, Dmax, lo, maxN, kmax)
         out[0, i, j] = n
         out[1, i, j] = d
         out[2, i, j] = k
@@ -484,6 +481,26 @@ def sweep_kernel():
     if _sweep_kernel is None:
         _sweep_kernel = numba.njit(_SWEEP_SIGNATURE, parallel=True, **_JIT)(_sweep)
     return _sweep_kernel
+
+
+_PROBLEM_SIGNATURE = types.UniTuple(types.float64, 4)(OBJECTIVE_TYPE, types.float64[::1], *([types.float64] * 7))
+_PUBLIC_KERNELS = {
+    # split_optimum(f, theta, C_train, C_inf, T, max_tokens, min_params, max_params, k_max) -> (N, D, k, value)
+    "split_optimum": "_split_search",
+    # total_optimum(f, theta, C, T, Q, max_tokens, min_params, max_params, k_max) -> (N, D, k, value)
+    "total_optimum": "_total_search",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """`split_optimum` / `total_optimum`: the single-problem generic kernels, typed for first-class objective
+    functions (so any njit objective can be passed from Python without recompiling); built on first use to
+    keep the import light."""
+    if name in _PUBLIC_KERNELS:
+        kernel = numba.njit(_PROBLEM_SIGNATURE, **_JIT)(globals()[_PUBLIC_KERNELS[name]].py_func)
+        globals()[name] = kernel
+        return kernel
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # ----------------------------------------------------------------------------------------------------------
