@@ -107,24 +107,23 @@ def _phi1(v, lp, a, lq, b, lr, g):
 
 @numba.njit(**_JIT)
 def _root_phi1(lp, a, lq, b, lr, g, x1, x2):
-    """Root of the increasing function phi1 in [x1, x2] (clipped to the ends), safeguarded Newton."""
-    f1, _ = _phi1(x1, lp, a, lq, b, lr, g)
-    if f1 >= 0.0:
-        return x1
-    f2, _ = _phi1(x2, lp, a, lq, b, lr, g)
-    if f2 <= 0.0:
+    """Root of the increasing function phi1, clipped to [x1, x2].
+
+    The root lies right of both two-term roots (the sum Q e^-bv + R e^-gv exceeds each term), and Newton's
+    method started left of the root of a concave increasing function climbs monotonically to it, so no
+    bracketing is needed; slopes lie in [a + min(b, g), a + max(b, g)], so a few steps suffice.
+    """
+    x = max((lq - lp) / (a + b), (lr - lp) / (a + g), x1)
+    if x >= x2:
         return x2
-    x = x1  # concave increasing: Newton from the left never overshoots
-    for _ in range(200):
+    for _ in range(100):
         fx, dfx = _phi1(x, lp, a, lq, b, lr, g)
-        if fx > 0.0:
-            x2 = x
-        else:
-            x1 = x
+        if fx >= 0.0:
+            return x
         xn = x - fx / dfx
-        if not (x1 <= xn <= x2):
-            xn = 0.5 * (x1 + x2)
-        if abs(xn - x) <= 1e-14 * max(1.0, abs(x)):
+        if xn >= x2:
+            return x2
+        if xn - x <= 1e-9:  # the next step would move < 1e-17
             return xn
         x = xn
     return x
@@ -190,53 +189,52 @@ def _total_loss_value(theta, C, bk, Dmax, N, k):
 
 
 @numba.njit(**_JIT)
-def _total_foc(u, l0, a, b, C, bk):
-    """F(u) = log(aA) - log(bB C/6) + (1-a) u + (b+1) log D(u), D = (C e^-u - bk)/6, and F'(u).
+def _total_foc(t, l0, a, b, C, bk):
+    """First-order condition for fixed k in t = log D (N = C / (6 e^t + bk), bk = 2kTQ), and its slope:
 
-    F is decreasing and concave; F > 0 iff the loss decreases in N.
+    F(t) = log(aA) - log(bB C/6) + (1-a) log N(t) + (b+1) t, increasing and concave in t with slope in
+    [a + b, 1 + b]; F > 0 iff the loss would fall with a bigger model (smaller D).
     """
-    D = (C * math.exp(-u) - bk) / 6.0
-    return l0 + (1.0 - a) * u + (b + 1.0) * math.log(D), -(a + b) - (b + 1.0) * bk / (6.0 * D)
+    s = 6.0 * math.exp(t)
+    return l0 + (1.0 - a) * (math.log(C) - math.log(s + bk)) + (b + 1.0) * t, (b + 1.0) - (1.0 - a) * s / (s + bk)
 
 
 @numba.njit(**_JIT)
 def _total_inner_loss_n(theta, C, bk, Dmax, lo, hi):
     """Exact best N for fixed k under the total budget (bk = 2kTQ): the root of the first-order condition,
-    moved to the data wall if it lies on the capped side, clipped to [lo, hi]."""
+    moved to the data wall if it lies on the capped side, clipped to [lo, hi]; nan if no N has D > 0."""
     A, a, B, b = theta[1], theta[2], theta[3], theta[4]
-    nmax = C / bk
-    nhi = min(hi, nmax * (1.0 - 1e-12))
+    nhi = min(hi, (C / bk) * (1.0 - 1e-12))
     if not lo < nhi:
         return np.nan
     l0 = math.log(a * A) - math.log(b * B * C / 6.0)
-    x1, x2 = math.log(lo), math.log(nhi)
-    f1, _ = _total_foc(x1, l0, a, b, C, bk)
-    if f1 <= 0.0:
-        x = x1
+    # D range: t_lo at N = nhi, t_hi at N = lo or the data wall
+    d_nhi = (C / nhi - bk) / 6.0
+    t_lo = math.log(d_nhi) if d_nhi > 0.0 else -np.inf
+    t_hi = min(math.log((C / lo - bk) / 6.0), math.log(Dmax))
+    # The root lies right of the roots of the two linear upper bounds of F (log(6e^t + bk) exceeds both
+    # log(6e^t) and log(bk)), and Newton from the left of the root of a concave increasing function climbs
+    # monotonically to it.
+    lc = math.log(C)
+    t = max(-(l0 + (1.0 - a) * (lc - math.log(6.0))) / (a + b), -(l0 + (1.0 - a) * (lc - math.log(bk))) / (b + 1.0))
+    if t < t_hi:
+        for _ in range(100):
+            ft, dft = _total_foc(t, l0, a, b, C, bk)
+            if ft >= 0.0:
+                break
+            tn = t - ft / dft
+            if tn >= t_hi:
+                t = t_hi
+                break
+            if tn - t <= 1e-9:  # the next step would move < 1e-17
+                t = tn
+                break
+            t = tn
     else:
-        f2, _ = _total_foc(x2, l0, a, b, C, bk)
-        if f2 >= 0.0:
-            x = x2
-        else:
-            # start right of the root (concave decreasing: Newton from the right never overshoots)
-            xc = math.log(chinchilla_optimal_params_nb(A, a, B, b, C))
-            x = xc if x1 < xc < x2 else x2
-            for _ in range(200):
-                fx, dfx = _total_foc(x, l0, a, b, C, bk)
-                if fx > 0.0:
-                    x1 = x
-                else:
-                    x2 = x
-                xn = x - fx / dfx
-                if not (x1 <= xn <= x2):
-                    xn = 0.5 * (x1 + x2)
-                if abs(xn - x) <= 1e-14 * max(1.0, abs(x)):
-                    x = xn
-                    break
-                x = xn
-    n = math.exp(x)
-    nwall = C / (6.0 * Dmax + bk)
-    return min(max(n, nwall, lo), nhi)
+        t = t_hi
+    t = max(t, t_lo)
+    n = C / (6.0 * math.exp(t) + bk)
+    return min(max(n, lo), nhi)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -369,6 +367,58 @@ def _total_inner(f, theta, C, b1, Dmax, lo, hi, k):
 
 
 @numba.njit(**_JIT)
+def _total_profile_slope(theta, C, b1, Dmax, lo, hi, v):
+    """d/dv of the profile loss min_N L(N, D, k = e^v) under the total budget (envelope theorem)."""
+    A, a, B, b, G, g = theta[1], theta[2], theta[3], theta[4], theta[5], theta[6]
+    k = math.exp(v)
+    bk = b1 * k
+    n = _total_inner_loss_n(theta, C, bk, Dmax, lo, hi)
+    nwall = C / (6.0 * Dmax + bk)
+    if n < nwall * (1.0 - 1e-12):  # N pinned at max_params with D capped: compute to spare, only k matters
+        return -g * G * k ** (-g)
+    if n <= nwall * (1.0 + 1e-12):  # at the data wall N = C / (6 Dmax + bk) moves with k
+        return a * A * n ** (-a) * bk / (6.0 * Dmax + bk) - g * G * k ** (-g)
+    d = (C / n - bk) / 6.0  # otherwise (interior or at a bound on N) D moves with k
+    return b * B * d ** (-b - 1.0) * bk / 6.0 - g * G * k ** (-g)
+
+
+@numba.njit(**_JIT)
+def _total_k_bracket_loss(theta, C, b1, Dmax, lo, hi, vmax):
+    """Bracket [a, b] in v = log k around the minimum of the (convex) profile loss, narrowed until it holds
+    at most one integer step: Illinois (bracketed secant) on the monotone profile slope."""
+    a, b = 0.0, vmax
+    if not b > a:
+        return a, a
+    ga = _total_profile_slope(theta, C, b1, Dmax, lo, hi, a)
+    if ga >= 0.0:
+        return a, a
+    gb = _total_profile_slope(theta, C, b1, Dmax, lo, hi, b)
+    if gb <= 0.0:
+        return b, b
+    side = 0
+    for it in range(200):
+        if b - a <= 1e-12 * max(1.0, b) or math.exp(b) - math.exp(a) <= 1.0:
+            break
+        x = (a * gb - b * ga) / (gb - ga)
+        if it % 4 == 3 or not (a < x < b):  # guarantee progress
+            x = 0.5 * (a + b)
+        gx = _total_profile_slope(theta, C, b1, Dmax, lo, hi, x)
+        if gx > 0.0:
+            b, gb = x, gx
+            if side == -1:
+                ga *= 0.5
+            side = -1
+        elif gx < 0.0:
+            a, ga = x, gx
+            if side == 1:
+                gb *= 0.5
+            side = 1
+        else:
+            return x, x
+    return a, b
+
+
+@numba.njit(**_JIT)
 def _total_search(f, theta, C, T, Q, Dmax, lo, maxN, kmax):
     """Total budget; f = None selects the exact path for the loss law."""
     b1 = 2.0 * T * Q
@@ -376,14 +426,17 @@ def _total_search(f, theta, C, T, Q, Dmax, lo, maxN, kmax):
     if not lo < hi:
         return np.nan, np.nan, np.nan, np.nan
     K = _total_kmax(C, b1, lo, kmax)
-    # golden section on v = log k (k real), profile = inner optimum over N
+    # golden section on v = log k (k real), profile = inner optimum over N, until the bracket holds at most
+    # one integer step
     a, b = 0.0, math.log(K)
-    if b > a:
+    if f is None:
+        a, b = _total_k_bracket_loss(theta, C, b1, Dmax, lo, hi, b)
+    elif b > a:
         c = b - _INVPHI * (b - a)
         d = a + _INVPHI * (b - a)
         _, fc = _total_inner(f, theta, C, b1, Dmax, lo, hi, math.exp(c))
         _, fd = _total_inner(f, theta, C, b1, Dmax, lo, hi, math.exp(d))
-        while b - a > 1e-9 * max(1.0, b):
+        while b - a > 1e-12 * max(1.0, b) and math.exp(b) - math.exp(a) > 1.0:
             if fc <= fd:
                 b, d, fd = d, c, fc
                 c = b - _INVPHI * (b - a)
@@ -392,26 +445,20 @@ def _total_search(f, theta, C, T, Q, Dmax, lo, maxN, kmax):
                 a, c, fc = c, d, fd
                 d = a + _INVPHI * (b - a)
                 _, fd = _total_inner(f, theta, C, b1, Dmax, lo, hi, math.exp(d))
-        kc = math.exp(0.5 * (a + b))
-    else:
-        kc = 1.0
-    # integer neighbours (and the ends of the range)
-    fl = np.floor(kc)
-    cands = np.array([fl - 1.0, fl, fl + 1.0, fl + 2.0, 1.0, K])
+    # every integer in the bracket, plus one on each side (at most 8 near the middle if k is astronomically
+    # large and integers are below float resolution)
+    k0 = max(1.0, np.floor(math.exp(a)) - 1.0)
+    k1 = min(K, np.ceil(math.exp(b)) + 1.0)
+    if k1 - k0 > 7.0:
+        k0 = max(1.0, np.floor(math.exp(0.5 * (a + b))) - 3.0)
+        k1 = min(K, k0 + 7.0)
     bn, bk, bv = np.nan, np.nan, np.inf
-    for i in range(cands.shape[0]):
-        k = cands[i]
-        if k < 1.0 or k > K:
-            continue
-        seen = False
-        for j in range(i):
-            if cands[j] == k:
-                seen = True
-        if seen:
-            continue
+    k = k0
+    while k <= k1:
         n, v = _total_inner(f, theta, C, b1, Dmax, lo, hi, k)
         if v < bv:
             bn, bk, bv = n, k, v
+        k += 1.0
     if not bv < np.inf:
         return np.nan, np.nan, np.nan, np.nan
     return bn, min((C / bn - b1 * bk) / 6.0, Dmax), bk, bv
@@ -456,10 +503,9 @@ def _sweep(f, exact, thetas, budgets, chinchilla, Dmax, lo, maxN, kmax, out):
         out[3, i, j] = v
         cn, cd, ck = chinchilla[j, 0], chinchilla[j, 1], chinchilla[j, 2]
         if exact:
-            out[4, i, j] = loss_law_nb(theta[0], theta[1], theta[2], theta[3], theta[4], theta[5], theta[6],
-                                       cn, cd, ck)
-            out[5, i, j] = loss_law_nb(theta[0], theta[1], theta[2], theta[3], theta[4], theta[5], theta[6],
-                                       cn, cd, 1.0)
+            at_k1 = loss_law_nb(theta[0], theta[1], theta[2], theta[3], theta[4], theta[5], theta[6], cn, cd, 1.0)
+            out[4, i, j] = at_k1 if ck == 1.0 else at_k1 - theta[5] + theta[5] * ck ** (-theta[6])
+            out[5, i, j] = at_k1
         else:
             out[4, i, j] = f(theta, cn, cd, ck)
             out[5, i, j] = f(theta, cn, cd, 1.0)

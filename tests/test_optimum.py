@@ -103,7 +103,9 @@ def brute_total(theta, C, Q, T=1.0, Dmax=np.inf, lo=1e6, maxN=np.inf, kmax=np.in
     rows = []
     for k in range(1, K + 1):
         b = min(maxN, C / (b1 * k))
-        u = np.linspace(np.log(lo), np.log(b), grid)[:-1]  # D = 0 at the upper end
+        u = np.linspace(np.log(lo), np.log(b), grid)
+        if b == C / (b1 * k):
+            u = u[:-1]  # D = 0 at the upper end
         N = np.exp(u)
         D = np.minimum((C / N - b1 * k) / 6, Dmax)
         v = np.where(D > 0, loss(theta, N, np.maximum(D, 1e-300), float(k)), np.inf)
@@ -210,7 +212,7 @@ def test_exact_and_search_agree():
         assert np.all(ex[ROW["metric"]] <= se[ROW["metric"]] * (1 + 1e-12))
         np.testing.assert_allclose(se[ROW["metric"]], ex[ROW["metric"]], rtol=1e-9)
         # the designs agree; with k in the millions neighbouring k tie to float64 precision
-        np.testing.assert_allclose(se[ROW["k"]], ex[ROW["k"]], rtol=1e-6)
+        np.testing.assert_allclose(se[ROW["k"]], ex[ROW["k"]], rtol=1e-5)
         np.testing.assert_allclose(se[ROW["N"]], ex[ROW["N"]], rtol=1e-4)
         small = ex[ROW["k"]] < 1e4
         assert np.all(se[ROW["k"]][small] == ex[ROW["k"]][small])
@@ -324,6 +326,7 @@ TOTAL_CASES = [
     (1e21, 3e10, Constraints(min_params=2e8)),
     (1e22, 1e10, Constraints(min_params=1e8, k_max=40)),
     (1e22, 1e9, Constraints(min_params=1e8, k_max=60, max_tokens=5e10)),
+    (1e22, 1e11, Constraints(min_params=1e8, max_params=2e9, max_tokens=2e10)),  # both bind: compute to spare
 ]
 
 

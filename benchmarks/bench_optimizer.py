@@ -1,0 +1,154 @@
+"""Benchmark: the numba optimum sweep against a plain scipy loop, split budgets.
+
+    python benchmarks/bench_optimizer.py [--draws 4000 --tasks 8 --budgets 50 --scipy-problems 300]
+
+Times `optimize_array` (the kernel behind `optimize_posterior`) on draws x tasks x budgets problems after a
+warm-up call (compilation or cache load excluded), both the exact loss path and the generic golden-section
+search, and a straightforward scipy loop (`minimize_scalar`, bounded, in log N: the continuous relaxation, then
+the constant-k segments around it) on a random subset of the same problems, scaled per problem. Checks that
+the answers agree and prints problems/second and the speed-up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from scipy.optimize import minimize_scalar
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numba  # noqa: E402
+
+from bayes_t2.budget import Constraints, SplitBudget  # noqa: E402
+from bayes_t2.laws import loss_law  # noqa: E402
+from bayes_t2.optimum import OUTPUTS, optimize_array  # noqa: E402
+
+ROW = {name: i for i, name in enumerate(OUTPUTS)}
+
+
+def random_draws(n: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return np.column_stack([rng.uniform(0.5, 3.0, n), rng.uniform(50, 2000, n), rng.uniform(0.2, 0.6, n),
+                            rng.uniform(50, 5000, n), rng.uniform(0.2, 0.6, n), rng.uniform(0.2, 2.0, n),
+                            rng.uniform(0.1, 0.8, n)])
+
+
+def make_budgets(n: int, seed: int) -> list[SplitBudget]:
+    rng = np.random.default_rng(seed + 1)
+    train = 10.0 ** rng.uniform(19, 24, n)
+    infer = 10.0 ** rng.uniform(9, 14, n)
+    return [SplitBudget(float(c), float(i)) for c, i in zip(train, infer)]
+
+
+def scipy_split(theta, Ct, Ci, T, lo, kmax, xatol=1e-10):
+    """The obvious scipy implementation of the split-budget optimum (no data wall / max_params)."""
+    c = Ci / (2 * T)
+    hi = c
+
+    def relaxed(u):
+        N = math.exp(u)
+        return loss_law(*theta, N, Ct / (6 * N), min(kmax, c / N))
+
+    def kcount(N):
+        return max(1.0, min(kmax, math.floor(c / N)))
+
+    ulo, uhi = math.log(lo), math.log(hi)
+    r = minimize_scalar(relaxed, bounds=(ulo, uhi), method="bounded", options={"xatol": xatol})
+    kr = kcount(math.exp(r.x))
+    f0 = minimize_scalar(lambda u: loss_law(*theta, math.exp(u), Ct / (6 * math.exp(u)), kr),
+                         bounds=(ulo, uhi), method="bounded", options={"xatol": xatol})
+    kf = kcount(math.exp(f0.x))
+    K = max(1.0, min(kmax, math.floor(c / lo)))
+    best = (math.inf, math.nan, math.nan)
+    for k in sorted({kr - 1, kr, kr + 1, kr + 2, kf, kf + 1}):
+        if k < 1 or k > K:
+            continue
+        a = lo if k >= kmax else max(lo, c / (k + 1))
+        b = min(hi, c / k)
+        if a > b:
+            continue
+
+        def seg(u, k=k):
+            N = math.exp(u)
+            return loss_law(*theta, N, Ct / (6 * N), k)
+
+        res = minimize_scalar(seg, bounds=(math.log(a), math.log(b)), method="bounded", options={"xatol": xatol})
+        for u, v in ((res.x, res.fun), (math.log(a), seg(math.log(a))), (math.log(b), seg(math.log(b)))):
+            if v < best[0]:
+                best = (v, math.exp(u), k)
+    return best  # (loss, N, k)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--draws", type=int, default=4000, help="posterior draws (default 4000)")
+    ap.add_argument("--tasks", type=int, default=8, help="tasks (default 8)")
+    ap.add_argument("--budgets", type=int, default=50, help="split budgets (default 50)")
+    ap.add_argument("--scipy-problems", type=int, default=300, help="problems timed with scipy (default 300)")
+    ap.add_argument("--repeats", type=int, default=3, help="timed numba runs, best kept (default 3)")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args(argv)
+
+    thetas = random_draws(args.draws * args.tasks, args.seed)
+    budgets = make_budgets(args.budgets, args.seed)
+    cons = Constraints()
+    n_problems = thetas.shape[0] * len(budgets)
+    print(f"problems: {args.draws} draws x {args.tasks} tasks x {args.budgets} budgets = {n_problems:,} "
+          f"(numba threads: {numba.get_num_threads()})")
+
+    results = {}
+    for method in ("exact", "search"):
+        t0 = time.perf_counter()
+        optimize_array(thetas[:4], budgets[:2], cons, method=method)  # warm-up: compile or load the cache
+        warm = time.perf_counter() - t0
+        times = []
+        for _ in range(args.repeats if method == "exact" else 1):
+            t0 = time.perf_counter()
+            out = optimize_array(thetas, budgets, cons, method=method)
+            times.append(time.perf_counter() - t0)
+        results[method] = (out, min(times))
+        print(f"numba {method:6s}: {min(times):8.3f} s  {n_problems / min(times):14,.0f} problems/s"
+              f"   (warm-up {warm:.2f} s)")
+
+    rng = np.random.default_rng(args.seed + 2)
+    picks = rng.choice(n_problems, size=min(args.scipy_problems, n_problems), replace=False)
+    ref = []
+    t0 = time.perf_counter()
+    for p in picks:
+        i, j = divmod(int(p), len(budgets))
+        b = budgets[j]
+        ref.append(scipy_split(thetas[i], b.train_flops, b.inference_flops, b.tokens_per_sample,
+                               cons.min_params, cons.k_max_f))
+    t_scipy = time.perf_counter() - t0
+    per_problem = t_scipy / len(picks)
+    print(f"scipy loop  : {per_problem * 1e3:8.3f} ms/problem {1 / per_problem:14,.0f} problems/s"
+          f"   ({len(picks)} problems in {t_scipy:.2f} s; all {n_problems:,} would take "
+          f"{per_problem * n_problems:,.0f} s)")
+
+    ok = True
+    for method, (out, t) in results.items():
+        ii, jj = np.divmod(picks, len(budgets))
+        v = out[ROW["metric"], ii, jj]
+        n = out[ROW["N"], ii, jj]
+        k = out[ROW["k"], ii, jj]
+        rv = np.array([r[0] for r in ref])
+        rn = np.array([r[1] for r in ref])
+        rk = np.array([r[2] for r in ref])
+        dv = np.max((v - rv) / rv)
+        same_k = k == rk
+        dn = np.max(np.abs(n[same_k] / rn[same_k] - 1)) if same_k.any() else 0.0
+        agree = dv <= 1e-9 and same_k.mean() >= 0.99 and dn <= 1e-3
+        ok &= bool(agree)
+        print(f"agreement ({method}): max (numba - scipy)/scipy loss = {dv:.1e}, same k {same_k.mean():.1%}, "
+              f"max |N/N_scipy - 1| = {dn:.1e} -> {'OK' if agree else 'MISMATCH'}")
+        print(f"speed-up ({method}): {per_problem * n_problems / t:,.0f}x the scipy loop")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
