@@ -64,7 +64,7 @@ OUTPUTS = ("N", "D", "k", "metric", "chinchilla_metric", "chinchilla_metric_k1")
 SPLIT, TOTAL = 0.0, 1.0
 _INVPHI = (math.sqrt(5.0) - 1.0) / 2.0
 _GOLDEN_TOL = 1e-10  # bracket width in log units
-_JIT = dict(cache=True, nogil=True, fastmath=False)
+_JIT = dict(cache=True, nogil=True, fastmath=False, error_model="numpy")  # 1/0 -> inf, no exceptions
 
 
 @numba.njit(OBJECTIVE_SIGNATURE, **_JIT)
@@ -594,10 +594,30 @@ def optimize_array(thetas: np.ndarray, budgets: Sequence[Budget], constraints: C
     if thetas.ndim != 2 or thetas.shape[1] != len(theta_names):
         raise ValueError(f"thetas must have shape (P, {len(theta_names)}), got {thetas.shape}")
     table, chin = budget_table(budgets, constraints)
-    out = np.empty((len(OUTPUTS), thetas.shape[0], table.shape[0]))
-    if thetas.shape[0]:
-        sweep_kernel()(objective, exact, thetas, table, chin, constraints.max_tokens_f, constraints.min_params,
-                       constraints.max_params_f, constraints.k_max_f, out)
+    return _run(objective, exact, thetas, table, chin, constraints)
+
+
+def _valid_rows(thetas: np.ndarray, exact: bool) -> np.ndarray:
+    """Draws the kernels can take: finite, and for the loss law A, alpha, B, beta, gamma > 0 and G >= 0."""
+    ok = np.all(np.isfinite(thetas), axis=1)
+    if exact:
+        ok &= np.all(thetas[:, [1, 2, 3, 4, 6]] > 0, axis=1) & (thetas[:, 5] >= 0)
+    return ok
+
+
+def _run(objective: Any, exact: bool, thetas: np.ndarray, table: np.ndarray, chin: np.ndarray,
+         constraints: Constraints) -> np.ndarray:
+    """The sweep on thetas[P, ncoef] -> out[6, P, B]; draws the law does not define (non-finite or
+    out-of-domain coefficients) give NaN rather than reaching the kernel."""
+    out = np.full((len(OUTPUTS), thetas.shape[0], table.shape[0]), np.nan)
+    ok = _valid_rows(thetas, exact)
+    if ok.any():
+        good = thetas if ok.all() else np.ascontiguousarray(thetas[ok])
+        res = out if ok.all() else np.empty((len(OUTPUTS), good.shape[0], table.shape[0]))
+        sweep_kernel()(objective, exact, good, table, chin, constraints.max_tokens_f, constraints.min_params,
+                       constraints.max_params_f, constraints.k_max_f, res)
+        if not ok.all():
+            out[:, ok, :] = res
     return out
 
 
@@ -644,15 +664,12 @@ def optimize_posterior(coefficients: xr.Dataset, budgets: Sequence[Budget],
     stacked = coefficients[list(theta_names)].to_dataarray("coefficient").astype(np.float64)
     if stacked.chunks is not None:
         stacked = stacked.chunk({"coefficient": -1})
-    kernel = sweep_kernel()
-    args = (constraints.max_tokens_f, constraints.min_params, constraints.max_params_f, constraints.k_max_f)
+    sweep_kernel()  # compile (or load) before any dask worker needs it
 
     def run(theta: np.ndarray) -> tuple[np.ndarray, ...]:
         shape = theta.shape[:-1]
         flat = np.ascontiguousarray(theta.reshape(-1, theta.shape[-1]), dtype=np.float64)
-        out = np.empty((len(OUTPUTS), flat.shape[0], nb))
-        if flat.shape[0]:
-            kernel(objective, exact, flat, table, chin, *args, out)
+        out = _run(objective, exact, flat, table, chin, constraints)
         return tuple(out[m].reshape(shape + (nb,)) for m in range(len(OUTPUTS)))
 
     results = xr.apply_ufunc(

@@ -450,6 +450,18 @@ def test_generic_objective_plugs_in():
         pytest.approx(total_optimum_loss(theta, 1e22, 1.0, 1e9, np.inf, 1e6, np.inf, 50.0)[3], rel=1e-12)
 
 
+def test_undefined_draws_give_nan_and_leave_the_others_alone():
+    th = draws(6, seed=13)
+    bad = th.copy()
+    bad[1, 0] = np.nan   # a failed draw
+    bad[3, 2] = -0.1     # alpha <= 0: the loss law has no optimum
+    bad[4, 5] = -1.0     # G < 0
+    budgets = [SplitBudget(1e21, 1e12), TotalBudget(1e22, 1e9)]
+    out = optimize_array(bad, budgets)
+    assert np.all(np.isnan(out[:, [1, 3, 4]]))
+    np.testing.assert_array_equal(out[:, [0, 2, 5]], optimize_array(th[[0, 2, 5]], budgets))
+
+
 # ------------------------------------------------------------------------------------------------------------
 # 7. Chinchilla baseline design
 # ------------------------------------------------------------------------------------------------------------
