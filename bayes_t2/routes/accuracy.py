@@ -1,0 +1,570 @@
+"""The accuracy route: T2 "approach 2", a Beta law of per-problem success whose mean and concentration move
+with a latent Chinchilla loss, fitted to per-problem sample counts with a beta-binomial likelihood.
+
+The law (per task t, checkpoint with N parameters trained on D tokens)::
+
+    p_problem ~ Beta(mu * nu, (1 - mu) * nu)
+    mu = sigmoid(theta1 + theta2 * L(N, D)),   nu = exp(theta3 + theta4 * L(N, D)),
+    L(N, D) = E + A / N^alpha + B / D^beta
+    n_correct ~ BetaBinomial(n_samples, mu * nu, (1 - mu) * nu)
+    pass@k    = 1 - B(a, b + k) / B(a, b),     a = mu * nu, b = (1 - mu) * nu
+
+What is identifiable, and what is pinned
+---------------------------------------
+L is never observed on this route; it only enters through theta1 + theta2 * L and theta3 + theta4 * L. Hence
+* E is exactly confounded with theta1 and theta3 (E -> E + e, theta1 -> theta1 - theta2 e, theta3 -> theta3 -
+  theta4 e gives the same data distribution), and
+* the scale of L is exactly confounded with theta2 and theta4 (A, B -> s A, s B with theta2, theta4 -> /s).
+Of the nine T2 coefficients only seven combinations are identifiable. A sampler left with the two exact
+ridges (or a maximum-likelihood fit) wanders along them; that is the degenerate corner seen on Pythia.
+
+A third, near-ridge: over the data range a power law x^-alpha is close to 1 - alpha log x, so in the raw form
+only the products theta2 * A * alpha and theta2 * B * beta are well determined and alpha -> 0 with A -> inf
+is a long curved valley. The model therefore samples a standardised, Box-Cox "difficulty"::
+
+    z(N, D) = w * ((N/N0)^-alpha - 1) / alpha + (1 - w) * ((D/D0)^-beta - 1) / beta,     w in (0, 1)
+
+with N0, D0 the geometric means of the data's checkpoints (the reference point). z = 0 at the reference and
+-dz/dlog N - dz/dlog D = 1 there, for every alpha and beta: the log-linear part of the law is carried by w
+and the slopes below, the exponents only bend it (alpha -> 0 is the smooth log-linear limit, not a ridge).
+Then, with seven free, nearly orthogonal, unit-free quantities per task::
+
+    logit mu = logit_mu_ref - slope_mu * z           (slope_mu > 0: more loss, lower accuracy)
+    log nu   = log_nu_ref  + slope_nu * z
+
+logit_mu_ref / log_nu_ref are the Beta mean (logit) and concentration (log) at the reference checkpoint.
+
+The T2-named coefficients are reported (as deterministics with dim ``task``) in the normalisation this
+pins down: **E = 0** and **the latent law's total log-slope at the reference is 1**, i.e.
+L = z + w/alpha + (1 - w)/beta, so
+
+    A = w N0^alpha / alpha,  B = (1 - w) D0^beta / beta,  E = 0,
+    theta2 = -slope_mu,  theta1 = logit_mu_ref + slope_mu * (w/alpha + (1-w)/beta),
+    theta4 = slope_nu,   theta3 = log_nu_ref  - slope_nu * (w/alpha + (1-w)/beta).
+
+These reproduce the law exactly, and theta1 reads as the logit of the mean success of an infinitely large,
+infinitely trained model (L -> 0). Any other normalisation (E', scale s') is the same law with theta1' =
+theta1 - theta2 E'/s', theta2' = theta2/s', A' = s' A, B' = s' B (likewise theta3, theta4):
+`standardize_coefficients` maps any coefficient set (e.g. a simulation's truth) to this one.
+
+Shapes are bounded: logit mu and log nu pass through a smooth, monotone clip (`LOGIT_MU_BOUNDS`,
+`LOG_NU_BOUNDS`; the identity to within 1e-2 more than 5 units inside the bounds). This keeps the Beta shapes
+away from numerically degenerate corners (a or b -> 0 or inf) without hard walls; the same clip is applied in
+the model, in `accuracy_shapes` and in the optimizer objective `neg_pass_at_k_nb`.
+
+Likelihood: the data are collapsed to distinct (task, checkpoint, n_samples, n_correct) cells with integer
+weights (number of problems); the cells are sufficient statistics and the weighted beta-binomial is exact.
+The observed variable ``n_correct`` has dim ``cell``; its pointwise log-likelihood (``pm.compute_log_likelihood``)
+is per *cell*, i.e. weight x the per-problem value. ELPD/LOO on it therefore leaves out whole cells (groups of
+problems with identical counts), not single problems; divide by ``weight`` for a per-problem value.
+
+Pooling
+-------
+Every per-task sampled quantity q (the seven above, on their log/logit scale) is partially pooled across
+tasks: q_t ~ Normal(q_loc, q_sd). Two measured choices (simulated 2-task data, 25 checkpoints x 64 problems,
+nutpie, 2 x (300 + 300) draws):
+
+* centred, not non-centred: each task's counts pin its q_t tightly, and then the non-centred q_t = loc +
+  sd * z_t leaves NUTS a ridge (loc, sd, z_t trading off at fixed q_t): ~140 leapfrog steps per draw and
+  ~125 s, against ~16 steps and ~10 s centred (one task alone: ~13 steps). `pooling.centered = false` brings
+  back the non-centred form (better when tasks have little data each).
+* a zero-avoiding LogNormal(log pool_sd, sd_log_sd) prior on q_sd rather than a HalfNormal: with a handful
+  of tasks the spread is not learnt from the data, and a HalfNormal lets the centred form fall into the
+  funnel at q_sd -> 0 (85 divergences in 1,200 draws, against none).
+
+With a single task there is no pooling level. Priors (weakly informative, on the sampled scale) are in
+`DEFAULT_ACCURACY_PRIORS`.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numba
+import numpy as np
+import pandas as pd
+import pymc as pm
+import pytensor.tensor as pt
+import xarray as xr
+from numba import types
+from scipy import stats
+from scipy.special import gammaln
+
+from ..errors import InputError
+from ..laws import loss_law, loss_law_nb
+from ..passk import beta_pass_at_k, log1m_beta_pass_at_k_nb
+
+__all__ = [
+    "AccuracyRoute",
+    "DEFAULT_ACCURACY_PRIORS",
+    "LOG_NU_BOUNDS",
+    "LOGIT_MU_BOUNDS",
+    "PYTHIA_PARAMS",
+    "PYTHIA_TOKENS",
+    "SAMPLED",
+    "T2_COEFFICIENTS",
+    "accuracy_config",
+    "accuracy_pass_at_k",
+    "accuracy_shapes",
+    "build_accuracy_model",
+    "collapse_samples",
+    "neg_pass_at_k_nb",
+    "pack_theta",
+    "reference_point",
+    "simulate_samples",
+    "standardize_coefficients",
+    "theta_names",
+]
+
+#: Posterior variables (dim task) packed, in this order, into the optimizer's theta.
+T2_COEFFICIENTS: tuple[str, ...] = ("theta1", "theta2", "theta3", "theta4", "E", "A", "alpha", "B", "beta")
+theta_names = T2_COEFFICIENTS
+
+#: Per-task quantities the model samples (each pooled across tasks), on the scale their name says.
+SAMPLED: tuple[str, ...] = ("logit_mu_ref", "log_slope_mu", "log_nu_ref", "slope_nu", "logit_w", "log_alpha",
+                            "log_beta")
+
+#: Smooth bounds on logit(mu) and log(nu) (see module doc). Fixed: the fitted law and the objective share them.
+LOGIT_MU_BOUNDS = (-25.0, 25.0)
+LOG_NU_BOUNDS = (-6.0, 16.0)
+
+DEFAULT_ACCURACY_PRIORS: dict[str, Any] = {
+    "route": "accuracy",
+    # Normal(loc, scale) on each sampled quantity's population mean; pool_sd is the median of its spread
+    # across tasks (see "pooling"). z is the standardised difficulty (0 at the reference checkpoint, unit
+    # total log-slope there).
+    "priors": {
+        # logit of the mean per-problem success at the reference checkpoint (-2 ~ 12%; +-3 covers 1e-4..0.98)
+        "logit_mu_ref": {"loc": -2.0, "scale": 3.0, "pool_sd": 1.0},
+        # log of the fall of logit(mu) per unit of z (median 1.5 logits per e-fold of N and D together)
+        "log_slope_mu": {"loc": 0.4055, "scale": 1.0, "pool_sd": 0.5},
+        # log of the Beta concentration nu = a + b at the reference checkpoint (median e^2 ~ 7)
+        "log_nu_ref": {"loc": 2.0, "scale": 2.0, "pool_sd": 1.0},
+        # change of log(nu) per unit of z (either sign)
+        "slope_nu": {"loc": 0.0, "scale": 1.0, "pool_sd": 0.5},
+        # logit of w, the model-size share of the difficulty's log-slope at the reference
+        "logit_w": {"loc": 0.0, "scale": 1.5, "pool_sd": 0.5},
+        # log of the power-law exponents (median 0.3; x/ e^0.6 at one sd)
+        "log_alpha": {"loc": -1.204, "scale": 0.6, "pool_sd": 0.25},
+        "log_beta": {"loc": -1.204, "scale": 0.6, "pool_sd": 0.25},
+    },
+    # Reference point (N0, D0) of the standardised difficulty; 0 = geometric mean of the data's checkpoints.
+    "reference": {"params": 0.0, "tokens": 0.0},
+    # Partial pooling across tasks (module doc, "Pooling"): the spread sd of a quantity across tasks is
+    # LogNormal(log(pool_sd), sd_log_sd); centred by default (per-task data are strong), non-centred on request.
+    "pooling": {"centered": True, "sd_log_sd": 0.5},
+}
+
+CELL_COLUMNS = ("task", "params", "tokens", "n_samples", "n_correct", "weight")
+SAMPLES_COLUMNS = ("task", "model", "params", "tokens", "problem", "n_samples", "n_correct")
+
+#: Pythia-like design: nominal sizes 14M-12B, training tokens 2M-300B (2,097,152 tokens per step).
+PYTHIA_PARAMS = (14e6, 70e6, 160e6, 410e6, 1.0e9, 1.4e9, 2.8e9, 6.9e9, 12e9)
+PYTHIA_TOKENS = tuple(2_097_152.0 * s for s in (1, 32, 256, 1000, 3000, 10_000, 30_000, 100_000, 143_000))
+
+
+# ------------------------------------------------------------------------------------------- configuration
+def accuracy_config(config: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """`DEFAULT_ACCURACY_PRIORS` deep-merged with `config`; unknown keys raise InputError."""
+    spec = copy.deepcopy(DEFAULT_ACCURACY_PRIORS)
+    if config is None:
+        return spec
+    if config.get("route", "accuracy") != "accuracy":
+        raise InputError(f"configuration is for route '{config['route']}', not 'accuracy'")
+
+    def merge(base: dict, top: Mapping, prefix: str) -> None:
+        for key, value in top.items():
+            name = f"{prefix}{key}"
+            if key not in base:
+                raise InputError(f"unknown accuracy-model setting '{name}'; known: {', '.join(sorted(base))}")
+            if isinstance(base[key], dict):
+                if not isinstance(value, Mapping):
+                    raise InputError(f"accuracy-model setting '{name}' must be a table")
+                merge(base[key], value, f"{name}.")
+            elif isinstance(base[key], (int, float)) and not isinstance(base[key], bool):
+                if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                    raise InputError(f"accuracy-model setting '{name}' must be a finite number, got {value!r}")
+                base[key] = float(value)
+            else:
+                base[key] = value
+
+    merge(spec, config, "")
+    for name, prior in spec["priors"].items():
+        if prior["scale"] <= 0 or prior["pool_sd"] <= 0:
+            raise InputError(f"accuracy prior '{name}': scale and pool_sd must be > 0")
+    return spec
+
+
+# --------------------------------------------------------------------------------------------------- data
+def collapse_samples(samples: pd.DataFrame) -> pd.DataFrame:
+    """Per-problem counts -> distinct (task, params, tokens, n_samples, n_correct) cells with integer `weight`.
+
+    The same columns and order as `EvalData.collapse_counts()`.
+    """
+    missing = [c for c in ("task", "params", "tokens", "n_samples", "n_correct") if c not in samples.columns]
+    if missing:
+        raise InputError(f"samples data lack column(s) {', '.join(missing)}")
+    frame = samples.assign(task=samples["task"].astype(str))
+    keys = ["task", "params", "tokens", "n_samples", "n_correct"]
+    out = frame.groupby(keys, sort=True).size().rename("weight").reset_index()
+    out["weight"] = out["weight"].astype(np.int64)
+    return out
+
+
+def _check_cells(cells: pd.DataFrame) -> pd.DataFrame:
+    if "weight" not in cells.columns and "problem" in cells.columns:
+        cells = collapse_samples(cells)
+    missing = [c for c in CELL_COLUMNS if c not in cells.columns]
+    if missing:
+        raise InputError(f"accuracy cells lack column(s) {', '.join(missing)} (expected {', '.join(CELL_COLUMNS)})")
+    out = cells[list(CELL_COLUMNS)].copy()
+    out["task"] = out["task"].astype(str)
+    for col in CELL_COLUMNS[1:]:
+        out[col] = pd.to_numeric(out[col], errors="coerce")
+    checks = [("params", out["params"] > 0, "must be > 0"), ("tokens", out["tokens"] > 0, "must be > 0"),
+              ("n_samples", out["n_samples"] >= 1, "must be >= 1"),
+              ("n_correct", (out["n_correct"] >= 0) & (out["n_correct"] <= out["n_samples"]),
+               "must be in [0, n_samples]"),
+              ("weight", out["weight"] >= 1, "must be >= 1")]
+    for col, ok, what in checks:
+        ok = ok & np.isfinite(out[col])
+        if not ok.all():
+            row = int(np.flatnonzero(~ok.to_numpy())[0])
+            raise InputError(f"{what}, got {out[col].iloc[row]!r}", source="accuracy cells", row=row, column=col)
+    if len(out) == 0:
+        raise InputError("no accuracy cells to fit")
+    return out.reset_index(drop=True)
+
+
+def reference_point(cells: pd.DataFrame, spec: Mapping[str, Any] | None = None) -> tuple[float, float]:
+    """(N0, D0): the geometric means of the distinct checkpoints, unless the configuration fixes them."""
+    ref = (spec or DEFAULT_ACCURACY_PRIORS).get("reference", {})
+    ckpt = cells[["params", "tokens"]].drop_duplicates().to_numpy(float)
+    n0 = float(ref.get("params", 0.0)) or float(np.exp(np.mean(np.log(ckpt[:, 0]))))
+    d0 = float(ref.get("tokens", 0.0)) or float(np.exp(np.mean(np.log(ckpt[:, 1]))))
+    return n0, d0
+
+
+# ----------------------------------------------------------------------------------------------------- model
+def _softclip_pt(x, lo, hi):
+    return lo + pt.softplus(x - lo) - pt.softplus(x - hi)
+
+
+def _softplus_np(x):
+    return np.logaddexp(0.0, x)
+
+
+def _softclip_np(x, lo, hi):
+    return lo + _softplus_np(x - lo) - _softplus_np(x - hi)
+
+
+@numba.njit(cache=True, nogil=True)
+def _softplus_nb(x):
+    return max(x, 0.0) + math.log1p(math.exp(-abs(x)))
+
+
+@numba.njit(cache=True, nogil=True)
+def _softclip_nb(x, lo, hi):
+    return lo + _softplus_nb(x - lo) - _softplus_nb(x - hi)
+
+
+def _boxcox_pt(log_x, exponent):
+    """(x^-exponent - 1)/exponent from log x; -> -log x as exponent -> 0."""
+    return pt.expm1(-exponent * log_x) / exponent
+
+
+def _pooled(name: str, prior: Mapping[str, float], n_tasks: int, pooling: Mapping[str, Any]):
+    """Per-task values of one sampled quantity, partially pooled (see "Pooling" in the module doc).
+
+    loc ~ Normal(prior loc, prior scale); sd ~ LogNormal(log(pool_sd), pooling.sd_log_sd) (zero-avoiding);
+    q_t ~ Normal(loc, sd) (centred, default) or q_t = loc + sd * z_t, z_t ~ Normal(0, 1) (non-centred).
+    A single task has no pooling level.
+    """
+    loc = pm.Normal(f"{name}_loc", mu=prior["loc"], sigma=prior["scale"])
+    if n_tasks == 1:
+        return pm.Deterministic(name, pt.stack([loc]), dims="task")
+    sd = pm.LogNormal(f"{name}_sd", mu=math.log(prior["pool_sd"]), sigma=pooling["sd_log_sd"])
+    if pooling["centered"]:
+        return pm.Normal(name, loc, sd, dims="task")
+    z = pm.Normal(f"{name}_z", 0.0, 1.0, dims="task")
+    return pm.Deterministic(name, loc + sd * z, dims="task")
+
+
+def _weighted_beta_binomial_logp(value, a, b, n, weight, log_choose):
+    """weight x log BetaBinomial(value | n, a, b) (the cell's problems all have these counts);
+    log_choose = log C(n, value) is precomputed data."""
+    g = pt.gammaln
+    return weight * (log_choose + g(value + a) - g(a) + g(n - value + b) - g(b) - g(n + a + b) + g(a + b))
+
+
+def _beta_binomial_random(a, b, n, weight, log_choose, rng=None, size=None):
+    """One problem's count per cell (prior/posterior predictive draws ignore the weight)."""
+    p = rng.beta(a, b, size=size)
+    return rng.binomial(np.asarray(n, dtype=np.int64), p, size=size)
+
+
+def build_accuracy_model(cells: pd.DataFrame, config: Mapping[str, Any] | None = None) -> pm.Model:
+    """The hierarchical PyMC model of the accuracy law for collapsed counts.
+
+    `cells` has columns task, params, tokens, n_samples, n_correct, weight (as `EvalData.collapse_counts()` or
+    `collapse_samples` return; a per-problem samples frame is collapsed automatically). `config` overrides
+    `DEFAULT_ACCURACY_PRIORS`. Coordinates: ``task``, ``cell``, ``checkpoint``. The reference point is stored
+    as constant data (``reference_params``, ``reference_tokens``) and on the model as ``bayes_t2_reference``.
+    """
+    spec = accuracy_config(config)
+    cells = _check_cells(cells)
+    n0, d0 = reference_point(cells, spec)
+    tasks = sorted(cells["task"].unique())
+    task_idx = cells["task"].map({t: i for i, t in enumerate(tasks)}).to_numpy(np.int64)
+    checkpoints = cells[["params", "tokens"]].drop_duplicates().sort_values(["params", "tokens"])
+    checkpoints = checkpoints.reset_index(drop=True)
+    ckpt_idx = cells.merge(checkpoints.reset_index(names="ckpt"), on=["params", "tokens"], how="left")["ckpt"]
+    priors = spec["priors"]
+    coords = {"task": tasks, "cell": np.arange(len(cells)), "checkpoint": np.arange(len(checkpoints))}
+    lo_mu, hi_mu = LOGIT_MU_BOUNDS
+    lo_nu, hi_nu = LOG_NU_BOUNDS
+
+    with pm.Model(coords=coords) as model:
+        pm.Data("reference_params", n0)
+        pm.Data("reference_tokens", d0)
+        pm.Data("checkpoint_params", checkpoints["params"].to_numpy(float), dims="checkpoint")
+        pm.Data("checkpoint_tokens", checkpoints["tokens"].to_numpy(float), dims="checkpoint")
+        pm.Data("checkpoint_index", ckpt_idx.to_numpy(np.int64), dims="cell")
+        t = pm.Data("task_index", task_idx, dims="cell")
+        x_n = pm.Data("log_params_scaled", np.log(cells["params"].to_numpy(float) / n0), dims="cell")
+        x_d = pm.Data("log_tokens_scaled", np.log(cells["tokens"].to_numpy(float) / d0), dims="cell")
+        n = pm.Data("n_samples", cells["n_samples"].to_numpy(float), dims="cell")
+        weight = pm.Data("weight", cells["weight"].to_numpy(float), dims="cell")
+        c_obs = cells["n_correct"].to_numpy(np.int64)
+        log_choose = pm.Data("log_choose", gammaln(cells["n_samples"].to_numpy(float) + 1.0) - gammaln(c_obs + 1.0)
+                             - gammaln(cells["n_samples"].to_numpy(float) - c_obs + 1.0), dims="cell")
+
+        q = {name: _pooled(name, priors[name], len(tasks), spec["pooling"]) for name in SAMPLED}
+        alpha = pm.Deterministic("alpha", pt.exp(q["log_alpha"]), dims="task")
+        beta = pm.Deterministic("beta", pt.exp(q["log_beta"]), dims="task")
+        w = pm.Deterministic("w", pm.math.sigmoid(q["logit_w"]), dims="task")
+        slope_mu = pm.Deterministic("slope_mu", pt.exp(q["log_slope_mu"]), dims="task")
+        slope_nu = q["slope_nu"]
+
+        # standardised difficulty per cell, then the bounded Beta mean (logit) and concentration (log)
+        z = w[t] * _boxcox_pt(x_n, alpha[t]) + (1.0 - w[t]) * _boxcox_pt(x_d, beta[t])
+        logit_mu = _softclip_pt(q["logit_mu_ref"][t] - slope_mu[t] * z, lo_mu, hi_mu)
+        log_nu = _softclip_pt(q["log_nu_ref"][t] + slope_nu[t] * z, lo_nu, hi_nu)
+        a = pt.exp(log_nu - pt.softplus(-logit_mu))  # nu * sigmoid(logit_mu)
+        b = pt.exp(log_nu - pt.softplus(logit_mu))   # nu * sigmoid(-logit_mu)
+        pm.CustomDist("n_correct", a, b, n, weight, log_choose, logp=_weighted_beta_binomial_logp,
+                      random=_beta_binomial_random, observed=c_obs, dims="cell")
+
+        # the T2 coefficients in the pinned normalisation (E = 0, unit log-slope of L at the reference)
+        level = w / alpha + (1.0 - w) / beta
+        pm.Deterministic("mu_ref", pm.math.sigmoid(q["logit_mu_ref"]), dims="task")
+        pm.Deterministic("nu_ref", pt.exp(q["log_nu_ref"]), dims="task")
+        pm.Deterministic("theta1", q["logit_mu_ref"] + slope_mu * level, dims="task")
+        pm.Deterministic("theta2", -slope_mu, dims="task")
+        pm.Deterministic("theta3", q["log_nu_ref"] - slope_nu * level, dims="task")
+        pm.Deterministic("theta4", slope_nu, dims="task")
+        pm.Deterministic("E", pt.zeros(len(tasks)), dims="task")
+        pm.Deterministic("A", w / alpha * pt.exp(alpha * math.log(n0)), dims="task")
+        pm.Deterministic("B", (1.0 - w) / beta * pt.exp(beta * math.log(d0)), dims="task")
+    model.bayes_t2_reference = {"params": n0, "tokens": d0}  # type: ignore[attr-defined]
+    model.bayes_t2_spec = spec  # type: ignore[attr-defined]
+    return model
+
+
+# -------------------------------------------------------------------------------------------- normalisation
+def standardize_coefficients(coefs: Mapping[str, float], N0: float, D0: float) -> dict[str, float]:
+    """Map any T2 coefficient set to the model's pinned normalisation at reference (N0, D0).
+
+    Returns the sampled quantities (logit_mu_ref, slope_mu, log_nu_ref, slope_nu, w, alpha, beta) and the T2
+    names in the pinned form (E = 0, unit total log-slope of L at the reference). Both describe the same law.
+    """
+    c = {k: float(v) for k, v in coefs.items()}
+    a_n = c["A"] * N0 ** (-c["alpha"])
+    a_d = c["B"] * D0 ** (-c["beta"])
+    slope = c["alpha"] * a_n + c["beta"] * a_d  # -dL/dlogN - dL/dlogD at the reference
+    l_ref = c["E"] + a_n + a_d
+    w = c["alpha"] * a_n / slope
+    out = {
+        "logit_mu_ref": c["theta1"] + c["theta2"] * l_ref,
+        "slope_mu": -c["theta2"] * slope,
+        "log_nu_ref": c["theta3"] + c["theta4"] * l_ref,
+        "slope_nu": c["theta4"] * slope,
+        "w": w, "alpha": c["alpha"], "beta": c["beta"],
+    }
+    level = w / c["alpha"] + (1.0 - w) / c["beta"]
+    out.update({
+        "theta1": out["logit_mu_ref"] + out["slope_mu"] * level, "theta2": -out["slope_mu"],
+        "theta3": out["log_nu_ref"] - out["slope_nu"] * level, "theta4": out["slope_nu"],
+        "E": 0.0, "A": w / c["alpha"] * N0 ** c["alpha"], "B": (1.0 - w) / c["beta"] * D0 ** c["beta"],
+    })
+    out["log_slope_mu"] = math.log(out["slope_mu"]) if out["slope_mu"] > 0 else -math.inf
+    out["logit_w"] = math.log(w / (1.0 - w))
+    out["log_alpha"], out["log_beta"] = math.log(c["alpha"]), math.log(c["beta"])
+    return out
+
+
+# --------------------------------------------------------------------------------------------- prediction
+def _get(source: Any, name: str):
+    if hasattr(source, "posterior"):  # InferenceData or DataTree
+        return source.posterior[name]
+    return source[name]
+
+
+def _as_input(x, like):
+    """N or D for broadcasting: xarray objects pass; arrays against an xarray posterior get dim 'point'."""
+    if isinstance(like, xr.DataArray) and not isinstance(x, xr.DataArray):
+        x = np.asarray(x, dtype=float)
+        return xr.DataArray(x, dims=("point",)) if x.ndim == 1 else (float(x) if x.ndim == 0 else x)
+    return x if isinstance(x, xr.DataArray) else np.asarray(x, dtype=float)
+
+
+def accuracy_shapes(posterior_or_arrays: Any, N: Any, D: Any):
+    """Beta shapes (a, b) of per-problem success at (N, D) for every posterior draw.
+
+    `posterior_or_arrays`: a posterior Dataset/DataTree/InferenceData or a mapping with the T2 names
+    (theta1..theta4, E, A, alpha, B, beta). With xarray coefficients, 1-d N and D get a dim ``point``; with
+    plain arrays, numpy broadcasting applies. The shape bounds of the model are applied.
+    """
+    c = {name: _get(posterior_or_arrays, name) for name in T2_COEFFICIENTS}
+    like = c["theta1"]
+    N, D = _as_input(N, like), _as_input(D, like)
+    L = loss_law(c["E"], c["A"], c["alpha"], c["B"], c["beta"], 0.0, 1.0, N, D, 1.0)
+    logit_mu = _softclip_np(c["theta1"] + c["theta2"] * L, *LOGIT_MU_BOUNDS)
+    log_nu = _softclip_np(c["theta3"] + c["theta4"] * L, *LOG_NU_BOUNDS)
+    a = np.exp(log_nu - _softplus_np(-logit_mu))
+    b = np.exp(log_nu - _softplus_np(logit_mu))
+    return a, b
+
+
+def accuracy_pass_at_k(posterior_or_arrays: Any, N: Any, D: Any, k: Any):
+    """pass@k (the expected fraction of problems solved within k samples) at (N, D), per draw."""
+    a, b = accuracy_shapes(posterior_or_arrays, N, D)
+    k = _as_input(k, a) if isinstance(a, xr.DataArray) and np.ndim(k) == 0 else k
+    return beta_pass_at_k(a, b, k)
+
+
+def pack_theta(posterior_or_arrays: Any) -> np.ndarray:
+    """The optimizer's theta for every draw and task: array (..., len(theta_names)), C-contiguous float64."""
+    arrays = [np.asarray(_get(posterior_or_arrays, name), dtype=float) for name in T2_COEFFICIENTS]
+    return np.ascontiguousarray(np.stack(np.broadcast_arrays(*arrays), axis=-1))
+
+
+_OBJECTIVE_SIGNATURE = types.float64(types.float64[::1], types.float64, types.float64, types.float64)
+
+
+@numba.njit(_OBJECTIVE_SIGNATURE, cache=True, nogil=True)
+def neg_pass_at_k_nb(theta, N, D, k):
+    """log(1 - pass@k) at (N, D, k) for theta packed in `theta_names` order: the value to MINIMISE.
+
+    Monotone in pass@k and well resolved both when pass@k is tiny and when it approaches 1 (where -pass@k
+    would be flat to float64). k may be real.
+    """
+    L = loss_law_nb(theta[4], theta[5], theta[6], theta[7], theta[8], 0.0, 1.0, N, D, 1.0)
+    logit_mu = _softclip_nb(theta[0] + theta[1] * L, LOGIT_MU_BOUNDS[0], LOGIT_MU_BOUNDS[1])
+    log_nu = _softclip_nb(theta[2] + theta[3] * L, LOG_NU_BOUNDS[0], LOG_NU_BOUNDS[1])
+    a = math.exp(log_nu - _softplus_nb(-logit_mu))
+    b = math.exp(log_nu - _softplus_nb(logit_mu))
+    return log1m_beta_pass_at_k_nb(a, b, k)
+
+
+# --------------------------------------------------------------------------------------------- simulation
+#: Default truth: Chinchilla-like latent losses (Hoffmann et al. 2022 fit for the first task), with theta's
+#: chosen so that mean success runs from ~1e-9 (14M params, 2M tokens) to ~0.3-0.5 (12B, 300B) and the Beta
+#: shape a = mu nu is ~0.3-1 for large models (a heavy left tail of unsolved problems, as on GSM8K).
+DEFAULT_TRUTH: dict[str, dict[str, float]] = {
+    "task_a": {"theta1": 4.4, "theta2": -2.5, "theta3": 0.0, "theta4": 0.3,
+               "E": 1.69, "A": 406.4, "alpha": 0.34, "B": 410.7, "beta": 0.28},
+    "task_b": {"theta1": 3.5, "theta2": -2.0, "theta3": 0.5, "theta4": 0.2,
+               "E": 1.80, "A": 300.0, "alpha": 0.30, "B": 500.0, "beta": 0.30},
+    "task_c": {"theta1": 5.0, "theta2": -2.2, "theta3": -0.5, "theta4": 0.4,
+               "E": 1.60, "A": 500.0, "alpha": 0.36, "B": 350.0, "beta": 0.26},
+    "task_d": {"theta1": 3.0, "theta2": -1.8, "theta3": 1.0, "theta4": 0.1,
+               "E": 1.75, "A": 350.0, "alpha": 0.32, "B": 450.0, "beta": 0.32},
+}
+
+
+def simulate_samples(seed: int, n_tasks: int = 2, checkpoints: Sequence[tuple[float, float]] | None = None,
+                     n_problems: int = 128, n_samples: int | Sequence[int] = 256,
+                     truth: Mapping[str, Any] | None = None,
+                     shared_difficulty: bool = False) -> tuple[pd.DataFrame, dict]:
+    """Per-problem counts (the ``samples`` kind) drawn from the accuracy law with a known truth.
+
+    checkpoints: (params, tokens) pairs; default the Pythia-like grid `PYTHIA_PARAMS` x `PYTHIA_TOKENS`.
+    n_samples: samples per problem, or a sequence to draw each (checkpoint, problem)'s count from (uniformly,
+    like adaptive sampling). truth: ``{"tasks": {task: T2 coefficients}}`` or ``{task: coefficients}``;
+    default the first `n_tasks` of `DEFAULT_TRUTH`. shared_difficulty: if True a problem keeps its quantile of
+    the Beta law across checkpoints (hard problems stay hard, as on real benchmarks; the model assumes
+    independence, so this tests robustness), else p is drawn independently per checkpoint and problem.
+
+    Returns (frame with columns task, model, params, tokens, problem, n_samples, n_correct; truth dict
+    ``{"route": "accuracy", "seed", "n_problems", "tasks": {task: {theta1..theta4, E, A, alpha, B, beta}}}``).
+    """
+    rng = np.random.default_rng(seed)
+    if truth is None:
+        if not 1 <= n_tasks <= len(DEFAULT_TRUTH):
+            raise InputError(f"n_tasks must be in 1..{len(DEFAULT_TRUTH)} without an explicit truth")
+        tasks = {t: dict(DEFAULT_TRUTH[t]) for t in list(DEFAULT_TRUTH)[:n_tasks]}
+    else:
+        raw = truth.get("tasks", truth)
+        tasks = {}
+        for t, c in raw.items():
+            missing = [k for k in T2_COEFFICIENTS if k not in c]
+            if missing:
+                raise InputError(f"truth for task '{t}' is missing {', '.join(missing)}")
+            tasks[str(t)] = {k: float(c[k]) for k in T2_COEFFICIENTS}
+    if checkpoints is None:
+        checkpoints = [(n, d) for n in PYTHIA_PARAMS for d in PYTHIA_TOKENS]
+    ckpt = np.asarray(checkpoints, dtype=float).reshape(-1, 2)
+    if np.any(ckpt <= 0):
+        raise InputError("checkpoints need params > 0 and tokens > 0")
+    if n_problems < 1:
+        raise InputError("n_problems must be >= 1")
+    choices = np.atleast_1d(np.asarray(n_samples, dtype=np.int64))
+    if np.any(choices < 1):
+        raise InputError("n_samples must be >= 1")
+
+    rows = []
+    for task, coefs in tasks.items():
+        a, b = accuracy_shapes(coefs, ckpt[:, 0], ckpt[:, 1])
+        u = rng.uniform(size=n_problems)  # per-problem quantile (used when shared_difficulty)
+        for j, (N, D) in enumerate(ckpt):
+            if shared_difficulty:
+                p = stats.beta.ppf(u, a[j], b[j])
+            else:
+                p = rng.beta(a[j], b[j], size=n_problems)
+            n = choices[rng.integers(0, choices.size, size=n_problems)] if choices.size > 1 else \
+                np.full(n_problems, choices[0])
+            c = rng.binomial(n, np.clip(p, 0.0, 1.0))
+            rows.append(pd.DataFrame({"task": task, "model": f"N{N:.3g}-D{D:.3g}", "params": N, "tokens": D,
+                                      "problem": np.arange(n_problems), "n_samples": n, "n_correct": c}))
+    frame = pd.concat(rows, ignore_index=True)
+    out_truth = {"route": "accuracy", "seed": int(seed), "n_problems": int(n_problems),
+                 "shared_difficulty": bool(shared_difficulty), "tasks": tasks}
+    return frame, out_truth
+
+
+# ------------------------------------------------------------------------------------------------ the route
+class AccuracyRoute:
+    """Everything route-specific for the accuracy law (same shape as `LossRoute`)."""
+
+    name = "accuracy"
+    metric_name = "pass_at_k"
+    lower_is_better = False
+    coefficient_names = T2_COEFFICIENTS
+    theta_names = T2_COEFFICIENTS
+    objective_nb = neg_pass_at_k_nb  # minimise log(1 - pass@k)
+
+    @staticmethod
+    def observations(frame: pd.DataFrame) -> pd.DataFrame:
+        return _check_cells(frame)
+
+    @staticmethod
+    def build_model(frame: pd.DataFrame, spec: Mapping[str, Any] | None = None) -> pm.Model:
+        return build_accuracy_model(frame, spec)
+
+    @staticmethod
+    def metric(coefficients: Any, N: Any, D: Any, k: Any):
+        return accuracy_pass_at_k(coefficients, N, D, k)
