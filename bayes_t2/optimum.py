@@ -5,23 +5,28 @@ For every posterior draw, task and budget the kernels minimise an objective ``ob
 
 * split budget (T2 convention): D = min(C_train/(6N), max_tokens), k = min(k_max, floor(C_inf/(2NT))),
   one free variable N in [min_params, min(max_params, C_inf/(2T))]. The objective is piecewise in N (k
-  jumps at N = C_inf/(2kT)). The search solves the continuous relaxation (real k), then searches the
-  constant-k segments next to it and the one holding the fixed-k optimum, each by bounded golden section in
-  log N, and keeps the best.
+  jumps at N = C_inf/(2kT)). The generic search solves the continuous relaxation (real k), then searches
+  the constant-k segments next to it and the one holding the fixed-k optimum, each by bounded golden
+  section in log N, and keeps the best.
 * total budget: 6ND + 2NkTQ <= C, D <= max_tokens, k integer in [1, k_max]. The profile over log k is
   unimodal (the loss is jointly convex in (log N, log k)): golden section on log k around an inner golden
-  section on log N, then the integer neighbours are compared.
+  section on log N, then the integers in the final bracket (plus one each side) are compared.
 
-The loss route also has an exact path (`method="exact"`, chosen automatically for the loss law): within a
-constant-k segment the optimum is the clipped Chinchilla closed form, and the best k comes from a
-safeguarded Newton solve of a monotone first-order condition, so N* is exact to rounding. The generic
-search is limited by float64 rounding of the objective near its flat minimum (about sqrt(eps |f| / f'') in
-log N), which is why the exact path exists.
+The loss law has an exact path (`method="exact"`, chosen automatically for `loss_law_nb`):
+* split: nothing beats the clipped Chinchilla optimum within its own k segment; for larger k the best N
+  of a segment is its right end N = C_inf/(2kT), along which the loss is convex in log k, and its real
+  minimiser solves a monotone first-order condition (Newton from a proven lower bound); the integer
+  optimum is its floor or ceiling.
+* total: for fixed k the first-order condition in log D is increasing, concave and nearly linear (Newton
+  from a proven lower bound), then Illinois on the profile slope d/dlog k (envelope theorem) brackets k.
+So N* is exact to rounding. The generic search is limited by float64 rounding of the objective near its
+flat minimum (about sqrt(eps |f| / f'') in log N, up to ~1e-5 relative when the reducible loss is tiny next
+to E), which is one reason the exact path exists; the other is speed (~0.85 CPU-us per split problem).
 
-Kernels take the objective as a numba first-class function of type `OBJECTIVE_TYPE`; a plain `@numba.njit`
-function with that call signature can be passed. (Dispatcher arguments would be specialised per function but
-then the kernels could not be cached on disk; as a first-class function type they are compiled once and
-cached.)
+Kernels take the objective as a numba first-class function of type `OBJECTIVE_TYPE`; any `@numba.njit`
+function with that call signature can be passed. (Dispatcher arguments would be specialised per function,
+but then the kernels could not be cached on disk; typed as a first-class function they are compiled once
+and cached.) Kernels are compiled with fastmath off and numpy's error model (1/0 -> inf, no exceptions).
 """
 
 from __future__ import annotations
