@@ -140,7 +140,7 @@ def test_k1_split_matches_chinchilla_closed_form():
     np.testing.assert_allclose(out[ROW["N"]], ref, rtol=1e-6, atol=0)
     np.testing.assert_allclose(out[ROW["D"]], train / (6 * ref), rtol=1e-6, atol=0)
 
-    # The generic golden-section search (the path other objectives use) finds the same optimum. Near the
+    # The generic search (the path other objectives use) finds the same optimum. Near the
     # optimum the loss is flat, so float64 rounding of E + small terms limits any value-based search;
     # the constant terms (E, G k^-gamma) do not move the optimum, so drop them to test the search itself.
     th0 = th.copy()
@@ -201,7 +201,7 @@ def test_split_brute_force_cases_are_not_trivial():
 
 
 def test_exact_and_search_agree():
-    """Two independent algorithms (closed forms + Newton vs golden-section search) on random problems."""
+    """Two independent algorithms (closed forms + Newton vs bracketing search) on random problems."""
     th = draws(150, seed=3)
     budgets = [SplitBudget(10.0 ** e, 10.0 ** f) for e, f in [(18, 9), (20, 11), (22, 12), (24, 14), (21, 16)]]
     budgets += [TotalBudget(10.0 ** e, 10.0 ** q) for e, q in [(20, 6), (22, 9), (24, 12), (23, 8)]]
