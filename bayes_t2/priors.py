@@ -1,0 +1,79 @@
+"""Model specifications: the shipped `models/<route>.toml` files, and a user's overrides on top of them.
+
+A specification is a plain dict (TOML in, JSON into the fit file's attributes), so a fit always carries the
+exact priors it was sampled with and can be reproduced from the file alone.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from .errors import InputError
+from .resources import models_dir
+
+ROUTES = ("loss", "accuracy")
+
+
+def default_spec(route: str) -> dict[str, Any]:
+    """The shipped specification for `route`."""
+    if route not in ROUTES:
+        raise InputError(f"unknown route '{route}'; choose one of {', '.join(ROUTES)}")
+    path = models_dir() / f"{route}.toml"
+    if not path.exists():
+        raise InputError(f"no model specification shipped for route '{route}' ({path})")
+    return _read_toml(path)
+
+
+def load_spec(route: str, override: str | Path | dict | None = None) -> dict[str, Any]:
+    """Default specification for `route`, deep-merged with a user's TOML file or dict."""
+    spec = default_spec(route)
+    if override is None:
+        return spec
+    user = _read_toml(Path(override)) if not isinstance(override, dict) else copy.deepcopy(override)
+    if user.get("route", route) != route:
+        raise InputError(f"prior file is for route '{user['route']}', but the data need route '{route}'")
+    _check_keys(spec, user, source=str(override) if not isinstance(override, dict) else "priors")
+    return _merge(spec, user)
+
+
+def spec_to_json(spec: dict[str, Any]) -> str:
+    return json.dumps(spec, sort_keys=True)
+
+
+def spec_from_json(text: str) -> dict[str, Any]:
+    return json.loads(text)
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        raise InputError(f"{path}: prior file not found")
+    try:
+        return tomllib.loads(path.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+        raise InputError(f"{path}: not a valid TOML prior file ({err})") from None
+
+
+def _check_keys(default: dict, user: dict, source: str, prefix: str = "") -> None:
+    """Reject typos: every key a user sets must exist in the default specification."""
+    for key, value in user.items():
+        name = f"{prefix}{key}"
+        if key not in default:
+            raise InputError(f"{source}: unknown setting '{name}'; known: {', '.join(sorted(default))}")
+        if isinstance(default[key], dict):
+            if not isinstance(value, dict):
+                raise InputError(f"{source}: '{name}' must be a table")
+            _check_keys(default[key], value, source, prefix=f"{name}.")
+        elif isinstance(default[key], (int, float)) and not isinstance(default[key], bool):
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise InputError(f"{source}: '{name}' must be a number, got {value!r}")
+
+
+def _merge(base: dict, top: dict) -> dict:
+    out = copy.deepcopy(base)
+    for key, value in top.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out

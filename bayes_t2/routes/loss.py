@@ -1,0 +1,156 @@
+"""The loss route: hierarchical T2 loss law L_t(N, D, k) = E_t + A_t/N^alpha_t + B_t/D^beta_t + G_t/k^gamma_t.
+
+Geometry decides speed here more than the sampler does, so the model samples unit-free, nearly independent
+quantities and reports the paper's coefficients as deterministics:
+  * inputs are scaled to the data's reference point (N0, D0, k0 = geometric means; L0 = typical loss);
+  * each term is parameterised by its size *at the reference point* relative to L0 — that removes the strong
+    A-alpha (and B-beta, G-gamma) correlation that the raw coefficients have;
+  * every coefficient is log-normal, partially pooled across tasks, non-centred;
+  * the likelihood is on log(loss) in log-sum-exp form (Student-t by default).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pymc as pm
+import pytensor.tensor as pt
+import xarray as xr
+
+from ..laws import LOSS_COEFFICIENTS, loss_law, loss_law_nb
+
+TERMS = ("E", "A", "B", "G")
+EXPONENTS = {"A": "alpha", "B": "beta", "G": "gamma"}
+
+
+@dataclass(frozen=True)
+class Scaling:
+    """The reference point the model is written around (stored in the fit file)."""
+
+    N0: float
+    D0: float
+    k0: float
+    L0: float
+
+    @classmethod
+    def from_frame(cls, frame: pd.DataFrame) -> "Scaling":
+        gm = lambda s: float(np.exp(np.mean(np.log(np.asarray(s, dtype=float)))))  # noqa: E731
+        return cls(N0=gm(frame["params"]), D0=gm(frame["tokens"]), k0=gm(frame["k"]), L0=gm(frame["loss"]))
+
+    def as_dict(self) -> dict[str, float]:
+        return {"N0": self.N0, "D0": self.D0, "k0": self.k0, "L0": self.L0}
+
+
+class LossRoute:
+    """Everything route-specific for the loss law: model, metric, optimizer objective."""
+
+    name = "loss"
+    metric_name = "loss"
+    lower_is_better = True
+    coefficient_names = LOSS_COEFFICIENTS
+    objective_nb = staticmethod(loss_law_nb)
+
+    @staticmethod
+    def observations(frame: pd.DataFrame) -> pd.DataFrame:
+        """One row per observed loss, with integer codes for task and checkpoint."""
+        obs = frame[["task", "params", "tokens", "k", "loss"]].copy()
+        obs["k"] = obs["k"].astype(float)
+        return obs.reset_index(drop=True)
+
+    @staticmethod
+    def build_model(frame: pd.DataFrame, spec: dict[str, Any]) -> pm.Model:
+        """The hierarchical PyMC model for a tidy loss frame (task, params, tokens, k, loss)."""
+        obs = LossRoute.observations(frame)
+        scaling = Scaling.from_frame(obs)
+        tasks = sorted(obs["task"].unique())
+        task_idx = obs["task"].map({t: i for i, t in enumerate(tasks)}).to_numpy()
+        checkpoints = obs[["params", "tokens"]].drop_duplicates().sort_values(["params", "tokens"])
+        checkpoints = checkpoints.reset_index(drop=True)
+        ckpt_idx = obs.merge(checkpoints.reset_index(names="ckpt"), on=["params", "tokens"], how="left")["ckpt"]
+        has_k_term = bool((obs["k"] != 1).any())
+        priors = spec["priors"]
+        coords = {"task": tasks, "obs": np.arange(len(obs)), "checkpoint": np.arange(len(checkpoints))}
+
+        with pm.Model(coords=coords) as model:
+            pm.Data("checkpoint_params", checkpoints["params"].to_numpy(float), dims="checkpoint")
+            pm.Data("checkpoint_tokens", checkpoints["tokens"].to_numpy(float), dims="checkpoint")
+            t = pm.Data("task_index", task_idx, dims="obs")
+            pm.Data("checkpoint_index", ckpt_idx.to_numpy(), dims="obs")
+            x_n = pm.Data("log_params_scaled", np.log(obs["params"].to_numpy(float) / scaling.N0), dims="obs")
+            x_d = pm.Data("log_tokens_scaled", np.log(obs["tokens"].to_numpy(float) / scaling.D0), dims="obs")
+            x_k = pm.Data("log_k_scaled", np.log(obs["k"].to_numpy(float) / scaling.k0), dims="obs")
+            pm.Data("k", obs["k"].to_numpy(float), dims="obs")
+
+            names = ["E", "A", "alpha", "B", "beta"] + (["G", "gamma"] if has_k_term else [])
+            centred = spec.get("parameterization", "centered") == "centered"
+            log_coef = {name: _pooled_log_coefficient(_log_name(name), priors[name], len(tasks), centred)
+                        for name in names}
+
+            # log of each term at the observed inputs, relative to L0
+            terms = [log_coef["E"][t],
+                     log_coef["A"][t] - pt.exp(log_coef["alpha"])[t] * x_n,
+                     log_coef["B"][t] - pt.exp(log_coef["beta"])[t] * x_d]
+            if has_k_term:
+                terms.append(log_coef["G"][t] - pt.exp(log_coef["gamma"])[t] * x_k)
+            # not stored as a Deterministic: obs x draws would dominate the fit file
+            mu = np.log(scaling.L0) + pt.logsumexp(pt.stack(terms), axis=0)
+
+            sigma = pm.HalfNormal("sigma", sigma=spec["likelihood"]["sigma"], dims="task")
+            log_loss = np.log(obs["loss"].to_numpy(float))
+            family = spec["likelihood"]["family"]
+            if family == "student_t":
+                pm.StudentT("log_loss", nu=spec["likelihood"]["nu"], mu=mu, sigma=sigma[t], observed=log_loss,
+                            dims="obs")
+            elif family == "normal":
+                pm.Normal("log_loss", mu=mu, sigma=sigma[t], observed=log_loss, dims="obs")
+            else:
+                raise ValueError(f"unknown likelihood family '{family}'")
+
+            # the paper's coefficients, per task
+            exponent = {e: pt.exp(log_coef[e]) for e in ("alpha", "beta") + (("gamma",) if has_k_term else ())}
+            pm.Deterministic("E", scaling.L0 * pt.exp(log_coef["E"]), dims="task")
+            pm.Deterministic("alpha", exponent["alpha"], dims="task")
+            pm.Deterministic("A", scaling.L0 * pt.exp(log_coef["A"] + exponent["alpha"] * np.log(scaling.N0)),
+                             dims="task")
+            pm.Deterministic("beta", exponent["beta"], dims="task")
+            pm.Deterministic("B", scaling.L0 * pt.exp(log_coef["B"] + exponent["beta"] * np.log(scaling.D0)),
+                             dims="task")
+            if has_k_term:
+                pm.Deterministic("gamma", exponent["gamma"], dims="task")
+                pm.Deterministic("G", scaling.L0 * pt.exp(log_coef["G"] + exponent["gamma"] * np.log(scaling.k0)),
+                                 dims="task")
+            else:  # Chinchilla's k-free law: no sampling term
+                pm.Deterministic("gamma", pt.ones(len(tasks)), dims="task")
+                pm.Deterministic("G", pt.zeros(len(tasks)), dims="task")
+        model.bayes_t2_scaling = scaling  # type: ignore[attr-defined]
+        return model
+
+    @staticmethod
+    def metric(coefficients: xr.Dataset, N: Any, D: Any, k: Any) -> xr.DataArray:
+        """The law's expected loss for every posterior draw (broadcast over N, D, k)."""
+        c = coefficients
+        return loss_law(c["E"], c["A"], c["alpha"], c["B"], c["beta"], c["G"], c["gamma"], N, D, k)
+
+
+def _log_name(name: str) -> str:
+    """Sampled variable for a coefficient: `log_alpha` for exponents, `log_A_rel` for terms (relative to L0)."""
+    return f"log_{name}" if name in EXPONENTS.values() else f"log_{name}_rel"
+
+
+def _pooled_log_coefficient(name: str, prior: dict[str, float], n_tasks: int, centred: bool):
+    """log(coefficient_t) ~ Normal(mu, sd) across tasks; a single task has no pooling level.
+
+    Centred suits the usual case of many points per task (the likelihood pins each task); non-centred suits
+    sparse tasks, where the data cannot pin them and the centred form has a funnel.
+    """
+    mu = pm.Normal(f"{name}_mu", mu=np.log(prior["median"]), sigma=prior["log_sd"])
+    if n_tasks == 1:
+        return pm.Deterministic(name, pt.stack([mu]), dims="task")
+    sd = pm.HalfNormal(f"{name}_sd", sigma=prior["pool_sd"])
+    if centred:
+        return pm.Normal(name, mu, sd, dims="task")
+    z = pm.Normal(f"{name}_z", 0.0, 1.0, dims="task")
+    return pm.Deterministic(name, mu + sd * z, dims="task")
