@@ -255,10 +255,36 @@ def test_recovery_two_tasks_nutpie(sim_two_tasks):
 
 
 @pytest.mark.slow
-def test_recovery_pythia_grid_shared_difficulty():
-    """Full 81-checkpoint grid, adaptive-like n_samples, problems that stay hard across checkpoints."""
-    df, truth = simulate_samples(4, n_tasks=2, n_problems=128, n_samples=[128, 512, 2048],
-                                 shared_difficulty=True)
+def test_recovery_full_pythia_grid():
+    """~2.5 min: 2 tasks x 81 checkpoints (14M-12B, 2M-300B tokens) x 128 problems, mixed n_samples."""
+    df, truth = simulate_samples(4, n_tasks=2, n_problems=128, n_samples=[128, 512, 2048])
     cells = collapse_samples(df)
     model, idata = _fit(cells, seed=4)
-    _check_recovery(cells, truth, model, idata, min_theta_cover=0.7, min_curve_cover=0.7)
+    _check_recovery(cells, truth, model, idata)
+
+
+@pytest.mark.slow
+def test_persistent_problem_difficulty_keeps_point_predictions():
+    """Real benchmarks keep hard problems hard across checkpoints; the model treats checkpoints as independent
+    given the law (a pseudo-likelihood), so its intervals are then too narrow, but the law's point predictions
+    must stay accurate: posterior-median pass@k within 0.5 in log-odds of the truth at k = 1..1000 (seen: 0.39
+    at the 90% quantile, the largest errors where pass@1 ~ 1e-4 is barely observed)."""
+    df, truth = simulate_samples(4, n_tasks=2, n_problems=128, n_samples=512, shared_difficulty=True)
+    cells = collapse_samples(df)
+    model, idata = _fit(cells, seed=4)
+    ckpt = cells[["params", "tokens"]].drop_duplicates()
+    N, D = ckpt["params"].to_numpy(), ckpt["tokens"].to_numpy()
+    errors = []
+    for task, coefs in truth["tasks"].items():
+        post = idata.posterior.sel(task=task)
+        for k in (1, 10, 100, 1000):
+            true = np.asarray(accuracy_pass_at_k(coefs, N, D, k))
+            med = accuracy_pass_at_k(post, N, D, k).median(dim=("chain", "draw")).values
+            keep = true > 1e-4  # below that no checkpoint of 128 x 512 samples sees a success
+            errors.append(np.abs(_logit(med[keep]) - _logit(true[keep])))
+    errors = np.concatenate(errors)
+    assert np.quantile(errors, 0.9) < 0.5, f"90% quantile of |log-odds error| = {np.quantile(errors, 0.9):.2f}"
+
+
+def _logit(p):
+    return np.log(p) - np.log1p(-p)
