@@ -207,7 +207,7 @@ def diagnose(tree: xr.DataTree, var_names: list[str]) -> Diagnostics:
     if rhat is not None and not max_rhat < 1.01:
         notes.append(f"chains disagree (max r-hat {max_rhat:.3f} >= 1.01): run longer (--tune/--draws) "
                      f"before trusting the intervals")
-    if min_ess < 100 * n_chains * 0 + min(400, 0.1 * n_chains * n_draws):
+    if min_ess < min(400.0, 0.1 * n_chains * n_draws):
         notes.append(f"few effective draws (min bulk ESS {min_ess:.0f}): the interval ends are noisy")
     if divergences:
         notes.append(f"{divergences} divergent transitions: the sampler could not explore part of the "

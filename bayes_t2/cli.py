@@ -1,0 +1,221 @@
+"""The `bayes-t2` command line: parse, call one API function per command, print, map errors to exit codes.
+
+Exit codes: 0 success, 2 bad input or usage, 1 any other failure; errors are one line on stderr.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from .errors import InputError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Bayesian Train-to-Test scaling laws: N*, D*, k* with credible intervals.")
+out = Console()
+err = Console(stderr=True)
+
+Force = Annotated[bool, typer.Option("--force", help="Replace output files that already exist.")]
+Prob = Annotated[float, typer.Option("--prob", help="Probability mass of the equal-tailed intervals.")]
+
+
+def _budget_options(train_flops, inference_flops, total_flops, queries, tokens_per_sample, max_tokens,
+                    max_params, k_max):
+    from .budget import Constraints, make_budget
+
+    if train_flops is None and inference_flops is None and total_flops is None and queries is None:
+        raise InputError("give a budget: --train-flops C --inference-flops C, or --total-flops C --queries Q")
+    budget = make_budget(train_flops=train_flops, inference_flops=inference_flops, total_flops=total_flops,
+                         queries=queries, tokens_per_sample=tokens_per_sample)
+    kwargs = {k: v for k, v in dict(max_tokens=max_tokens, max_params=max_params, k_max=k_max).items()
+              if v is not None}
+    return budget, Constraints(**kwargs)
+
+
+@app.command()
+def simulate(out_path: Annotated[Path, typer.Option("--out", help="Data file to write (.csv or .parquet).")],
+             seed: Annotated[int, typer.Option(help="Random seed.")] = 1,
+             route: Annotated[str, typer.Option(help="loss or accuracy.")] = "loss",
+             force: Force = False) -> None:
+    """Write a synthetic evaluation set with a known truth (beside it as DATA.truth.json)."""
+    from .simulate import simulate as run, write_simulation
+
+    data, truth = run(route, seed)
+    paths = write_simulation(out_path, data, truth, overwrite=force)
+    out.print(f"wrote {paths[0]} ({len(data)} rows, {data['task'].nunique()} tasks) and {paths[1]}")
+
+
+@app.command()
+def fit(data: Annotated[list[Path], typer.Argument(help="Evaluation data: CSV or Parquet files.")],
+        out_path: Annotated[Path, typer.Option("--out", help="Fit file to write (netCDF).")],
+        route: Annotated[Optional[str], typer.Option(help="loss or accuracy (default: from the columns).")] = None,
+        priors: Annotated[Optional[Path], typer.Option(help="TOML file overriding models/<route>.toml.")] = None,
+        columns: Annotated[Optional[str], typer.Option(help="Map column names, e.g. params=N,tokens=D.")] = None,
+        drop_bad_rows: Annotated[bool, typer.Option("--drop-bad-rows", help="Skip invalid rows.")] = False,
+        draws: int = 1000, tune: int = 1000, chains: int = 4, seed: int = 0,
+        sampler: Annotated[str, typer.Option(help="nutpie (default) or pymc.")] = "nutpie",
+        target_accept: float = 0.9, force: Force = False) -> None:
+    """Fit the hierarchical T2 law to evaluation data and write the posterior."""
+    from .data import parse_column_map, read_data
+    from .fit import SamplerSettings, fit as run_fit
+    from .io import check_writable
+
+    check_writable(out_path, overwrite=force)
+    settings = SamplerSettings(draws=draws, tune=tune, chains=chains, seed=seed, sampler=sampler,
+                               target_accept=target_accept)
+    evaluation = read_data(data, columns=parse_column_map(columns), drop_bad_rows=drop_bad_rows)
+    out.print(f"fitting {len(evaluation)} rows, {len(evaluation.tasks)} task(s), kind '{evaluation.kind}'")
+    result = run_fit(evaluation, route=route, priors=priors, settings=settings, progressbar=_interactive())
+    result.save(out_path, overwrite=force)
+    _print_diagnostics(result)
+    out.print(f"wrote {out_path}")
+
+
+@app.command()
+def optimize(fit_path: Annotated[Path, typer.Argument(help="Fit file from `bayes-t2 fit`.")],
+             train_flops: Annotated[Optional[float], typer.Option(help="Training budget C_train = 6ND.")] = None,
+             inference_flops: Annotated[Optional[float], typer.Option(help="Per-query budget 2NkT.")] = None,
+             total_flops: Annotated[Optional[float], typer.Option(help="Total budget 6ND + 2NkTQ.")] = None,
+             queries: Annotated[Optional[float], typer.Option(help="Queries Q over the model's life.")] = None,
+             tokens_per_sample: Annotated[float, typer.Option(help="Tokens T per sample.")] = 1.0,
+             max_tokens: Annotated[Optional[float], typer.Option(help="Data wall: D <= this.")] = None,
+             max_params: Annotated[Optional[float], typer.Option(help="N <= this.")] = None,
+             k_max: Annotated[Optional[int], typer.Option(help="k <= this.")] = None,
+             prob: Prob = 0.9,
+             json_path: Annotated[Optional[Path], typer.Option("--json", help="Write optimum.json here.")] = None,
+             force: Force = False) -> None:
+    """Solve the optimum (N*, D*, k*) for every posterior draw and task under a budget."""
+    from .fit import Fit
+    from .io import check_writable, write_json
+    from .summary import optimum_records
+
+    if json_path:
+        check_writable(json_path, overwrite=force)
+    budget, constraints = _budget_options(train_flops, inference_flops, total_flops, queries,
+                                          tokens_per_sample, max_tokens, max_params, k_max)
+    result = Fit.load(fit_path)
+    records = optimum_records(result.optimize([budget], constraints), result.route.metric_name,
+                              result.route.lower_is_better, prob)
+    _print_optimum(records, budget.label())
+    if json_path:
+        write_json(json_path, records, overwrite=force)
+        out.print(f"wrote {json_path}")
+
+
+@app.command()
+def predict(fit_path: Annotated[Path, typer.Argument(help="Fit file from `bayes-t2 fit`.")],
+            params: Annotated[Optional[float], typer.Option(help="Model size N.")] = None,
+            tokens: Annotated[Optional[float], typer.Option(help="Training tokens D.")] = None,
+            k: Annotated[float, typer.Option(help="Samples per query.")] = 1,
+            points: Annotated[Optional[Path], typer.Option(help="CSV with columns params, tokens, k.")] = None,
+            prob: Prob = 0.9,
+            json_path: Annotated[Optional[Path], typer.Option("--json", help="Write predictions here.")] = None,
+            force: Force = False) -> None:
+    """Posterior of the metric at any (N, D, k), per task: median and interval."""
+    from .fit import Fit
+    from .io import check_writable, write_json
+    from .predict import predict_points, read_points
+
+    if json_path:
+        check_writable(json_path, overwrite=force)
+    if points is not None:
+        pts = read_points(points)
+    elif params is not None and tokens is not None:
+        pts = read_points(None, params=params, tokens=tokens, k=k)
+    else:
+        raise InputError("give --params and --tokens (and --k), or --points CSV")
+    result = Fit.load(fit_path)
+    records = predict_points(result, pts, prob)
+    table = Table(title=f"posterior {result.route.metric_name} ({prob:.0%} interval)")
+    for col in ("task", "params", "tokens", "k", "median", "interval"):
+        table.add_column(col, justify="right" if col != "task" else "left")
+    for r in records:
+        table.add_row(r["task"], f"{r['params']:.3g}", f"{r['tokens']:.3g}", f"{r['k']:g}", f"{r['median']:.4g}",
+                      f"[{r['lower']:.4g}, {r['upper']:.4g}]")
+    out.print(table)
+    if json_path:
+        write_json(json_path, records, overwrite=force)
+        out.print(f"wrote {json_path}")
+
+
+@app.command()
+def demo(out_dir: Annotated[Path, typer.Option("--out", help="Output folder (its demo files are replaced).")]
+         = Path("reports/demo"),
+         draws: int = 500, tune: int = 500, chains: int = 2, seed: int = 0) -> None:
+    """Fit the embedded default data, solve the optimum at the T2 paper's budget, write a report."""
+    from .demo import run_demo
+
+    summary = run_demo(out_dir, draws=draws, tune=tune, chains=chains, seed=seed, progressbar=_interactive(),
+                       echo=out.print)
+    _print_optimum(summary["records"], summary["budget_label"])
+    out.print(summary["text"])
+
+
+def _interactive() -> bool:
+    return sys.stderr.isatty() and not os.environ.get("CI")
+
+
+def _print_diagnostics(result) -> None:
+    d = result.diagnostics()
+    out.print(f"diagnostics: max r-hat {d.max_rhat:.3f}, min bulk ESS {d.min_ess_bulk:.0f}, "
+              f"divergences {d.divergences} ({d.n_samples} draws, "
+              f"{result.tree.attrs.get('sampling_seconds', float('nan')):.0f} s)")
+    for note in d.warnings:
+        err.print(f"[yellow]warning:[/yellow] {note}")
+    if d.ok:
+        out.print("[green]the sampler converged: the intervals can be trusted as far as the model can[/green]")
+
+
+def _fmt(s: dict, digits: str = ".3g") -> str:
+    return f"{s['median']:{digits}} [{s['lower']:{digits}}, {s['upper']:{digits}}]"
+
+
+def _print_optimum(records: list[dict], label: str) -> None:
+    if not records:
+        return
+    prob = records[0]["N"]["prob"]
+    table = Table(title=f"T2 optimum, {label} (median [{prob:.0%} interval])")
+    for col in ("task", "N*", "D*", "k*", "tokens/param", records[0]["metric_name"], "Chinchilla N, D, k",
+                f"Chinchilla {records[0]['metric_name']}", "P(beats)"):
+        table.add_column(col)
+    for r in records:
+        c = r["chinchilla"]
+        table.add_row(r["task"], _fmt(r["N"]), _fmt(r["D"]), _fmt(r["k"], ".0f"), _fmt(r["tokens_per_param"]),
+                      _fmt(r["metric"], ".4f"), f"{c['N']:.3g}, {c['D']:.3g}, {c['k']:.0f}",
+                      _fmt(c["metric"], ".4f"), f"{r['p_beats_chinchilla']:.2f}")
+    out.print(table)
+
+
+def main() -> None:
+    """Entry point: run the app, turning errors into one line and an exit code."""
+    try:
+        app(standalone_mode=False)
+    except InputError as e:
+        err.print(f"bayes-t2: error: {e}", markup=False, highlight=False)
+        sys.exit(2)
+    except SystemExit:
+        raise
+    except KeyboardInterrupt:
+        err.print("bayes-t2: interrupted", markup=False)
+        sys.exit(1)
+    except Exception as e:  # noqa: BLE001 - a CLI shows one line, never a traceback
+        import click
+
+        if isinstance(e, click.exceptions.ClickException):
+            e.show()
+            sys.exit(e.exit_code)
+        if isinstance(e, click.exceptions.Abort):
+            sys.exit(1)
+        err.print(f"bayes-t2: failed: {type(e).__name__}: {' '.join(str(e).split())}", markup=False,
+                  highlight=False)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

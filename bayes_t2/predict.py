@@ -1,0 +1,54 @@
+"""Posterior of the metric at user-chosen (N, D, k) points."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from .errors import InputError
+from .summary import prediction_records
+
+
+def read_points(path: Path | None, *, params: float | None = None, tokens: float | None = None,
+                k: float = 1) -> list[dict[str, float]]:
+    """Points from a CSV (columns params, tokens, optional k) or one point from options; validated."""
+    if path is None:
+        frame, source = pd.DataFrame({"params": [params], "tokens": [tokens], "k": [k]}), "options"
+    else:
+        if not Path(path).exists():
+            raise InputError(f"{path}: points file not found")
+        try:
+            frame, source = pd.read_csv(path), str(path)
+        except Exception as err:  # noqa: BLE001
+            raise InputError(f"{path}: cannot read as CSV ({type(err).__name__})") from None
+        missing = [c for c in ("params", "tokens") if c not in frame.columns]
+        if missing:
+            raise InputError(f"{path}: missing column(s) {', '.join(missing)}; found {', '.join(frame.columns)}")
+        if "k" not in frame.columns:
+            frame["k"] = 1
+    points = []
+    for i, row in enumerate(frame.itertuples(index=False), start=1):
+        values = {}
+        for col in ("params", "tokens", "k"):
+            v = pd.to_numeric(getattr(row, col), errors="coerce")
+            if not np.isfinite(v) or v <= 0 or (col == "k" and (v < 1 or v != int(v))):
+                what = "an integer >= 1" if col == "k" else "a positive number"
+                raise InputError(f"must be {what}, got {getattr(row, col)!r}", source=source,
+                                 row=i if path is not None else None, column=col)
+            values[col] = float(v)
+        points.append(values)
+    if not points:
+        raise InputError(f"{source}: no points to predict")
+    return points
+
+
+def predict_points(fit, points: list[dict[str, float]], prob: float = 0.9) -> list[dict]:
+    """Median and interval of the metric per point and task."""
+    dim = xr.DataArray(np.arange(len(points)), dims="point")
+    N = xr.DataArray([p["params"] for p in points], coords={"point": dim}, dims="point")
+    D = xr.DataArray([p["tokens"] for p in points], coords={"point": dim}, dims="point")
+    K = xr.DataArray([p["k"] for p in points], coords={"point": dim}, dims="point")
+    return prediction_records(fit.predict(N, D, K), points, fit.route.metric_name, prob)
