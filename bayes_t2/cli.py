@@ -18,8 +18,8 @@ from .errors import InputError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Bayesian Train-to-Test scaling laws: N*, D*, k* with credible intervals.")
-out = Console()
-err = Console(stderr=True)
+out = Console(width=None if sys.stdout.isatty() else 200)
+err = Console(stderr=True, soft_wrap=True)
 
 Force = Annotated[bool, typer.Option("--force", help="Replace output files that already exist.")]
 Prob = Annotated[float, typer.Option("--prob", help="Probability mass of the equal-tailed intervals.")]
@@ -197,7 +197,7 @@ def main() -> None:
     try:
         app(standalone_mode=False)
     except InputError as e:
-        err.print(f"bayes-t2: error: {e}", markup=False, highlight=False)
+        sys.stderr.write(f"bayes-t2: error: {e}\n")
         sys.exit(2)
     except SystemExit:
         raise
@@ -212,8 +212,7 @@ def main() -> None:
             sys.exit(e.exit_code)
         if isinstance(e, click.exceptions.Abort):
             sys.exit(1)
-        err.print(f"bayes-t2: failed: {type(e).__name__}: {' '.join(str(e).split())}", markup=False,
-                  highlight=False)
+        sys.stderr.write(f"bayes-t2: failed: {type(e).__name__}: {' '.join(str(e).split())}\n")
         sys.exit(1)
 
 

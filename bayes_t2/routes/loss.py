@@ -149,7 +149,8 @@ def _pooled_log_coefficient(name: str, prior: dict[str, float], n_tasks: int, ce
     mu = pm.Normal(f"{name}_mu", mu=np.log(prior["median"]), sigma=prior["log_sd"])
     if n_tasks == 1:
         return pm.Deterministic(name, pt.stack([mu]), dims="task")
-    sd = pm.HalfNormal(f"{name}_sd", sigma=prior["pool_sd"])
+    # log-normal, not half-normal: a spread pushed to ~0 is the neck of the centred funnel (divergences)
+    sd = pm.LogNormal(f"{name}_sd", mu=np.log(prior["pool_sd"]), sigma=0.75)
     if centred:
         return pm.Normal(name, mu, sd, dims="task")
     z = pm.Normal(f"{name}_z", 0.0, 1.0, dims="task")

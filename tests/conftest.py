@@ -1,0 +1,20 @@
+"""Shared fixtures: one small real fit per test session (compiled once, fixed seed)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from bayes_t2.data import from_frame
+from bayes_t2.fit import SamplerSettings, fit
+from bayes_t2.simulate import simulate_loss
+
+
+@pytest.fixture(scope="session")
+def loss_truth_fit():
+    """3 tasks simulated with a known truth, fitted with nutpie (2 chains x 300 tune x 300 draws)."""
+    frame, truth = simulate_loss(seed=7, n_tasks=3, budgets=np.geomspace(1.25e16, 2.56e19, 6),
+                                 sizes_per_budget=5, n_overtrained=3, ks=(1, 4, 16, 64))
+    data = from_frame(frame, source="simulated")
+    result = fit(data, settings=SamplerSettings(draws=300, tune=300, chains=2, seed=11), progressbar=False)
+    return data, truth, result

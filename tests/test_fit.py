@@ -1,0 +1,106 @@
+"""A real hierarchical fit on simulated data: recovery of the truth, the optimum, save/load."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from bayes_t2.budget import Constraints, SplitBudget
+from bayes_t2.demo import true_optimum_params
+from bayes_t2.errors import InputError
+from bayes_t2.fit import FIT_FORMAT, Fit
+from bayes_t2.laws import LOSS_COEFFICIENTS, loss_law
+from bayes_t2.summary import optimum_records
+
+BUDGET = SplitBudget(train_flops=2.56e19, inference_flops=2e9)
+
+
+def _interval(da, prob=0.9):
+    x = da.stack(s=("chain", "draw")).values
+    return np.quantile(x, (1 - prob) / 2), np.quantile(x, (1 + prob) / 2)
+
+
+def test_sampler_converged(loss_truth_fit):
+    _, _, result = loss_truth_fit
+    d = result.diagnostics()
+    assert d.divergences <= 3
+    assert d.max_rhat < 1.05
+    assert d.min_ess_bulk > 50
+
+
+def test_coefficient_intervals_cover_truth(loss_truth_fit):
+    _, truth, result = loss_truth_fit
+    post = result.coefficients()
+    hits = []
+    for task, coefs in truth["tasks"].items():
+        for name in LOSS_COEFFICIENTS:
+            lo, hi = _interval(post[name].sel(task=task))
+            hits.append(lo <= coefs[name] <= hi)
+    assert np.mean(hits) >= 0.75, f"only {np.mean(hits):.0%} of 90% intervals contain the truth"
+
+
+def test_predicted_loss_matches_truth_off_design(loss_truth_fit):
+    """An interpolated checkpoint: the law's posterior median is within 2% of the true loss."""
+    _, truth, result = loss_truth_fit
+    pred = result.predict(3e8, 6e9, 8)
+    for task, c in truth["tasks"].items():
+        true = loss_law(**c, N=3e8, D=6e9, k=8)
+        assert float(pred.sel(task=task).median()) == pytest.approx(true, rel=0.02)
+
+
+def test_optimum_interval_contains_true_optimum(loss_truth_fit):
+    _, truth, result = loss_truth_fit
+    opt = result.optimize([BUDGET], Constraints())
+    true_n = true_optimum_params(truth, BUDGET)
+    covered = []
+    for task in result.tasks:
+        lo, hi = _interval(opt["N"].sel(task=task, budget=0))
+        covered.append(lo <= true_n[task] <= hi)
+    assert sum(covered) >= len(covered) - 1, covered
+    # budget respected by every draw
+    assert bool((6 * opt["N"] * opt["D"] <= BUDGET.train_flops * (1 + 1e-9)).all())
+    assert bool((2 * opt["N"] * opt["k"] <= BUDGET.inference_flops * (1 + 1e-9)).all())
+
+
+def test_optimum_records_format(loss_truth_fit):
+    _, _, result = loss_truth_fit
+    records = optimum_records(result.optimize([BUDGET]), "loss", True, 0.9)
+    assert len(records) == len(result.tasks)
+    r = records[0]
+    for key in ("N", "D", "k", "tokens_per_param", "metric"):
+        assert set(r[key]) == {"median", "mean", "lower", "upper", "prob"}
+        assert r[key]["lower"] <= r[key]["median"] <= r[key]["upper"]
+    assert r["metric_name"] == "loss" and 0 <= r["p_beats_chinchilla"] <= 1
+    assert set(r["chinchilla"]) >= {"N", "D", "k", "metric"}
+    assert r["chinchilla"]["D"] / r["chinchilla"]["N"] == pytest.approx(20)
+
+
+def test_save_load_roundtrip(loss_truth_fit, tmp_path):
+    data, _, result = loss_truth_fit
+    path = result.save(tmp_path / "fit.nc")
+    loaded = Fit.load(path)
+    assert loaded.tree.attrs["bayes_t2_format"] == FIT_FORMAT
+    assert loaded.tree.attrs["data_sha256"] == data.sha256
+    assert json.loads(loaded.tree.attrs["model_spec"])["route"] == "loss"
+    for group in ("posterior", "sample_stats", "observed_data", "constant_data"):
+        assert group in loaded.tree.children
+    np.testing.assert_array_equal(loaded.posterior["E"].values, result.posterior["E"].values)
+    with pytest.raises(InputError, match="already exists"):
+        result.save(path)
+
+
+def test_load_rejects_foreign_files(tmp_path):
+    import xarray as xr
+
+    junk = tmp_path / "junk.nc"
+    junk.write_text("not netcdf")
+    with pytest.raises(InputError, match="not a bayes-t2 fit"):
+        Fit.load(junk)
+    other = tmp_path / "other.nc"
+    xr.DataTree(xr.Dataset({"x": ("a", [1.0])})).to_netcdf(other, engine="h5netcdf")
+    with pytest.raises(InputError, match="not a bayes-t2 fit"):
+        Fit.load(other)
+    with pytest.raises(InputError, match="not found"):
+        Fit.load(tmp_path / "missing.nc")
