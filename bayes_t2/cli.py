@@ -147,7 +147,7 @@ def predict(fit_path: Annotated[Path, typer.Argument(help="Fit file from `bayes-
 @app.command()
 def demo(out_dir: Annotated[Path, typer.Option("--out", help="Output folder (its demo files are replaced).")]
          = Path("reports/demo"),
-         draws: int = 500, tune: int = 500, chains: int = 2, seed: int = 0) -> None:
+         draws: int = 1000, tune: int = 1000, chains: int = 2, seed: int = 0) -> None:
     """Fit the embedded default data, solve the optimum at the T2 paper's budget, write a report."""
     from .demo import run_demo
 
