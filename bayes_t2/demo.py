@@ -59,7 +59,8 @@ def run_demo(out_dir: Path, *, draws: int = 500, tune: int = 500, chains: int = 
             "covered": covered}
 
 
-def true_optimum_params(truth: dict, budget: SplitBudget) -> dict[str, float]:
+def true_optimum_params(truth: dict, budget: SplitBudget,
+                        constraints: Constraints | None = None) -> dict[str, float]:
     """The optimum N* computed from the simulation's true coefficients (one 'draw' per task)."""
     import xarray as xr
 
@@ -69,5 +70,5 @@ def true_optimum_params(truth: dict, budget: SplitBudget) -> dict[str, float]:
     tasks = sorted(truth["tasks"])
     coefs = xr.Dataset({c: (("draw", "task"), np.array([[truth["tasks"][t][c] for t in tasks]]))
                         for c in LOSS_COEFFICIENTS}, coords={"draw": [0], "task": tasks})
-    opt = optimize_posterior(coefs, [budget], Constraints())
+    opt = optimize_posterior(coefs, [budget], constraints or Constraints())
     return {t: float(opt["N"].sel(task=t).values.ravel()[0]) for t in tasks}
