@@ -202,7 +202,7 @@ def main() -> None:
     except SystemExit:
         raise
     except KeyboardInterrupt:
-        err.print("bayes-t2: interrupted", markup=False)
+        sys.stderr.write("bayes-t2: interrupted\n")
         sys.exit(1)
     except Exception as e:  # noqa: BLE001 - a CLI shows one line, never a traceback
         import click

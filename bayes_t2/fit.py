@@ -26,7 +26,7 @@ from .routes.loss import LossRoute, Scaling
 
 FIT_FORMAT = "bayes-t2-fit/1"
 SAMPLERS = ("nutpie", "pymc")
-ROUTE_FOR_KIND = {"loss": "loss", "samples": "accuracy"}
+KIND_FOR_ROUTE = {"loss": "loss", "accuracy": "samples"}
 
 
 @dataclass(frozen=True)
@@ -67,10 +67,12 @@ class Diagnostics:
 
 def route_for(data: EvalData, route: str | None = None):
     """The route object for a data set: chosen from its kind unless forced."""
-    name = route or ROUTE_FOR_KIND.get(data.kind)
+    name = route or next((r for r, kind in KIND_FOR_ROUTE.items() if kind == data.kind), None)
     if name is None:
         raise InputError(f"data of kind '{data.kind}' cannot be fitted yet; use loss or samples data")
-    expected = {v: k for k, v in ROUTE_FOR_KIND.items()}[name] if name in ROUTE_FOR_KIND.values() else None
+    if name not in KIND_FOR_ROUTE:
+        raise InputError(f"unknown route '{name}'; choose one of {', '.join(KIND_FOR_ROUTE)}")
+    expected = KIND_FOR_ROUTE[name]
     if expected != data.kind:
         raise InputError(f"--route {name} needs '{expected}' data, but the data are of kind '{data.kind}'")
     if name == "accuracy":  # the model exists (routes/accuracy.py); its CLI/optimum reporting is not wired yet

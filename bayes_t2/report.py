@@ -19,9 +19,9 @@ def headline_figure(records: list[dict], title: str):
     tasks = [r["task"] for r in records]
     y = range(len(tasks))
     fig, axes = plt.subplots(1, 3, figsize=(11.7, 4.8), sharey=True, layout="constrained")
-    panels = [("N", "model size N* (parameters)", True), ("tokens_per_param", "tokens per parameter D*/N*", True),
-              ("k", "samples per query k*", True)]
-    for ax, (key, label, log) in zip(axes, panels):
+    panels = [("N", "model size N* (parameters)"), ("tokens_per_param", "tokens per parameter D*/N*"),
+              ("k", "samples per query k*")]
+    for ax, (key, label) in zip(axes, panels):
         med = [r[key]["median"] for r in records]
         lo = [r[key]["median"] - r[key]["lower"] for r in records]
         hi = [r[key]["upper"] - r[key]["median"] for r in records]
@@ -31,9 +31,8 @@ def headline_figure(records: list[dict], title: str):
                 "k": [r["chinchilla"]["k"] for r in records]}[key]
         ax.scatter(chin, list(y), marker="x", color="C3", zorder=3, label="Chinchilla (20 tokens/param)")
         ax.set_xlabel(label)
-        if log:
-            ax.set_xscale("log")
-            ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        ax.set_xscale("log")  # every panel spans decades
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.grid(alpha=0.3)
     axes[0].set_yticks(list(y), tasks)
     axes[0].legend(loc="best", fontsize=8)

@@ -23,7 +23,6 @@ def interval(values: xr.DataArray, prob: float) -> dict[str, float]:
 
 def optimum_records(opt: xr.Dataset, metric_name: str, lower_is_better: bool, prob: float = 0.9) -> list[dict]:
     """One record per (task, budget): N, D, k, tokens/param, metric with intervals, Chinchilla, P(beats it)."""
-    budgets = opt.attrs.get("budgets")
     records = []
     for task in opt["task"].values:
         for b in opt["budget"].values:
@@ -33,7 +32,7 @@ def optimum_records(opt: xr.Dataset, metric_name: str, lower_is_better: bool, pr
             valid = np.isfinite(t2) & np.isfinite(chin)
             rec: dict[str, Any] = {
                 "task": str(task),
-                "budget": _budget_dict(opt, b, budgets),
+                "budget": _budget_dict(opt, b),
                 **{name: interval(o[name], prob) for name in ("N", "D", "k", "tokens_per_param", "metric")},
                 "metric_name": metric_name,
                 "chinchilla": {
@@ -47,7 +46,7 @@ def optimum_records(opt: xr.Dataset, metric_name: str, lower_is_better: bool, pr
     return records
 
 
-def _budget_dict(opt: xr.Dataset, b: Any, budgets: Any) -> dict[str, Any]:
+def _budget_dict(opt: xr.Dataset, b: Any) -> dict[str, Any]:
     coords = opt["budget"].sel(budget=b).coords
     out = {}
     for name in ("kind", "train_flops", "inference_flops", "total_flops", "queries", "tokens_per_sample"):
