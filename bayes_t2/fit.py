@@ -125,8 +125,12 @@ class Fit:
         from .budget import Constraints
         from .optimum import optimize_posterior
 
-        return optimize_posterior(self.coefficients(), list(budgets), constraints or Constraints(),
-                                  objective=self.route.objective_nb, theta_names=self.route.coefficient_names)
+        opt = optimize_posterior(self.coefficients(), list(budgets), constraints or Constraints(),
+                                 objective=self.route.objective_nb, theta_names=self.route.coefficient_names)
+        for name in ("metric", "chinchilla_metric", "chinchilla_metric_k1"):
+            opt[name] = self.route.metric_from_objective(opt[name])
+        opt.attrs["metric_name"] = self.route.metric_name
+        return opt
 
     def predict(self, N: Any, D: Any, k: Any) -> xr.DataArray:
         """Posterior of the law's metric at (N, D, k) for every draw and task."""

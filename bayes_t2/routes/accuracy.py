@@ -566,5 +566,10 @@ class AccuracyRoute:
         return build_accuracy_model(frame, spec)
 
     @staticmethod
+    def metric_from_objective(value: Any) -> Any:
+        """pass@k from the minimised objective log(1 - pass@k)."""
+        return -np.expm1(value)
+
+    @staticmethod
     def metric(coefficients: Any, N: Any, D: Any, k: Any):
         return accuracy_pass_at_k(coefficients, N, D, k)

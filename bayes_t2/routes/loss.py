@@ -129,6 +129,11 @@ class LossRoute:
         return model
 
     @staticmethod
+    def metric_from_objective(value: Any) -> Any:
+        """The optimizer minimises the loss itself."""
+        return value
+
+    @staticmethod
     def metric(coefficients: xr.Dataset, N: Any, D: Any, k: Any) -> xr.DataArray:
         """The law's expected loss for every posterior draw (broadcast over N, D, k)."""
         c = coefficients
