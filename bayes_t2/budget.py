@@ -30,6 +30,7 @@ __all__ = [
     "check_feasible",
     "chinchilla_design",
     "make_budget",
+    "scaled_budgets",
 ]
 
 
@@ -167,6 +168,16 @@ def make_budget(train_flops: float | None = None, inference_flops: float | None 
             raise InputError(f"{missing} is required with a total budget")
         return TotalBudget(total_flops, queries, tokens_per_sample)
     raise InputError("a budget is required: --train-flops and --inference-flops, or --total-flops and --queries")
+
+
+def scaled_budgets(budget: Budget, flops: Any) -> list[Budget]:
+    """`budget` at other compute levels: the training budget (split; inference per query kept) or the total
+    budget (total; queries kept) set to each value of `flops`. For curves of the optimum against budget."""
+    if isinstance(budget, SplitBudget):
+        return [SplitBudget(float(c), budget.inference_flops, budget.tokens_per_sample) for c in flops]
+    if isinstance(budget, TotalBudget):
+        return [TotalBudget(float(c), budget.queries, budget.tokens_per_sample) for c in flops]
+    raise InputError(f"unknown budget type {type(budget).__name__}")
 
 
 def check_feasible(budget: Budget, constraints: Constraints = Constraints()) -> None:

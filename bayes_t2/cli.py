@@ -145,6 +145,44 @@ def predict(fit_path: Annotated[Path, typer.Argument(help="Fit file from `bayes-
 
 
 @app.command()
+def report(fit_path: Annotated[Path, typer.Argument(help="Fit file from `bayes-t2 fit`.")],
+           out_path: Annotated[Path, typer.Option("--out", help="PDF report to write.")],
+           train_flops: Annotated[Optional[float], typer.Option(help="Training budget C_train = 6ND.")] = None,
+           inference_flops: Annotated[Optional[float], typer.Option(help="Per-query budget 2NkT.")] = None,
+           total_flops: Annotated[Optional[float], typer.Option(help="Total budget 6ND + 2NkTQ.")] = None,
+           queries: Annotated[Optional[float], typer.Option(help="Queries Q over the model's life.")] = None,
+           tokens_per_sample: Annotated[float, typer.Option(help="Tokens T per sample.")] = 1.0,
+           max_tokens: Annotated[Optional[float], typer.Option(help="Data wall: D <= this.")] = None,
+           max_params: Annotated[Optional[float], typer.Option(help="N <= this.")] = None,
+           k_max: Annotated[Optional[int], typer.Option(help="k <= this.")] = None,
+           prob: Prob = 0.9,
+           force: Force = False) -> None:
+    """Write the multi-page PDF report: headline, data and law, coefficients, diagnostics, optimum, inputs."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from .fit import Fit
+    from .io import check_writable
+    from .budget import check_feasible
+    from .report import check_reportable, write_report
+
+    check_writable(out_path, overwrite=force)
+    budget, constraints = _budget_options(train_flops, inference_flops, total_flops, queries,
+                                          tokens_per_sample, max_tokens, max_params, k_max)
+    check_feasible(budget, constraints)  # before loading anything
+    result = Fit.load(fit_path)
+    try:
+        check_reportable(result)
+    except InputError as e:
+        raise InputError(f"{fit_path}: {e}") from None
+    written = write_report(result, out_path, budget, constraints, prob=prob, overwrite=force,
+                           progress=_interactive(), fit_name=fit_path.name)
+    for problem in written.problems:
+        err.print(f"[yellow]warning:[/yellow] {problem}")
+    out.print(f"wrote {written.path} ({len(written.pages)} pages: {', '.join(written.pages)})")
+
+
+@app.command()
 def demo(out_dir: Annotated[Path, typer.Option("--out", help="Output folder (its demo files are replaced).")]
          = Path("reports/demo"),
          draws: int = 1000, tune: int = 1000, chains: int = 2, seed: int = 0) -> None:

@@ -1,4 +1,4 @@
-"""`bayes-t2 demo`: the whole loss-route pipeline on the embedded default data, with a one-page PDF."""
+"""`bayes-t2 demo`: the whole loss-route pipeline on the embedded default data, with the full PDF report."""
 
 from __future__ import annotations
 
@@ -51,9 +51,10 @@ def run_demo(out_dir: Path, *, draws: int = 500, tune: int = 500, chains: int = 
                      f"{r['p_beats_chinchilla']:.2f}")
     text = "\n".join(lines)
     atomic_write(out_dir / "summary.txt", lambda p: p.write_text(text + "\n"), overwrite=True)
-    from .report import headline_pdf
+    from .report import write_report
 
-    headline_pdf(out_dir / "report.pdf", records, title=lines[0], overwrite=True)
+    write_report(result, out_dir / "report.pdf", DEMO_BUDGET, Constraints(), overwrite=True, progress=progressbar,
+                 fit_name="fit.nc")
     echo(f"demo: wrote {out_dir}/fit.nc, optimum.json, summary.txt, report.pdf")
     return {"records": records, "budget_label": DEMO_BUDGET.label(), "text": text, "fit": result,
             "covered": covered}

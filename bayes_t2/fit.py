@@ -135,9 +135,16 @@ class Fit:
         opt.attrs["metric_name"] = self.route.metric_name
         return opt
 
-    def predict(self, N: Any, D: Any, k: Any) -> xr.DataArray:
-        """Posterior of the law's metric at (N, D, k) for every draw and task."""
-        return self.route.metric(self.coefficients(), N, D, k).rename(self.route.metric_name)
+    def predict(self, N: Any, D: Any, k: Any, *, max_draws: int | None = None) -> xr.DataArray:
+        """Posterior of the law's metric at (N, D, k) for every draw and task.
+
+        max_draws keeps every s-th draw of each chain so that at most that many remain (plots on big grids).
+        """
+        coefficients = self.coefficients()
+        if max_draws is not None:
+            n = coefficients.sizes["chain"] * coefficients.sizes["draw"]
+            coefficients = coefficients.isel(draw=slice(None, None, max(1, -(-n // max(1, max_draws)))))
+        return self.route.metric(coefficients, N, D, k).rename(self.route.metric_name)
 
     # ---- files ---------------------------------------------------------------------------------------------
     def save(self, path: str | Path, *, overwrite: bool = False) -> Path:

@@ -1,53 +1,237 @@
-"""PDF output. For now one page: the headline recommendation per task against Chinchilla."""
+"""The multi-page PDF report a reviewer reads without the tool.
+
+Pages: headline (recommended N, D, k against Chinchilla), data and fitted law (three tasks a page),
+coefficients, diagnostics, optimum against budget, decision table (when `bayes_t2.decide` is available), and
+the inputs needed to reproduce it. A page whose content cannot be computed honestly (e.g. no budget in the
+sweep buys the smallest model) is replaced by a page that says why, instead of plotting nonsense.
+"""
 
 from __future__ import annotations
 
+import json
+import textwrap
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-import matplotlib
-import matplotlib.ticker
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.backends.backend_pdf import PdfPages
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.backends.backend_pdf import PdfPages  # noqa: E402
+from . import __version__, plots
+from .budget import Budget, Constraints, check_feasible
+from .errors import InputError
+from .io import atomic_write, check_writable
+from .summary import optimum_records
 
-from .io import atomic_write  # noqa: E402
-
-
-def headline_figure(records: list[dict], title: str):
-    """N*, tokens/param and k* per task with 90% intervals, Chinchilla's choice marked."""
-    tasks = [r["task"] for r in records]
-    y = range(len(tasks))
-    fig, axes = plt.subplots(1, 3, figsize=(11.7, 4.8), sharey=True, layout="constrained")
-    panels = [("N", "model size N* (parameters)"), ("tokens_per_param", "tokens per parameter D*/N*"),
-              ("k", "samples per query k*")]
-    for ax, (key, label) in zip(axes, panels):
-        med = [r[key]["median"] for r in records]
-        lo = [r[key]["median"] - r[key]["lower"] for r in records]
-        hi = [r[key]["upper"] - r[key]["median"] for r in records]
-        ax.errorbar(med, list(y), xerr=[lo, hi], fmt="o", color="C0", capsize=3, label="T2 optimum (90%)")
-        chin = {"N": [r["chinchilla"]["N"] for r in records],
-                "tokens_per_param": [r["chinchilla"]["D"] / r["chinchilla"]["N"] for r in records],
-                "k": [r["chinchilla"]["k"] for r in records]}[key]
-        ax.scatter(chin, list(y), marker="x", color="C3", zorder=3, label="Chinchilla (20 tokens/param)")
-        ax.set_xlabel(label)
-        ax.set_xscale("log")  # every panel spans decades
-        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-        ax.grid(alpha=0.3)
-    axes[0].set_yticks(list(y), tasks)
-    axes[0].legend(loc="best", fontsize=8)
-    fig.suptitle(title)
-    return fig, axes
+TASKS_PER_PAGE = 3
+PDF_RC = {"pdf.fonttype": 42}  # embed TrueType: the text of every page can be searched and extracted
 
 
-def headline_pdf(path: str | Path, records: list[dict], title: str, *, overwrite: bool = False) -> Path:
-    fig, _ = headline_figure(records, title)
+@dataclass
+class Report:
+    """What was written: the file, the page titles, and the problems stated on the pages."""
 
-    def write(p: Path) -> None:
-        with PdfPages(p) as pdf:
-            pdf.savefig(fig)
+    path: Path
+    pages: list[str]
+    problems: list[str] = field(default_factory=list)
 
-    try:
-        return atomic_write(path, write, overwrite=overwrite)
-    finally:
-        plt.close(fig)
+
+def check_reportable(fit) -> None:
+    """Refuse a fit whose posterior has nothing to report (no draws, or no finite coefficient draw)."""
+    coefs = fit.coefficients()
+    n = coefs.sizes.get("chain", 0) * coefs.sizes.get("draw", 0)
+    if n == 0:
+        raise InputError("the posterior is empty (0 draws): refit with --draws >= 1")
+    finite = np.ones((coefs.sizes["chain"], coefs.sizes["draw"]), dtype=bool)
+    for name in coefs.data_vars:
+        da = coefs[name]
+        finite &= np.isfinite(da.values).reshape(finite.shape + (-1,)).all(axis=-1)
+    if not finite.any():
+        raise InputError("the posterior has no draw with finite coefficients; the fit failed")
+
+
+def write_report(fit, path: str | Path, budget: Budget, constraints: Constraints = Constraints(), *,
+                 prob: float = 0.9, overwrite: bool = False, progress: bool = False,
+                 fit_name: str = "FIT.nc") -> Report:
+    """Build every page and write the PDF atomically (refusing to replace `path` unless `overwrite`).
+
+    Raises InputError, before writing anything, for an empty posterior or a budget that cannot buy the
+    smallest model. `fit_name` is how the inputs page refers to the fit file in its commands.
+    """
+    path = check_writable(path, overwrite=overwrite)
+    check_reportable(fit)
+    check_feasible(budget, constraints)
+    opt = fit.optimize([budget], constraints)
+    records = optimum_records(opt, fit.route.metric_name, fit.route.lower_is_better, prob)
+    problems = [f"diagnostics: {w}" for w in fit.diagnostics().warnings]
+    problems += [f"{r['task']}: no posterior draw gives a valid optimum at this budget" for r in records
+                 if not np.isfinite(r["N"]["median"])]
+    pages: list[tuple[str, Callable[[], Any]]] = [
+        ("headline", lambda: _headline(fit, records, budget, constraints, problems)[0])]
+    for start in range(0, len(fit.tasks), TASKS_PER_PAGE):
+        tasks = fit.tasks[start:start + TASKS_PER_PAGE]
+        pages.append((f"data and law: {', '.join(tasks)}",
+                      lambda tasks=tasks: plots.plot_law(fit, tasks, compute_max=_compute(budget))[0]))
+    pages += [
+        ("coefficients", lambda: plots.plot_coefficients(fit)[0]),
+        ("diagnostics", lambda: plots.plot_diagnostics(fit, prob=prob)[0]),
+        ("optimum against budget", lambda: plots.plot_optimum_vs_budget(fit, budget, constraints)[0]),
+        ("inputs", lambda: _inputs_page(fit, budget, constraints, prob, fit_name)),
+    ]
+    titles: list[str] = []
+
+    def write(tmp: Path) -> None:
+        with plt.rc_context(PDF_RC), PdfPages(tmp) as pdf, _progress(progress, len(pages)) as advance:
+            info = pdf.infodict()
+            info["Title"] = f"bayes-t2 report: {budget.label()}"
+            info["Subject"] = f"data sha256 {fit.tree.attrs.get('data_sha256', 'unknown')}"
+            info["Creator"] = f"bayes-t2 {__version__}"
+            for title, build in pages:
+                advance(title)
+                try:
+                    fig = build()
+                except InputError as err:
+                    problems.append(f"{title}: {err}")
+                    fig = _problem_page(title, str(err))
+                try:
+                    pdf.savefig(fig)
+                finally:
+                    plt.close(fig)
+                titles.append(title)
+
+    atomic_write(path, write, overwrite=overwrite)
+    return Report(path=path, pages=titles, problems=problems)
+
+
+def _compute(budget: Budget) -> float:
+    return float(getattr(budget, "train_flops", None) or getattr(budget, "total_flops"))
+
+
+def _progress(enabled: bool, total: int):
+    """A context giving advance(title): a rich progress bar over pages when interactive, else nothing."""
+    from contextlib import contextmanager
+
+    @contextmanager
+    def bar():
+        if not enabled:
+            yield lambda title: None
+            return
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+        with Progress(TextColumn("report: {task.description:<28}"), BarColumn(), MofNCompleteColumn(),
+                      transient=True) as prog:
+            task = prog.add_task("", total=total)
+            started = [False]
+
+            def advance(title: str) -> None:
+                if started[0]:
+                    prog.advance(task)
+                started[0] = True
+                prog.update(task, description=title)
+
+            yield advance
+            prog.update(task, completed=total)
+
+    return bar()
+
+
+def _headline(fit, records, budget: Budget, constraints: Constraints, problems: list[str]):
+    diag = fit.diagnostics()
+    cons = {k: v for k, v in constraints.as_dict().items() if v is not None and k != "min_params"}
+    lines = [
+        f"Budget: {budget.label()} FLOPs" + (f"; constraints: {_kv(cons)}" if cons else "; no constraints")
+        + f"; smallest model considered {constraints.min_params:g} parameters",
+        f"Fit: route '{fit.route.name}', {len(fit.tasks)} task(s), {diag.n_samples} posterior draws; "
+        f"max r-hat {diag.max_rhat:.3f}, min bulk ESS {diag.min_ess_bulk:.0f}, {diag.divergences} divergences",
+        f"Data: sha256 {fit.tree.attrs.get('data_sha256', 'unknown')[:16]}…, "
+        f"{', '.join(json.loads(fit.tree.attrs.get('data_sources', '[]')))}",
+        "N* = parameters, D* = training tokens, k* = samples per query at the optimum (median [interval]); "
+        "P(beats) = posterior probability that the T2 optimum beats the Chinchilla design at this budget.",
+    ]
+    return plots.plot_headline(records, title="bayes-t2: what to train and how to serve it", lines=lines,
+                               problems=problems)
+
+
+def _kv(d: dict) -> str:
+    return ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in d.items())
+
+
+def _budget_options(budget: Budget, constraints: Constraints) -> str:
+    b = budget.as_dict()
+    opts = ([f"--train-flops {b['train_flops']:g}", f"--inference-flops {b['inference_flops']:g}"]
+            if b["kind"] == "split" else [f"--total-flops {b['total_flops']:g}", f"--queries {b['queries']:g}"])
+    if b["tokens_per_sample"] != 1.0:
+        opts.append(f"--tokens-per-sample {b['tokens_per_sample']:g}")
+    for key, opt in (("max_tokens", "--max-tokens"), ("max_params", "--max-params"), ("k_max", "--k-max")):
+        value = getattr(constraints, key)
+        if value is not None:
+            opts.append(f"{opt} {value:g}")
+    return " ".join(opts)
+
+
+def _inputs_page(fit, budget: Budget, constraints: Constraints, prob: float, fit_name: str):
+    """Everything needed to reproduce the report: data hash and sources, versions, model spec, sampler."""
+    attrs = fit.tree.attrs
+    settings = json.loads(attrs.get("sampler_settings", "{}"))
+    sources = json.loads(attrs.get("data_sources", "[]"))
+    fit_cmd = (f"bayes-t2 fit {' '.join(sources) or 'DATA'} --out {fit_name} --route {attrs.get('route')} "
+               + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in settings.items()
+                          if k in ("draws", "tune", "chains", "seed", "sampler", "target_accept")))
+    left = [
+        ("data sha256", attrs.get("data_sha256", "unknown")),
+        ("data sources", ", ".join(sources) or "unknown"),
+        ("fitted with", f"bayes-t2 {attrs.get('bayes_t2_version', '?')} (report: bayes-t2 {__version__})"),
+        ("route / metric", f"{attrs.get('route')} / {fit.route.metric_name}"),
+        ("sampler settings", json.dumps(settings)),
+        ("random seed", str(settings.get("seed", "?"))),
+        ("sampling time", f"{attrs.get('sampling_seconds', '?')} s"),
+        ("reference scaling", attrs.get("scaling", "{}")),
+        ("budget", json.dumps(budget.as_dict())),
+        ("constraints", constraints.to_json()),
+        ("intervals", f"equal-tailed, {prob:.0%}"),
+        ("reproduce the fit", fit_cmd),
+        ("reproduce the report", f"bayes-t2 report {fit_name} --out report.pdf "
+                                 f"{_budget_options(budget, constraints)} --prob {prob:g}"),
+    ]
+    text = []
+    for key, value in left:
+        wrapped = textwrap.wrap(str(value), 78, break_long_words=True, break_on_hyphens=False) or [""]
+        text.append(f"{key}:")
+        text += [f"    {line}" for line in wrapped]
+    spec = _spec_lines(json.loads(attrs.get("model_spec", "{}")))
+    with plt.rc_context(plots.STYLE):
+        fig = plt.figure(figsize=plots.PAGE)
+        fig.suptitle("Inputs: what it takes to reproduce this report", fontsize=11, x=0.03, ha="left")
+        fig.text(0.03, 0.92, "\n".join(text), va="top", family="monospace", fontsize=7.5)
+        half = (len(spec) + 1) // 2 if len(spec) > 60 else len(spec)
+        size = 7.5 if half <= 70 else max(4.5, 7.5 * 70 / half)
+        fig.text(0.60, 0.92, "model specification (priors):\n" + "\n".join(spec[:half]), va="top",
+                 family="monospace", fontsize=size)
+        if half < len(spec):
+            fig.text(0.80, 0.92, "\n".join(spec[half:]), va="top", family="monospace", fontsize=size)
+    return fig
+
+
+def _spec_lines(spec: dict, indent: str = "") -> list[str]:
+    """The model specification, one line per leaf table (e.g. a prior: median, log_sd, pool_sd)."""
+    lines = []
+    for key, value in spec.items():
+        if isinstance(value, dict) and any(isinstance(v, dict) for v in value.values()):
+            lines.append(f"{indent}{key}:")
+            lines += _spec_lines(value, indent + "  ")
+        elif isinstance(value, dict):
+            lines.append(f"{indent}{key}: " + ", ".join(f"{k}={v}" for k, v in value.items()))
+        else:
+            lines.append(f"{indent}{key}: {value}")
+    return lines
+
+
+def _problem_page(title: str, message: str):
+    """A page that states why its content is missing."""
+    fig = plt.figure(figsize=plots.PAGE)
+    fig.text(0.05, 0.9, title, fontsize=16, fontweight="bold", va="top")
+    fig.text(0.05, 0.8, "\n".join(textwrap.wrap(f"This page cannot be drawn: {message}", 110)), fontsize=11,
+             va="top", color="firebrick")
+    return fig

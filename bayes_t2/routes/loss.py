@@ -129,6 +129,50 @@ class LossRoute:
         return model
 
     @staticmethod
+    def observed_points(tree: xr.DataTree) -> pd.DataFrame:
+        """The fitted observations as (task, params, tokens, k, metric) rows, read back from a fit file."""
+        const = tree["constant_data"].to_dataset()
+        tasks = np.asarray(tree["posterior"]["task"].values).astype(str)
+        ckpt = const["checkpoint_index"].values
+        return pd.DataFrame({
+            "task": tasks[const["task_index"].values],
+            "params": const["checkpoint_params"].values[ckpt],
+            "tokens": const["checkpoint_tokens"].values[ckpt],
+            "k": const["k"].values.astype(float),
+            "metric": np.exp(tree["observed_data"]["log_loss"].values.astype(float)),
+        })
+
+    @staticmethod
+    def population_coefficients(posterior: xr.Dataset, scaling: dict[str, float], seed: int = 0) -> xr.Dataset:
+        """The coefficients of a new, unseen task drawn from the pooled population (one per posterior draw).
+
+        log(coefficient) ~ Normal(mu, sd) with each draw's hyper-parameters, mapped back to E, A, alpha, ...
+        exactly as `build_model` maps the sampled task values. A single-task fit has no spread (sd = 0).
+        """
+        rng = np.random.default_rng(seed)
+        shape = (posterior.sizes["chain"], posterior.sizes["draw"])
+        dims = ("chain", "draw")
+
+        def new_task(name: str) -> xr.DataArray | None:
+            log_name = _log_name(name)
+            if f"{log_name}_mu" not in posterior:
+                return None
+            sd = posterior[f"{log_name}_sd"] if f"{log_name}_sd" in posterior else 0.0
+            return posterior[f"{log_name}_mu"] + sd * xr.DataArray(rng.standard_normal(shape), dims=dims)
+
+        L0, out = scaling["L0"], {}
+        out["E"] = L0 * np.exp(new_task("E"))
+        for term, ref in (("A", "N0"), ("B", "D0"), ("G", "k0")):
+            exponent, log_rel = new_task(EXPONENTS[term]), new_task(term)
+            if exponent is None or log_rel is None:  # k-free law: no sampling term
+                out[EXPONENTS[term]] = xr.ones_like(out["E"])
+                out[term] = xr.zeros_like(out["E"])
+                continue
+            out[EXPONENTS[term]] = np.exp(exponent)
+            out[term] = L0 * np.exp(log_rel + out[EXPONENTS[term]] * np.log(scaling[ref]))
+        return xr.Dataset({name: out[name] for name in LOSS_COEFFICIENTS})
+
+    @staticmethod
     def metric_from_objective(value: Any) -> Any:
         """The optimizer minimises the loss itself."""
         return value

@@ -1,0 +1,529 @@
+"""Figures of a fit, one function per figure, each returning ``(fig, axes)`` so a notebook can restyle them.
+
+Route-generic: every figure reads the metric through the route interface (`fit.predict`, `fit.optimize`,
+`route.metric_name`, `route.lower_is_better`); the data points come from the route's `observed_points`.
+Colours come from one palette (`task_colors`) so a task looks the same on every page.
+Bands are equal-tailed posterior intervals: 50% (dark) and 90% (light) around the median (line).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import matplotlib
+import matplotlib.pyplot as plt
+import matplotlib.ticker
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from .budget import Budget, Constraints, SplitBudget, check_feasible, scaled_budgets
+from .errors import InputError
+from .laws import CHINCHILLA_TOKENS_PER_PARAM
+
+__all__ = [
+    "BAND_PROBS",
+    "PAGE",
+    "metric_label",
+    "observed_points",
+    "optimum_sweep",
+    "plot_coefficients",
+    "plot_diagnostics",
+    "plot_headline",
+    "plot_law",
+    "plot_optimum_vs_budget",
+    "task_colors",
+]
+
+PAGE = (11.69, 8.27)  # A4 landscape, inches
+BAND_PROBS = (0.5, 0.9)
+MAX_DRAWS = 400  # draws used for bands on dense grids (every s-th draw of each chain)
+SAMPLE_DIMS = ("chain", "draw")
+CHINCHILLA_STYLE = dict(color="black", linestyle="--", linewidth=1.2)
+STYLE = {"font.size": 9, "axes.titlesize": 10, "axes.labelsize": 9, "legend.fontsize": 8,
+         "axes.grid": True, "grid.alpha": 0.3, "axes.spines.top": False, "axes.spines.right": False}
+FLOP_SWEEP = (1e17, 1e25, 25)
+
+
+# ---------------------------------------------------------------------------------------------- helpers
+def task_colors(tasks: Sequence[str]) -> dict[str, Any]:
+    """One colour per task, in the fit's task order (tab10, tab20 beyond ten tasks)."""
+    cmap = plt.get_cmap("tab10" if len(tasks) <= 10 else "tab20")
+    return {str(t): cmap(i % cmap.N) for i, t in enumerate(tasks)}
+
+
+def metric_label(fit) -> str:
+    """Axis label of the route's metric, saying which way is better."""
+    name = {"loss": "loss", "pass_at_k": "pass@k"}.get(fit.route.metric_name, fit.route.metric_name)
+    return f"{name} ({'lower' if fit.route.lower_is_better else 'higher'} is better)"
+
+
+def observed_points(fit) -> pd.DataFrame:
+    """The data the fit saw, as (task, params, tokens, k, metric) rows (empty if the route cannot say)."""
+    reader = getattr(fit.route, "observed_points", None)
+    if reader is None or "constant_data" not in fit.tree.children:
+        return pd.DataFrame(columns=["task", "params", "tokens", "k", "metric"])
+    return reader(fit.tree)
+
+
+def _quantiles(da: xr.DataArray, probs: Sequence[float] = BAND_PROBS) -> dict[str, np.ndarray]:
+    """Median and the lower/upper ends of each band over the sample dims, NaN draws ignored."""
+    dims = [d for d in SAMPLE_DIMS if d in da.dims]
+    x = da.transpose(*dims, ...).values.reshape(-1, *[da.sizes[d] for d in da.dims if d not in dims])
+    qs = [0.5] + [q for p in probs for q in ((1 - p) / 2, (1 + p) / 2)]
+    with np.errstate(all="ignore"):
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            values = np.nanquantile(x, qs, axis=0)
+    out = {"median": values[0]}
+    for i, p in enumerate(probs):
+        out[f"lo{p}"], out[f"hi{p}"] = values[1 + 2 * i], values[2 + 2 * i]
+    return out
+
+
+def _band(ax, x, da: xr.DataArray, color, label: str | None = None, probs=BAND_PROBS) -> None:
+    q = _quantiles(da, probs)
+    for p, alpha in zip(sorted(probs, reverse=True), (0.15, 0.3)):
+        ax.fill_between(x, q[f"lo{p}"], q[f"hi{p}"], color=color, alpha=alpha, linewidth=0)
+    ax.plot(x, q["median"], color=color, linewidth=1.6, label=label)
+
+
+def _log_axis(ax, which: str, narrow: bool = False) -> None:
+    """Log scale with plain tick labels (no mathtext, no minor ticks: both are slow to draw).
+
+    Wide axes (decades of FLOPs, parameters) tick at powers of ten written 1e19; narrow ones (a loss from 1.5
+    to 3, k from 1 to 64) also at 2 and 5 times them, written as plain numbers.
+    """
+    getattr(ax, f"set_{which}scale")("log")
+    axis = getattr(ax, f"{which}axis")
+    axis.set_major_locator(matplotlib.ticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0) if narrow else (1.0,),
+                                                        numticks=12))
+    axis.set_major_formatter(matplotlib.ticker.FuncFormatter(_tick_label))
+    axis.set_minor_locator(matplotlib.ticker.NullLocator())
+
+
+def _tick_label(value: float, _pos=None) -> str:
+    if value <= 0 or not np.isfinite(value):
+        return ""
+    exponent = math.floor(math.log10(value) + 1e-9)
+    if -2 <= exponent <= 3:
+        return f"{value:g}"
+    mantissa = value / 10.0**exponent
+    return f"1e{exponent}" if abs(mantissa - 1) < 1e-6 else f"{mantissa:.0f}e{exponent}"
+
+
+def _note(ax, text: str, **kwargs) -> None:
+    """A message in an axes that has nothing honest to plot."""
+    ax.text(0.5, 0.5, text, ha="center", va="center", wrap=True, transform=ax.transAxes, fontsize=10,
+            color=kwargs.pop("color", "0.3"), **kwargs)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.grid(False)
+
+
+def _grid(name: str, values) -> xr.DataArray:
+    values = np.asarray(values, dtype=float)
+    return xr.DataArray(values, coords={name: values}, dims=name)
+
+
+# ------------------------------------------------------------------------------------- (1) data and law
+def plot_law(fit, tasks: Sequence[str] | None = None, *, compute_max: float | None = None,
+             max_draws: int = MAX_DRAWS):
+    """Data and fitted law per task (one row each): metric against training compute 6ND, and against k.
+
+    Left: observed points at the smallest k (usually 1) and the law at the best model size for each compute
+    (the envelope over tokens/param from 0.1 to 10^4, per draw), extrapolated past the data (dotted line).
+    Right: observed points against k at up to three checkpoints (smallest, middle, largest compute) with the
+    law's bands over k.
+    """
+    tasks = list(tasks) if tasks is not None else fit.tasks
+    colors = task_colors(fit.tasks)
+    obs = observed_points(fit)
+    with plt.rc_context(STYLE):
+        fig, axes = plt.subplots(len(tasks), 2, figsize=(PAGE[0], min(2.55 * len(tasks) + 0.9, PAGE[1])),
+                                 squeeze=False, layout="constrained")
+        for row, task in enumerate(tasks):
+            pts = obs[obs["task"] == task]
+            _law_vs_compute(fit, axes[row, 0], task, pts, colors[task], compute_max, max_draws)
+            _law_vs_k(fit, axes[row, 1], task, pts, colors[task], max_draws)
+        for ax in axes[-1]:
+            ax.xaxis.set_tick_params(labelbottom=True)
+        fig.suptitle("Data and fitted law (median, 50% and 90% credible bands)", fontsize=11)
+    return fig, axes
+
+
+def _law_vs_compute(fit, ax, task, pts, color, compute_max, max_draws) -> None:
+    k_ref = float(pts["k"].min()) if len(pts) else 1.0
+    at_k = pts[pts["k"] == k_ref]
+    compute = 6.0 * at_k["params"] * at_k["tokens"]
+    c_lo = float(compute.min()) / 2 if len(at_k) else 1e17
+    c_obs_max = float(compute.max()) if len(at_k) else None
+    c_hi = max(c_obs_max * 100 if c_obs_max else 1e21, compute_max or 0.0)
+    C = _grid("compute", np.geomspace(c_lo, c_hi, 40))
+    r = _grid("ratio", np.geomspace(0.1, 1e4, 60))
+    N = np.sqrt(C / (6.0 * r))
+    pred = fit.predict(N, C / (6.0 * N), k_ref, max_draws=max_draws).sel(task=task)
+    best = pred.min("ratio") if fit.route.lower_is_better else pred.max("ratio")
+    _band(ax, C.values, best, color, label=f"law, best N per compute (k={k_ref:g})")
+    if len(at_k):
+        ax.scatter(compute, at_k["metric"], s=12, color=color, edgecolor="black", linewidth=0.3, zorder=3,
+                   label=f"observed (k={k_ref:g})")
+        ax.axvline(c_obs_max, color="0.4", linestyle=":", linewidth=1)
+        ax.annotate("extrapolation →", (c_obs_max, 1), xycoords=("data", "axes fraction"), xytext=(3, -10),
+                    textcoords="offset points", fontsize=7, color="0.35")
+    _log_axis(ax, "x")
+    if fit.route.lower_is_better:
+        _log_axis(ax, "y", narrow=True)
+    ax.set_xlabel("training compute 6ND (FLOPs)")
+    ax.set_ylabel(metric_label(fit))
+    ax.set_title(f"{task}: against compute", loc="left")
+    ax.legend(loc="best")
+
+
+def _law_vs_k(fit, ax, task, pts, color, max_draws) -> None:
+    by_ckpt = pts.groupby(["params", "tokens"])["k"].nunique()
+    multi = by_ckpt[by_ckpt > 1].index.tolist()
+    if not multi:
+        _note(ax, f"{task}: one k per checkpoint in the data,\nso there is no sampling curve to show")
+        ax.set_title(f"{task}: against samples per query k", loc="left")
+        return
+    multi.sort(key=lambda nd: nd[0] * nd[1])
+    chosen = sorted({0, len(multi) // 2, len(multi) - 1})
+    k_max = float(pts["k"].max())
+    K = _grid("k", np.geomspace(1.0, max(4 * k_max, 16.0), 40))
+    shades = np.linspace(0.45, 1.0, len(chosen))
+    for shade, i in zip(shades, chosen):
+        n, d = multi[i]
+        c = tuple(np.asarray(matplotlib.colors.to_rgb(color)) * shade)
+        pred = fit.predict(n, d, K, max_draws=max_draws).sel(task=task)
+        _band(ax, K.values, pred, c, probs=(0.9,))
+        end = float(np.nanmedian(pred.isel(k=-1).values))
+        ax.annotate(f"N={_num(n)}\nD={_num(d)}", (K.values[-1], end), xytext=(4, 0), textcoords="offset points",
+                    va="center", fontsize=7, color=c)
+        here = pts[(pts["params"] == n) & (pts["tokens"] == d)]
+        ax.scatter(here["k"], here["metric"], s=14, color=c, edgecolor="black", linewidth=0.3, zorder=3)
+    _log_axis(ax, "x", narrow=True)
+    if fit.route.lower_is_better:
+        _log_axis(ax, "y", narrow=True)
+    ax.set_xlabel("samples per query k")
+    ax.set_ylabel(metric_label(fit))
+    ax.set_xlim(right=K.values[-1] * 4)
+    ax.set_title(f"{task}: against samples per query k at three checkpoints (points: observed; band: 90%)",
+                 loc="left")
+
+
+# ------------------------------------------------------------------------------------ (2) coefficients
+def plot_coefficients(fit, *, seed: int = 0):
+    """Forest plot: each coefficient per task and for a new task drawn from the pooled population.
+
+    Dot: median; thick bar: 50%; thin bar: 90%. The population row (black) is the posterior predictive of
+    a new task's coefficient from the hyper-parameters (`route.population_coefficients`), so its width is
+    the spread across tasks plus the uncertainty about that spread.
+    """
+    coefs = fit.coefficients()
+    names = [n for n in fit.route.coefficient_names if float(coefs[n].std()) > 0]
+    if not names:
+        raise InputError("the posterior has no varying coefficients to plot")
+    draw_population = getattr(fit.route, "population_coefficients", None)
+    population = draw_population(fit.posterior, fit.scaling, seed) if draw_population else None
+    colors = task_colors(fit.tasks)
+    rows = fit.tasks + (["new task (population)"] if population is not None else [])
+    ncols = min(len(names), 4)
+    nrows = math.ceil(len(names) / ncols)
+    with plt.rc_context(STYLE):
+        fig, axes = plt.subplots(nrows, ncols, figsize=(PAGE[0], min(PAGE[1], 0.5 + nrows * (0.35 * len(rows)
+                                 + 1.3))), squeeze=False, layout="constrained")
+        for ax, name in zip(axes.flat, names):
+            series = [(t, coefs[name].sel(task=t), colors[t]) for t in fit.tasks]
+            if population is not None:
+                series.append((rows[-1], population[name], "black"))
+            lows = []
+            for y, (label, da, color) in enumerate(series):
+                q = _quantiles(da)
+                ax.plot([q["lo0.9"], q["hi0.9"]], [y, y], color=color, linewidth=1.2)
+                ax.plot([q["lo0.5"], q["hi0.5"]], [y, y], color=color, linewidth=4, solid_capstyle="butt")
+                ax.plot(q["median"], y, "o" if label != rows[-1] or population is None else "D", color=color,
+                        markeredgecolor="white", markersize=5, zorder=3)
+                lows.append((q["lo0.9"], q["hi0.9"]))
+            lo, hi = np.nanmin([a for a, _ in lows]), np.nanmax([b for _, b in lows])
+            if lo > 0 and hi / lo > 30:
+                _log_axis(ax, "x")
+            ax.set_yticks(range(len(series)), [s[0] for s in series])
+            ax.invert_yaxis()
+            ax.set_xlabel(name)
+            ax.set_title(name, loc="left")
+        for ax in list(axes.flat)[len(names):]:
+            ax.set_visible(False)
+        law = {"loss": "L = E + A/N^alpha + B/D^beta + G/k^gamma"}.get(fit.route.name, fit.route.name)
+        fig.suptitle(f"Posterior of the coefficients ({law}; N parameters, D tokens): "
+                     "dot median, bars 50% and 90%", fontsize=11)
+    return fig, axes
+
+
+# ------------------------------------------------------------------------------------- (3) diagnostics
+def plot_diagnostics(fit, *, prob: float = 0.9, seed: int = 0):
+    """Convergence table (r-hat, ESS, divergences) and a posterior predictive check.
+
+    PPC left: each observation against its posterior predictive median and `prob` interval (coverage printed:
+    about `prob` of the points should fall inside). Right: PIT histogram, P(y_rep < y) (randomised for
+    counts), which is flat for a calibrated model; U-shape = too narrow, hump = too wide, slope = bias.
+    """
+    import arviz as az
+
+    diag = fit.diagnostics()
+    post = fit.coefficients()
+    names = [n for n in fit.route.coefficient_names if float(post[n].std()) > 0]
+    rhat = az.rhat(post[names]) if post.sizes["chain"] > 1 else None
+    bulk, tail = az.ess(post[names], method="bulk"), az.ess(post[names], method="tail")
+    rows = [[n, "n/a" if rhat is None else f"{float(rhat[n].max()):.3f}", f"{float(bulk[n].min()):.0f}",
+             f"{float(tail[n].min()):.0f}"] for n in names]
+    with plt.rc_context(STYLE):
+        fig = plt.figure(figsize=PAGE, layout="constrained")
+        top, bottom = fig.subfigures(2, 1, height_ratios=[1, 1.25])
+        ax_table, ax_text = top.subplots(1, 2, width_ratios=[1, 1.2])
+        ax_table.axis("off")
+        table = ax_table.table(cellText=rows, colLabels=["coefficient", "max r-hat", "min bulk ESS",
+                                                         "min tail ESS"], loc="center", cellLoc="center")
+        table.auto_set_font_size(False)
+        table.set_fontsize(9)
+        table.scale(1, 1.3)
+        ax_table.set_title("Convergence, worst task per coefficient", loc="left")
+        settings = fit.tree.attrs.get("sampler_settings", "{}")
+        lines = [f"chains x draws: {post.sizes['chain']} x {post.sizes['draw']} ({diag.n_samples} in all)",
+                 f"max r-hat {diag.max_rhat:.3f} (want < 1.01)",
+                 f"min bulk ESS {diag.min_ess_bulk:.0f} (want >= 400)",
+                 f"divergent transitions: {diag.divergences} (want 0)",
+                 f"sampling time: {fit.tree.attrs.get('sampling_seconds', float('nan'))} s",
+                 f"sampler settings: {settings}"]
+        ax_text.axis("off")
+        ax_text.text(0, 0.95, "\n".join(lines), va="top", fontsize=9, family="monospace", wrap=True,
+                     transform=ax_text.transAxes)
+        verdict = ("OK: the chains agree and mix well" if diag.ok else
+                   "PROBLEM: do not trust the intervals yet\n- " + "\n- ".join(diag.warnings))
+        ax_text.text(0, 0.35, verdict, va="top", fontsize=9.5, wrap=True, transform=ax_text.transAxes,
+                     color="darkgreen" if diag.ok else "firebrick", fontweight="bold")
+        ax_text.set_title("Sampler", loc="left")
+        ax_ppc, ax_pit = bottom.subplots(1, 2)
+        _ppc(fit, ax_ppc, ax_pit, prob, seed)
+        fig.suptitle("Diagnostics", fontsize=11)
+    return fig, np.array([ax_table, ax_text, ax_ppc, ax_pit])
+
+
+def _ppc(fit, ax_ppc, ax_pit, prob: float, seed: int) -> None:
+    groups = fit.tree.children
+    if "posterior_predictive" not in groups or "observed_data" not in groups:
+        for ax in (ax_ppc, ax_pit):
+            _note(ax, "no posterior_predictive group in the fit file\n(fitted with pointwise=False)")
+        return
+    pp, observed = fit.tree["posterior_predictive"].to_dataset(), fit.tree["observed_data"].to_dataset()
+    name = next((v for v in observed.data_vars if v in pp.data_vars), None)
+    if name is None:
+        for ax in (ax_ppc, ax_pit):
+            _note(ax, "the posterior predictive holds no observed variable")
+        return
+    y = observed[name].values.astype(float).ravel()
+    rep = pp[name].stack(sample=SAMPLE_DIMS).transpose("sample", ...).values.astype(float).reshape(-1, y.size)
+    lo, med, hi = np.quantile(rep, [(1 - prob) / 2, 0.5, (1 + prob) / 2], axis=0)
+    inside = float(np.mean((y >= lo) & (y <= hi)))
+    task_of = _task_of_observation(fit, observed[name])
+    colors = task_colors(fit.tasks)
+    for task in fit.tasks:
+        m = task_of == task
+        if m.any():
+            ax_ppc.errorbar(med[m], y[m], xerr=[med[m] - lo[m], hi[m] - med[m]], fmt="o", markersize=2.5,
+                            color=colors[task], elinewidth=0.6, alpha=0.7, label=task)
+    span = [np.nanmin([y.min(), lo.min()]), np.nanmax([y.max(), hi.max()])]
+    ax_ppc.plot(span, span, color="0.3", linewidth=0.8, linestyle="--")
+    ax_ppc.set_xlabel(f"posterior predictive {name}: median and {prob:.0%} interval")
+    ax_ppc.set_ylabel(f"observed {name}")
+    ax_ppc.set_title(f"Posterior predictive check: {inside:.0%} of {y.size} observations inside their "
+                     f"{prob:.0%} interval", loc="left")
+    ax_ppc.legend(loc="upper left", ncols=2 if len(fit.tasks) > 4 else 1)
+    rng = np.random.default_rng(seed)
+    below, equal = np.mean(rep < y, axis=0), np.mean(rep == y, axis=0)
+    pit = below + rng.uniform(size=y.size) * equal
+    bins = min(20, max(5, y.size // 15))
+    ax_pit.hist(pit, bins=bins, range=(0, 1), color="0.6", edgecolor="white")
+    ax_pit.axhline(y.size / bins, color="black", linestyle="--", linewidth=1, label="calibrated (uniform)")
+    ax_pit.set_xlabel("PIT = P(replicated < observed)")
+    ax_pit.set_ylabel("observations")
+    ax_pit.set_title("PIT histogram: flat if the predictive spread is right", loc="left")
+    ax_pit.legend(loc="upper center")
+
+
+def _task_of_observation(fit, observed: xr.DataArray) -> np.ndarray:
+    """Task label of every observation, from the fit's task_index constant data when present."""
+    if "constant_data" in fit.tree.children and "task_index" in fit.tree["constant_data"].to_dataset():
+        idx = fit.tree["constant_data"]["task_index"].values
+        if idx.size == observed.size:
+            return np.asarray(fit.tasks)[idx]
+    return np.full(observed.size, fit.tasks[0])
+
+
+# -------------------------------------------------------------------------------- (4) optimum vs budget
+def optimum_sweep(fit, budget: Budget, constraints: Constraints = Constraints(),
+                  flops: Sequence[float] | None = None) -> tuple[xr.Dataset, list[float]]:
+    """Per-draw optimum at `budget` scaled to each compute level (default: 25 levels from 1e17 to 1e25 FLOPs,
+    widened by whole decades to hold the budget itself).
+
+    Returns (optimum dataset over the feasible levels, the levels that cannot buy the smallest model).
+    """
+    if flops is None:
+        here = budget.train_flops if isinstance(budget, SplitBudget) else budget.total_flops
+        lo = min(FLOP_SWEEP[0], 10.0 ** math.floor(math.log10(here)))
+        hi = max(FLOP_SWEEP[1], 10.0 ** math.ceil(math.log10(here)))
+        flops = np.geomspace(lo, hi, FLOP_SWEEP[2] + round(3 * math.log10(hi / lo / 1e8)))
+    flops = list(flops)
+    feasible, skipped = [], []
+    for b in scaled_budgets(budget, flops):
+        try:
+            check_feasible(b, constraints)
+            feasible.append(b)
+        except InputError:
+            skipped.append(b.train_flops if isinstance(b, SplitBudget) else b.total_flops)
+    if not feasible:
+        raise InputError(f"no budget from {min(flops):.3g} to {max(flops):.3g} FLOPs buys the smallest model "
+                         f"({constraints.min_params:g} parameters) under these constraints")
+    return fit.optimize(feasible, constraints), skipped
+
+
+def plot_optimum_vs_budget(fit, budget: Budget, constraints: Constraints = Constraints(),
+                           flops: Sequence[float] | None = None):
+    """N*, D*, tokens/param and k* against compute (bands per task) with the Chinchilla design (dashed).
+
+    The compute axis scales the given budget: the training budget for a split budget (inference FLOPs per
+    query kept), the total budget for a total budget (queries kept). The given budget is marked.
+    """
+    opt, skipped = optimum_sweep(fit, budget, constraints, flops)
+    split = isinstance(budget, SplitBudget)
+    x = opt["train_flops"].values if split else opt["total_flops"].values
+    here = budget.train_flops if split else budget.total_flops
+    colors = task_colors(fit.tasks)
+    panels = [("N", "chinchilla_N", "model size N* (parameters)"),
+              ("D", "chinchilla_D", "training tokens D* (tokens)"),
+              ("tokens_per_param", None, "tokens per parameter D*/N*"),
+              ("k", "chinchilla_k", "samples per query k*")]
+    with plt.rc_context(STYLE):
+        fig, axes = plt.subplots(2, 2, figsize=PAGE, sharex=True, layout="constrained")
+        for ax, (var, chin, label) in zip(axes.flat, panels):
+            for task in fit.tasks:
+                _band(ax, x, opt[var].sel(task=task), colors[task], label=task)
+            chin_y = (opt["chinchilla_D"] / opt["chinchilla_N"]).values if chin is None else opt[chin].values
+            ax.plot(x, chin_y, **CHINCHILLA_STYLE,
+                    label=f"Chinchilla ({CHINCHILLA_TOKENS_PER_PARAM:g} tokens/param)")
+            ax.axvline(here, color="0.3", linestyle=":", linewidth=1)
+            _log_axis(ax, "x")
+            _log_axis(ax, "y", narrow=var == "k")
+            ax.set_ylabel(label)
+            ax.set_title(label, loc="left")
+        for ax in axes[-1]:
+            ax.set_xlabel("training compute C_train = 6ND (FLOPs)" if split else
+                          "total compute 6ND + 2NkTQ (FLOPs)")
+        axes[0, 0].legend(loc="upper left", ncols=2 if len(fit.tasks) > 4 else 1)
+        fixed = (f"inference {budget.inference_flops:.3g} FLOPs/query" if split else
+                 f"{budget.queries:.3g} queries")
+        note = f"; {len(skipped)} budgets below {min(x):.2g} FLOPs cannot buy the smallest model" if skipped else ""
+        fig.suptitle(f"Optimum against budget ({fixed}, dotted line: the report's budget{note}); "
+                     f"median, 50% and 90% bands", fontsize=11)
+    return fig, axes
+
+
+# ------------------------------------------------------------------------------------- (5) headline
+def plot_headline(records: list[dict], *, title: str, lines: Sequence[str] = (),
+                  problems: Sequence[str] = ()):
+    """Title page: the recommended N, D, k per task with intervals against Chinchilla, P(beats Chinchilla).
+
+    `records` are `summary.optimum_records` for one budget. `lines` are shown under the title; `problems`
+    (failed diagnostics, ...) are shown in red above the numbers. Returns (fig, [table axes, 3 panel axes]).
+    """
+    import textwrap
+
+    tasks = [r["task"] for r in records]
+    colors = task_colors(tasks)
+    metric = records[0]["metric_name"] if records else "metric"
+    prob = records[0]["N"]["prob"] if records else 0.9
+    with plt.rc_context(STYLE):
+        fig = plt.figure(figsize=PAGE)
+        fig.text(0.03, 0.965, title, fontsize=16, fontweight="bold", va="top")
+        text = [w for line in lines for w in textwrap.wrap(line, 150)]
+        fig.text(0.03, 0.915, "\n".join(text), fontsize=8.5, va="top", linespacing=1.5)
+        y = 0.915 - 0.026 * len(text) - 0.01
+        if problems:
+            wrapped = [w for p in problems for w in textwrap.wrap(f"! {p}", 130)]
+            fig.text(0.03, y, "\n".join(wrapped), fontsize=9, va="top", color="firebrick", fontweight="bold",
+                     linespacing=1.4)
+            y -= 0.028 * len(wrapped) + 0.01
+        cols = ["task", "N* (params)", "D* (tokens)", "tokens/param", "k*", metric, "Chinchilla N",
+                "Chinchilla D", "k", f"Chinchilla {metric}", "P(beats)"]
+        cells = [[r["task"], _fmt(r["N"]), _fmt(r["D"]), _fmt(r["tokens_per_param"]), _fmt(r["k"], ".0f"),
+                  _fmt(r["metric"], ".4g"), _num(r["chinchilla"]["N"]), _num(r["chinchilla"]["D"]),
+                  f"{r['chinchilla']['k']:.0f}", _fmt(r["chinchilla"]["metric"], ".4g"),
+                  f"{r['p_beats_chinchilla']:.2f}"] for r in records]
+        height = min(0.035 * (len(cells) + 1), max(y - 0.47, 0.08))
+        ax_table = fig.add_axes((0.03, y - height - 0.035, 0.94, height))
+        ax_table.axis("off")
+        if cells:
+            widths = np.array([max(4, len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(cols)],
+                              float)
+            table = ax_table.table(cellText=cells, colLabels=cols, cellLoc="center", loc="upper left",
+                                   colWidths=list(widths / widths.sum()), bbox=(0, 0, 1, 1))
+            table.auto_set_font_size(False)
+            table.set_fontsize(7.5 if len(cols) * 14 > widths.sum() else 7)
+            for (row, col), cell in table.get_celld().items():
+                cell.set_edgecolor("0.75")
+                if row == 0:
+                    cell.set_text_props(fontweight="bold")
+                    cell.set_facecolor("0.93")
+                elif col == 0:
+                    cell.set_text_props(color=colors[cells[row - 1][0]], fontweight="bold")
+        ax_table.set_title(f"At this budget: median [{prob:.0%} interval] over posterior draws", loc="left",
+                           fontsize=9)
+        grid = fig.add_gridspec(1, 3, left=0.1, right=0.97, bottom=0.08, top=0.36, wspace=0.08)
+        axes = [fig.add_subplot(grid[0, 0])]
+        axes += [fig.add_subplot(grid[0, i], sharey=axes[0]) for i in (1, 2)]
+        panels = [("N", "model size N* (parameters)"), ("tokens_per_param", "tokens per parameter D*/N*"),
+                  ("k", "samples per query k*")]
+        ys = np.arange(len(tasks))
+        for ax, (key, label) in zip(axes, panels):
+            for i, r in enumerate(records):
+                s = r[key]
+                ax.errorbar([s["median"]], [i], xerr=[[s["median"] - s["lower"]], [s["upper"] - s["median"]]],
+                            fmt="o", color=colors[r["task"]], capsize=3)
+            chin = {"N": [r["chinchilla"]["N"] for r in records],
+                    "tokens_per_param": [r["chinchilla"]["D"] / r["chinchilla"]["N"] for r in records],
+                    "k": [r["chinchilla"]["k"] for r in records]}[key]
+            ax.scatter(chin, ys, marker="x", color="black", zorder=3, s=40)
+            values = [r[key][q] for r in records for q in ("lower", "upper")] + chin
+            _log_axis(ax, "x", narrow=key == "k" or np.nanmax(values) / np.nanmin(values) < 30)
+            ax.margins(x=0.15)
+            ax.set_xlabel(label)
+            if ax is not axes[0]:
+                ax.tick_params(labelleft=False)
+        axes[0].set_yticks(ys, tasks)
+        axes[0].set_ylim(len(tasks) - 0.5, -0.5)
+        axes[0].plot([], [], "o", color="0.3", label=f"T2 optimum (median, {prob:.0%} interval)")
+        axes[0].scatter([], [], marker="x", color="black", label="Chinchilla (20 tokens/param)")
+        axes[0].legend(loc="lower left", bbox_to_anchor=(0, 1.02), ncols=2, frameon=False)
+    return fig, np.array([ax_table, *axes])
+
+
+def _num(x: float) -> str:
+    """Compact number: 3 significant digits, exponent without '+' and leading zeros (1.11e8)."""
+    if not np.isfinite(x):
+        return "n/a"
+    if x == 0 or 1e-3 <= abs(x) < 1e4:
+        return f"{x:.3g}"
+    mantissa, exponent = f"{x:.2e}".split("e")
+    return f"{float(mantissa):.3g}e{int(exponent)}"
+
+
+def _fmt(s: dict, digits: str = ".3g") -> str:
+    if not np.isfinite(s["median"]):
+        return "n/a"
+    if digits == ".3g":
+        return f"{_num(s['median'])} [{_num(s['lower'])}, {_num(s['upper'])}]"
+    return f"{s['median']:{digits}} [{s['lower']:{digits}}, {s['upper']:{digits}}]"

@@ -1,0 +1,229 @@
+"""The PDF report and the plot functions: every page drawn and readable, inputs reproducible, bad input refused."""
+
+from __future__ import annotations
+
+import sys
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pypdfium2 as pdfium  # noqa: E402
+import pytest  # noqa: E402
+import xarray as xr  # noqa: E402
+
+from bayes_t2 import plots  # noqa: E402
+from bayes_t2.budget import Constraints, SplitBudget, TotalBudget  # noqa: E402
+from bayes_t2.cli import main  # noqa: E402
+from bayes_t2.errors import InputError  # noqa: E402
+from bayes_t2.fit import Fit  # noqa: E402
+from bayes_t2.report import check_reportable, write_report  # noqa: E402
+from bayes_t2.summary import optimum_records  # noqa: E402
+
+
+
+BUDGET = ["--train-flops", "2.56e19", "--inference-flops", "2e9"]
+
+
+def run_cli(*args) -> int:
+    """`bayes-t2 ARGS` in-process (the CLI's own error mapping), returning the exit code."""
+    argv = sys.argv
+    sys.argv = ["bayes-t2", *map(str, args)]
+    try:
+        main()
+        return 0
+    except SystemExit as exit_:
+        return int(exit_.code or 0)
+    finally:
+        sys.argv = argv
+
+
+def pages(path):
+    """(grayscale pixels, text) of every page."""
+    doc = pdfium.PdfDocument(str(path))
+    try:
+        out = []
+        for page in doc:
+            pixels = np.asarray(page.render(scale=0.6).to_pil().convert("L"), dtype=float)
+            out.append((pixels, page.get_textpage().get_text_range()))
+        return out
+    finally:
+        doc.close()
+
+
+@pytest.fixture(scope="module")
+def fit_file(loss_truth_fit, tmp_path_factory):
+    path = tmp_path_factory.mktemp("report") / "fit.nc"
+    loss_truth_fit[2].save(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def report_pdf(fit_file):
+    out = fit_file.parent / "report.pdf"
+    assert run_cli("report", fit_file, "--out", out, *BUDGET) == 0
+    return out, pages(out)
+
+
+def test_every_page_is_drawn(report_pdf, loss_truth_fit):
+    _, rendered = report_pdf
+    n_tasks = len(loss_truth_fit[2].tasks)
+    # headline, data+law (3 tasks a page), coefficients, diagnostics, optimum vs budget, inputs
+    assert len(rendered) == 1 + -(-n_tasks // 3) + 4
+    for i, (pixels, _) in enumerate(rendered):
+        ink = float(np.mean(pixels < 200))  # share of pixels that are not (near) white
+        assert ink > 0.01, f"page {i + 1} is (nearly) blank: {ink:.3%} ink"
+        assert pixels.std() > 10, f"page {i + 1} has no contrast"
+
+
+def test_inputs_page_reproduces_the_fit(report_pdf, loss_truth_fit):
+    data, _, fit = loss_truth_fit
+    text = report_pdf[1][-1][1].replace("\r", "")
+    flat = "".join(text.split())
+    assert data.sha256 in flat  # the hash of the data the fit saw, in full
+    assert "--seed11" in flat and "--draws300" in flat  # the sampler settings of the session fixture
+    assert "bayes-t2reportfit.nc" in flat and "--train-flops2.56e+19" in flat
+    assert "pool_sd" in text and "student_t" in text  # the priors
+
+
+def test_headline_numbers_are_the_optimum(report_pdf, loss_truth_fit):
+    fit = loss_truth_fit[2]
+    records = optimum_records(fit.optimize([SplitBudget(2.56e19, 2e9)]), "loss", True, 0.9)
+    text = "".join(report_pdf[1][0][1].split())
+    for r in records:
+        assert r["task"] in text
+        assert plots._num(r["N"]["median"]) in text and plots._num(r["D"]["upper"]) in text
+        assert f"{r['p_beats_chinchilla']:.2f}" in text
+
+
+def test_refuses_to_overwrite_without_force(report_pdf, fit_file):
+    out, _ = report_pdf
+    before = out.read_bytes()
+    assert run_cli("report", fit_file, "--out", out, *BUDGET) == 2
+    assert out.read_bytes() == before
+
+
+@pytest.mark.parametrize("budget, fragment", [
+    (["--train-flops", "1e19", "--inference-flops", "1e3"], "--inference-flops"),  # cannot draw one sample
+    (["--total-flops", "1e15", "--queries", "1e9"], "--total-flops"),  # cannot serve the queries
+    ([], "budget"),
+])
+def test_bad_budget_exits_2_and_writes_nothing(fit_file, tmp_path, capfd, budget, fragment):
+    out = tmp_path / "r.pdf"
+    assert run_cli("report", fit_file, "--out", out, *budget) == 2
+    err = capfd.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and fragment in err[0] and "Traceback" not in err[0]
+    assert not out.exists()
+
+
+def test_empty_posterior_is_refused(loss_truth_fit, tmp_path, capfd):
+    fit = loss_truth_fit[2]
+    tree = xr.DataTree.from_dict({"posterior": fit.posterior[list(fit.route.coefficient_names)].isel(
+        draw=slice(0, 0))})
+    tree.attrs.update(fit.tree.attrs)
+    with pytest.raises(InputError, match="empty"):
+        check_reportable(Fit(tree))
+    path = tmp_path / "empty.nc"
+    Fit(tree).save(path)
+    assert run_cli("report", path, "--out", tmp_path / "r.pdf", *BUDGET) == 2
+    err = capfd.readouterr().err
+    assert "empty.nc" in err and "posterior is empty" in err
+    assert not (tmp_path / "r.pdf").exists()
+
+
+def test_failed_diagnostics_are_stated_on_the_pages(loss_truth_fit, tmp_path):
+    """Chains that disagree: the report is still written, and its headline and diagnostics pages say so."""
+    fit = loss_truth_fit[2]
+    post = fit.posterior.copy()
+    shift = xr.DataArray([1.0, 1.3], dims="chain", coords={"chain": post["chain"]})
+    for name in ("E", "B"):
+        post[name] = post[name] * shift  # chain 1 somewhere else entirely
+    tree = fit.tree.copy()
+    tree["posterior"] = xr.DataTree(post)
+    bad = Fit(tree)
+    assert not bad.diagnostics().ok
+    # many queries: the cheapest budgets of the sweep cannot serve them, and the optimum page says so
+    report = write_report(bad, tmp_path / "bad.pdf", TotalBudget(1e23, 1e13), Constraints(k_max=64))
+    assert any("r-hat" in p for p in report.problems)
+    rendered = pages(report.path)
+    headline, diagnostics, optimum = (rendered[report.pages.index(t)][1]
+                                      for t in ("headline", "diagnostics", "optimum against budget"))
+    assert "chains disagree" in headline and "chains disagree" in diagnostics
+    assert "PROBLEM" in diagnostics
+    assert "cannot buy the smallest model" in optimum.replace("\r\n", " ").replace("\n", " ")
+
+
+def test_plot_functions_return_labelled_figures(loss_truth_fit):
+    fit = loss_truth_fit[2]
+    budget = SplitBudget(2.56e19, 2e9)
+    records = optimum_records(fit.optimize([budget]), "loss", True, 0.9)
+    figures = {
+        "law": plots.plot_law(fit, fit.tasks[:2]),
+        "coefficients": plots.plot_coefficients(fit),
+        "diagnostics": plots.plot_diagnostics(fit),
+        "optimum": plots.plot_optimum_vs_budget(fit, budget, flops=np.geomspace(1e18, 1e22, 5)),
+        "headline": plots.plot_headline(records, title="t"),
+    }
+    try:
+        for name, (fig, axes) in figures.items():
+            assert isinstance(fig, plt.Figure), name
+            axes = np.ravel(axes)
+            assert len(axes) and all(ax.get_figure(root=True) is fig for ax in axes), name
+            for ax in axes:
+                if not ax.get_visible() or not ax.axison:
+                    continue
+                shared = ax.get_shared_x_axes().get_siblings(ax)  # a shared x axis is labelled once
+                assert any(a.get_xlabel() for a in shared), f"{name}: an axes without an x label"
+                has_y = bool(ax.get_ylabel()) or len(ax.get_yticklabels()) and any(
+                    t.get_text() for t in ax.get_yticklabels())
+                assert has_y or name in ("headline", "optimum", "coefficients"), f"{name}: no y label"
+        law_axes = figures["law"][1]
+        assert law_axes.shape == (2, 2)
+        assert "FLOPs" in law_axes[0, 0].get_xlabel() and law_axes[0, 0].get_xscale() == "log"
+        assert all("loss" in ax.get_ylabel() for ax in law_axes.ravel())
+        opt_axes = figures["optimum"][1]
+        assert [ax.get_yscale() for ax in opt_axes.ravel()] == ["log"] * 4
+        assert "parameters" in opt_axes[0, 0].get_ylabel() and "tokens" in opt_axes[0, 1].get_ylabel()
+        # the Chinchilla line on the tokens/param panel sits at 20
+        chin = [line for line in opt_axes[1, 0].get_lines() if line.get_linestyle() == "--"]
+        assert chin and np.allclose(chin[0].get_ydata(), 20.0)
+    finally:
+        for fig, _ in figures.values():
+            plt.close(fig)
+
+
+def test_task_colours_are_one_palette(loss_truth_fit):
+    fit = loss_truth_fit[2]
+    colors = plots.task_colors(fit.tasks)
+    assert list(colors) == fit.tasks and len(set(colors.values())) == len(fit.tasks)
+    assert plots.task_colors([*fit.tasks, "extra"])[fit.tasks[1]] == colors[fit.tasks[1]]
+
+
+def test_population_coefficients_map_the_hyperparameters_like_the_model(loss_truth_fit):
+    """With zero spread and the population mean set to task t's sampled values, a 'new task' is task t."""
+    fit = loss_truth_fit[2]
+    post = fit.posterior.copy()
+    task = fit.tasks[1]
+    for name in ("E_rel", "A_rel", "alpha", "B_rel", "beta", "G_rel", "gamma"):
+        post[f"log_{name}_mu"] = post[f"log_{name}"].sel(task=task, drop=True)
+        post[f"log_{name}_sd"] = xr.zeros_like(post[f"log_{name}_sd"])
+    new = fit.route.population_coefficients(post, fit.scaling, seed=3)
+    for name in fit.route.coefficient_names:
+        np.testing.assert_allclose(new[name].values, post[name].sel(task=task).values, rtol=1e-10)
+    # with the real spread it is a proper predictive: wider than any single task's posterior
+    pop = fit.route.population_coefficients(fit.posterior, fit.scaling, seed=3)
+    assert float(np.log(pop["E"]).std()) > max(float(np.log(fit.posterior["E"].sel(task=t)).std())
+                                               for t in fit.tasks)
+
+
+def test_observed_points_are_the_data(loss_truth_fit):
+    data, _, fit = loss_truth_fit
+    obs = plots.observed_points(fit)
+    want = data.frame[["task", "params", "tokens", "k", "loss"]].rename(columns={"loss": "metric"})
+    key = ["task", "params", "tokens", "k"]
+    got = obs.sort_values(key).reset_index(drop=True)
+    want = want.sort_values(key).reset_index(drop=True).astype({"k": float})
+    np.testing.assert_array_equal(got["task"], want["task"])
+    np.testing.assert_allclose(got[["params", "tokens", "k", "metric"]].to_numpy(float),
+                               want[["params", "tokens", "k", "metric"]].to_numpy(float), rtol=1e-12)
