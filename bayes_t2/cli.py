@@ -109,6 +109,53 @@ def optimize(fit_path: Annotated[Path, typer.Argument(help="Fit file from `bayes
 
 
 @app.command()
+def decide(fit_path: Annotated[Path, typer.Argument(help="Fit file from `bayes-t2 fit`.")],
+           train_flops: Annotated[Optional[float], typer.Option(help="Training budget C_train = 6ND.")] = None,
+           inference_flops: Annotated[Optional[float], typer.Option(help="Per-query budget 2NkT.")] = None,
+           total_flops: Annotated[Optional[float], typer.Option(help="Total budget 6ND + 2NkTQ.")] = None,
+           queries: Annotated[Optional[float], typer.Option(help="Queries Q over the model's life.")] = None,
+           tokens_per_sample: Annotated[float, typer.Option(help="Tokens T per sample.")] = 1.0,
+           max_tokens: Annotated[Optional[float], typer.Option(help="Data wall: D <= this.")] = None,
+           max_params: Annotated[Optional[float], typer.Option(help="N <= this.")] = None,
+           k_max: Annotated[Optional[int], typer.Option(help="k <= this.")] = None,
+           target: Annotated[Optional[float], typer.Option(help="Metric value to reach (loss <= T, "
+                                                                "accuracy >= T).")] = None,
+           risk: Annotated[str, typer.Option(help="mean | quantile:Q | cvar:Q | prob (P(reach --target)).")]
+           = "mean",
+           task: Annotated[Optional[str], typer.Option(help="Decide for this task only.")] = None,
+           min_budget: Annotated[bool, typer.Option("--min-budget", help="Find the cheapest budget reaching "
+                                                    "--target with --confidence (scales --train-flops, or "
+                                                    "--total-flops; the rest stays fixed).")] = False,
+           confidence: Annotated[float, typer.Option(help="With --min-budget: P(reach target) wanted.")] = 0.9,
+           prob: Prob = 0.9,
+           json_path: Annotated[Optional[Path], typer.Option("--json", help="Write decision.json here.")] = None,
+           force: Force = False) -> None:
+    """One design (N, D, k) to commit to under a budget and a risk attitude, against Chinchilla and the
+    posterior-median optimum."""
+    from .decide import decide as run_decide, decision_records, min_budget as run_min_budget
+    from .fit import Fit
+    from .io import check_writable, write_json
+
+    if json_path:
+        check_writable(json_path, overwrite=force)
+    budget, constraints = _budget_options(train_flops, inference_flops, total_flops, queries,
+                                          tokens_per_sample, max_tokens, max_params, k_max)
+    result = Fit.load(fit_path)
+    if min_budget:
+        if risk != "mean":
+            raise InputError("--min-budget maximises P(reach --target); drop --risk")
+        ds = run_min_budget(result, budget, constraints, target=target, confidence=confidence, task=task,
+                            prob=prob)
+    else:
+        ds = run_decide(result, budget, constraints, risk=risk, target=target, task=task, prob=prob)
+    records = decision_records(ds)
+    _print_decision(records, ds.attrs)
+    if json_path:
+        write_json(json_path, records, overwrite=force)
+        out.print(f"wrote {json_path}")
+
+
+@app.command()
 def predict(fit_path: Annotated[Path, typer.Argument(help="Fit file from `bayes-t2 fit`.")],
             params: Annotated[Optional[float], typer.Option(help="Model size N.")] = None,
             tokens: Annotated[Optional[float], typer.Option(help="Training tokens D.")] = None,
@@ -227,6 +274,40 @@ def _print_optimum(records: list[dict], label: str) -> None:
         table.add_row(r["task"], _fmt(r["N"]), _fmt(r["D"]), _fmt(r["k"], ".0f"), _fmt(r["tokens_per_param"]),
                       _fmt(r["metric"], ".4f"), f"{c['N']:.3g}, {c['D']:.3g}, {c['k']:.0f}",
                       _fmt(c["metric"], ".4f"), f"{r['p_beats_chinchilla']:.2f}")
+    out.print(table)
+
+
+def _print_decision(records: list[dict], attrs: dict) -> None:
+    if not records:
+        return
+    r0 = records[0]
+    metric, prob = r0["metric_name"], r0["chosen"]["metric"]["prob"]
+    target = r0["target"]
+    if "confidence" in r0:
+        title = (f"cheapest budget reaching {metric} target {target:g} with P >= {r0['confidence']:g} "
+                 f"(scaling {attrs['scaled']})")
+    else:
+        title = f"decision, {attrs['budget_label']}, risk {r0['risk']}"
+    table = Table(title=f"{title} (median [{prob:.0%} interval])")
+    cols = ["task", "design", "N", "D", "k", "tokens/param", metric]
+    if target is not None:
+        cols.append(f"P(target {target:g})")
+    cols += ["E[regret]", "utility"]
+    if "confidence" in r0:
+        cols.insert(2, attrs["scaled"])
+    for col in cols:
+        table.add_column(col)
+    for r in records:
+        for name in ("chosen", "chinchilla", "median_optimum"):
+            d = r[name]
+            row = [r["task"], name.replace("_", " "), f"{d['N']:.3g}", f"{d['D']:.3g}", f"{d['k']:.0f}",
+                   f"{d['tokens_per_param']:.3g}", _fmt(d["metric"], ".4f")]
+            if target is not None:
+                row.append(f"{d['p_target']:.2f}")
+            row += [f"{d['expected_regret']:.4f}", f"{d['utility']:.4g}"]
+            if "confidence" in r0:
+                row.insert(2, f"{r['budget'][attrs['scaled']]:.3g}")
+            table.add_row(*row)
     out.print(table)
 
 

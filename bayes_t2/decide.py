@@ -1,0 +1,583 @@
+"""Risk-aware decisions: the one design (N, D, k) to commit to under a budget, chosen over posterior draws.
+
+`optimize` gives a distribution of per-draw optima; a team has to train one model. `decide` searches the
+designs the budget buys (exactly the design space of `optimum.py`) for the one that maximises a utility of
+the metric's posterior at that design:
+
+* ``mean``        the expected metric;
+* ``quantile:q``  the metric in the worst q tail's boundary: the m-th worst draw, m = ceil(q S) of S draws
+                  (the q-lower quantile of accuracy, the (1-q) upper quantile of loss);
+* ``cvar:q``      the mean of those m worst draws (CVaR); so CVaR is never better than the quantile or the mean;
+* ``prob``        P(metric reaches --target) (loss <= target, accuracy >= target); ties go to the better mean.
+
+Design space (as `optimum.py`): split budget, one free N with D = min(C_train/(6N), max_tokens) and
+k = min(k_max, floor(C_inf/(2NT))); total budget, N and an integer k free with D = min((C - 2NkTQ)/(6N),
+max_tokens). The utility is evaluated over draws x designs by one parallel numba kernel (route objective,
+theta packed in `route.coefficient_names` order, turned into the metric by `route.metric_from_objective`).
+
+Search: a log-grid over N (split) or over (k, N) (total), then every constant-k segment (split) or integer k
+(total) next to the best grid point is probed and the best few are refined by a zooming grid in log N
+(65 points, bracket shrunk 32x per level, `_LEVELS` levels). The final bracket in log N is below
+`LOG_N_TOL`, so for a utility unimodal within a segment (mean and CVaR of the convex loss law are) N is exact
+to that relative tolerance; quantile and prob are piecewise and the answer is the best on that fine grid.
+
+The inverse question, `min_budget`: the cheapest budget at which some design reaches the target with
+probability >= confidence. The budget is scaled along one axis: the training budget C_train with the
+per-query inference budget fixed (split), or the total C with the number of queries fixed (total). More of
+either buys every design more data, so the best P is monotone in the scale; bisection in log budget.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numba
+import numpy as np
+import xarray as xr
+from numba import types
+
+from .budget import Budget, Constraints, SplitBudget, TotalBudget, check_feasible, chinchilla_design
+from .errors import InputError
+from .optimum import OBJECTIVE_TYPE, _resolve_objective
+from .summary import SAMPLE_DIMS
+
+__all__ = ["DESIGNS", "LOG_N_TOL", "Risk", "decide", "decision_records", "evaluate_designs", "min_budget",
+           "parse_risk"]
+
+DESIGNS = ("chosen", "chinchilla", "median_optimum")
+RISK_KINDS = ("mean", "quantile", "cvar", "prob")
+_GRID = 256  # coarse log-grid over N (split)
+_ZOOM_POINTS = 65
+_LEVELS = 7
+LOG_N_TOL = 20.0 * (2.0 / (_ZOOM_POINTS - 1)) ** (_LEVELS - 1)  # final bracket in log N (<= 20 e-folds wide)
+_JIT = dict(cache=True, nogil=True, fastmath=False, error_model="numpy")
+
+
+# ------------------------------------------------------------------------------------------------ risk
+@dataclass(frozen=True)
+class Risk:
+    """A utility of the metric's posterior at one design; q is the tail mass for quantile and cvar."""
+
+    kind: str = "mean"
+    q: float | None = None
+
+    def label(self) -> str:
+        return self.kind if self.q is None else f"{self.kind}:{self.q:g}"
+
+
+def parse_risk(text: str | Risk) -> Risk:
+    """`mean`, `quantile:Q`, `cvar:Q` or `prob`, Q in (0, 1)."""
+    if isinstance(text, Risk):
+        return text
+    usage = f"--risk must be mean, quantile:Q, cvar:Q or prob with Q in (0, 1), got '{text}'"
+    kind, _, q = str(text).strip().partition(":")
+    if kind in ("mean", "prob"):
+        if q:
+            raise InputError(usage)
+        return Risk(kind)
+    if kind not in ("quantile", "cvar"):
+        raise InputError(usage)
+    try:
+        value = float(q)
+    except ValueError:
+        raise InputError(usage) from None
+    if not 0.0 < value < 1.0:
+        raise InputError(usage)
+    return Risk(kind, value)
+
+
+# ------------------------------------------------------------------------------------------------ kernel
+def _evaluate(f, thetas, designs, out):
+    """out[m, s] = f(theta_s, N_m, D_m, k_m): every draw at every design, parallel over designs."""
+    S = thetas.shape[0]
+    for m in numba.prange(designs.shape[0]):
+        N, D, k = designs[m, 0], designs[m, 1], designs[m, 2]
+        for s in range(S):
+            out[m, s] = f(thetas[s], N, D, k)
+
+
+_EVAL_SIGNATURE = types.void(OBJECTIVE_TYPE, types.float64[:, ::1], types.float64[:, ::1], types.float64[:, ::1])
+_kernels: dict[bool, Any] = {}
+#: below this many draws x designs the serial kernel is used: waking the thread pool costs more (~15 ms on a
+#: busy 2-core machine) than the work (~0.1 us per evaluation)
+PARALLEL_MIN_WORK = 200_000
+
+
+def _kernel(parallel: bool = True):
+    """The draws x designs kernel (compiled, or loaded from numba's on-disk cache, on first use)."""
+    if parallel not in _kernels:
+        _kernels[parallel] = numba.njit(_EVAL_SIGNATURE, parallel=parallel, **_JIT)(_evaluate)
+    return _kernels[parallel]
+
+
+def evaluate_designs(route: Any, thetas: np.ndarray, designs: np.ndarray) -> np.ndarray:
+    """The route's optimizer objective for every design (rows N, D, k of designs[M, 3]) and draw (rows of
+    thetas[S, p], packed in `route.coefficient_names` order) -> [M, S]. Turn it into the metric with
+    `route.metric_from_objective`."""
+    f, _ = _resolve_objective(route.objective_nb, route.coefficient_names, "search")
+    thetas = np.ascontiguousarray(thetas, dtype=np.float64)
+    designs = np.ascontiguousarray(designs, dtype=np.float64)
+    out = np.empty((designs.shape[0], thetas.shape[0]))
+    _kernel(out.size >= PARALLEL_MIN_WORK)(f, thetas, designs, out)
+    return out
+
+
+# ------------------------------------------------------------------------------------------------ one task
+class _Problem:
+    """One task's decision problem: valid draws, the budget's design space, the utility."""
+
+    def __init__(self, thetas: np.ndarray, route: Any, budget: Budget, constraints: Constraints, risk: Risk,
+                 target: float | None) -> None:
+        self.thetas = np.ascontiguousarray(thetas, dtype=np.float64)
+        self.route, self.budget, self.constraints, self.risk, self.target = route, budget, constraints, risk, target
+        self.lower = bool(route.lower_is_better)
+        S = self.thetas.shape[0]
+        self.m_tail = max(1, math.ceil(risk.q * S - 1e-9)) if risk.q is not None else 0
+        c = constraints
+        self.lo, self.maxn, self.dmax, self.kmax = c.min_params, c.max_params_f, c.max_tokens_f, c.k_max_f
+        T = budget.tokens_per_sample
+        if isinstance(budget, SplitBudget):
+            self.ct, self.c = budget.train_flops, budget.inference_flops / (2.0 * T)
+            self.hi = min(self.maxn, self.c)
+        else:
+            self.C, self.b1 = budget.total_flops, 2.0 * T * budget.queries
+            self.hi = min(self.maxn, self.C / self.b1)
+            self.K = max(1.0, min(self.kmax, math.ceil(self.C / (self.lo * self.b1)) - 1.0))
+
+    # ---- designs -------------------------------------------------------------------------------------------
+    def split_designs(self, N: np.ndarray, k: np.ndarray | float | None = None) -> np.ndarray:
+        N = np.asarray(N, dtype=float)
+        if k is None:
+            k = np.maximum(1.0, np.minimum(self.kmax, np.floor(self.c / N)))
+        k = np.broadcast_to(np.asarray(k, dtype=float), N.shape)
+        return np.stack([N, np.minimum(self.ct / (6.0 * N), self.dmax), k], axis=-1)
+
+    def total_designs(self, N: np.ndarray, k: np.ndarray | float) -> np.ndarray:
+        N = np.asarray(N, dtype=float)
+        k = np.broadcast_to(np.asarray(k, dtype=float), N.shape)
+        D = (self.C / N - self.b1 * k) / 6.0
+        return np.stack([N, np.minimum(D, self.dmax), k], axis=-1)
+
+    def design_at(self, N: float, k: float | None) -> np.ndarray:
+        """The design the budget buys at model size N (and, for a total budget, k samples): [N, D, k]."""
+        N = float(min(max(N, self.lo), self.hi))
+        if isinstance(self.budget, SplitBudget):
+            return self.split_designs(np.array([N]))[0]
+        kfeas = math.ceil(self.C / (N * self.b1)) - 1.0  # largest k with D > 0
+        k = max(1.0, min(float(np.round(k if k is not None else 1.0)), kfeas, self.kmax))
+        if not (self.C / N - self.b1 * k) > 0.0:  # N at the very top of the range: step down to fit k = 1
+            N = self.C / (self.b1 * k) * (1.0 - 1e-9)
+        return self.total_designs(np.array([N]), k)[0]
+
+    # ---- utility -------------------------------------------------------------------------------------------
+    def metrics(self, designs: np.ndarray) -> np.ndarray:
+        """Metric [M, S] of every draw at every design."""
+        out = evaluate_designs(self.route, self.thetas, np.atleast_2d(designs))
+        return np.asarray(self.route.metric_from_objective(out), dtype=float)
+
+    def utility(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(primary, secondary, utility) for metric rows x[M, S]; the best design minimises (primary,
+        secondary) lexicographically; utility is in the metric's units (or a probability for prob)."""
+        bad = x if self.lower else -x  # oriented: smaller is better
+        mean_bad = bad.mean(axis=1)
+        kind = self.risk.kind
+        if kind == "mean":
+            primary = mean_bad
+        elif kind in ("quantile", "cvar"):
+            S = x.shape[1]
+            tail = np.partition(bad, S - self.m_tail, axis=1)[:, S - self.m_tail:]
+            primary = tail.min(axis=1) if kind == "quantile" else tail.mean(axis=1)
+        else:
+            p = self.p_target(x)
+            return -p, mean_bad, p
+        return primary, mean_bad, (primary if self.lower else -primary)
+
+    def p_target(self, x: np.ndarray) -> np.ndarray:
+        return ((x <= self.target) if self.lower else (x >= self.target)).mean(axis=-1)
+
+    def scores(self, designs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        primary, secondary, _ = self.utility(self.metrics(designs))
+        # a design outside the budget (D <= 0) can never win
+        bad = ~(designs[:, 1] > 0.0)
+        primary = np.where(bad | ~np.isfinite(primary), np.inf, primary)
+        return primary, np.where(np.isfinite(secondary), secondary, np.inf)
+
+    # ---- search --------------------------------------------------------------------------------------------
+    def _zoom(self, make, brackets: list[tuple[float, float]],
+              levels: int = _LEVELS) -> list[tuple[np.ndarray, float, float]]:
+        """Zooming grid search in u = log N, all brackets at once (one kernel call per level).
+
+        make(i, N) -> designs of bracket i at model sizes N. Each level evaluates `_ZOOM_POINTS` points and
+        keeps the two cells around the best; returns per bracket (design, primary, secondary)."""
+        best: list[tuple[Any, float, float]] = [(None, np.inf, np.inf)] * len(brackets)
+        ab = [(a, b) for a, b in brackets]
+        n = _ZOOM_POINTS
+        for _ in range(levels):
+            us = [np.linspace(a, b, n) if b > a else np.full(n, a) for a, b in ab]
+            d = np.concatenate([make(i, np.exp(u)) for i, u in enumerate(us)])
+            p, s = self.scores(d)
+            for i, u in enumerate(us):
+                pi, si = p[i * n:(i + 1) * n], s[i * n:(i + 1) * n]
+                j = int(np.lexsort((si, pi))[0])
+                if (pi[j], si[j]) < best[i][1:]:
+                    best[i] = (d[i * n + j], float(pi[j]), float(si[j]))
+                ab[i] = (u[max(j - 1, 0)], u[min(j + 1, n - 1)])
+            if all(b - a <= 0.0 for a, b in ab):
+                break
+        return best
+
+    @staticmethod
+    def _pick(cands: list[tuple[Any, float, float]]) -> tuple[Any, float, float]:
+        return min(cands, key=lambda c: c[1:])
+
+    def search(self) -> np.ndarray:
+        """The design [N, D, k] that optimises the utility."""
+        return self._split_search() if isinstance(self.budget, SplitBudget) else self._total_search()
+
+    def _segment(self, k: float) -> tuple[float, float] | None:
+        """N range where the inference budget affords exactly k samples (k_max: everything below)."""
+        nlo = self.lo if k >= self.kmax else max(self.lo, self.c / (k + 1.0))
+        nhi = min(self.hi, self.c / k)
+        return (nlo, nhi) if nlo <= nhi else None
+
+    def _split_search(self) -> np.ndarray:
+        """Two families of candidates: the right ends N = C_inf/(2kT) of the k segments (just left of one,
+        one more sample becomes affordable, so the metric jumps there and the optimum sits at an end when
+        samples pay) and interior points. The ends' envelope is searched over k by narrowing geometric
+        subsets of k until every integer between the best end's neighbours is listed; a log-grid over N
+        finds the best interior segment. Those segments are probed and the best four refined."""
+        K = max(1.0, min(self.kmax, math.floor(self.c / self.lo)))
+        a, b = 1.0, K
+        while True:
+            ks = np.arange(a, b + 1.0) if b - a < 512 else np.unique(np.round(np.geomspace(a, b, _GRID)))
+            ks = ks[(self.c / ks <= self.hi) | (ks >= K)]  # ends above max_params are not designs
+            if ks.size == 0:
+                ks = np.array([K])
+            ends = self.split_designs(np.minimum(self.c / ks, self.hi), ks)
+            p, s = self.scores(ends)
+            e = int(np.lexsort((s, p))[0])
+            if b - a < 512:
+                break
+            a, b = ks[max(e - 1, 0)], ks[min(e + 1, ks.size - 1)]
+        best = (ends[e], float(p[e]), float(s[e]))
+        seg_ks = set(ks[max(e - 2, 0):e + 3].tolist())
+        N = np.geomspace(self.lo, self.hi, _GRID) if self.hi > self.lo else np.array([self.lo])
+        grid = self.split_designs(N)
+        p, s = self.scores(grid)
+        i = int(np.lexsort((s, p))[0])
+        best = self._pick([best, (grid[i], float(p[i]), float(s[i]))])
+        seg_ks |= {grid[i, 2] - 1.0, grid[i, 2], grid[i, 2] + 1.0}
+        segs = [(k, seg) for k in sorted(seg_ks) if 1.0 <= k <= K and (seg := self._segment(k)) is not None]
+        # probe each segment at its ends and middle, refine the best four
+        probe = np.concatenate([self.split_designs(np.geomspace(a, b, 3), k) for k, (a, b) in segs])
+        pp, ps = self.scores(probe)
+        pp, ps = pp.reshape(-1, 3), ps.reshape(-1, 3)
+        jj = np.lexsort((ps, pp), axis=1)[:, 0]
+        rows = np.arange(len(segs))
+        order = np.lexsort((ps[rows, jj], pp[rows, jj]))[:4]
+        chosen = [segs[o] for o in order]
+        cands = self._zoom(lambda j, n: self.split_designs(np.minimum(n, chosen[j][1][1]), chosen[j][0]),
+                           [(math.log(a), math.log(b)) for _, (a, b) in chosen])
+        return self._pick([best, *cands])[0]
+
+    def _total_nhi(self, k: float) -> float:
+        """Largest N with D > 0 at k samples (and within max_params)."""
+        return min(self.hi, self.C / (self.b1 * k)) * (1.0 - 1e-12)
+
+    def _total_profiles(self, ks: np.ndarray, levels: int) -> list[tuple[Any, float, float]]:
+        """Best design per integer k in ks (each with D > 0 possible), zooming over N for all at once."""
+        return self._zoom(lambda j, n: self.total_designs(n, ks[j]),
+                          [(math.log(self.lo), math.log(self._total_nhi(k))) for k in ks], levels)
+
+    def _total_search(self) -> np.ndarray:
+        ks = np.unique(np.round(np.geomspace(1.0, self.K, 40)))
+        ks = ks[[self._total_nhi(k) > self.lo for k in ks]]
+        grid = np.concatenate([self.total_designs(np.geomspace(self.lo, self._total_nhi(k), 64), k) for k in ks])
+        p, s = self.scores(grid)
+        p, s = p.reshape(ks.size, -1), s.reshape(ks.size, -1)
+        jj = np.lexsort((s, p), axis=1)[:, 0]
+        rows = np.arange(ks.size)
+        j = int(np.lexsort((s[rows, jj], p[rows, jj]))[0])
+        best = (grid[j * 64 + jj[j]], float(p[j, jj[j]]), float(s[j, jj[j]]))
+        a, b = ks[max(j - 1, 0)], ks[min(j + 1, ks.size - 1)]
+        # narrow the integer range around the best k, 16 candidates a round (coarse zoom over N), until
+        # every integer left is a candidate; the best three of those get the full zoom
+        while True:
+            cand = np.arange(a, b + 1.0)
+            final = cand.size <= 16
+            if not final:
+                cand = np.unique(np.round(np.geomspace(a, b, 16)))
+            prof = self._total_profiles(cand, 3)
+            order = sorted(range(len(prof)), key=lambda r: prof[r][1:])
+            best = self._pick([best, prof[order[0]]])
+            if final:
+                full = self._total_profiles(cand[order[:3]], _LEVELS)
+                return self._pick([best, *full])[0]
+            i = order[0]
+            a, b = cand[max(i - 1, 0)], cand[min(i + 1, cand.size - 1)]
+
+    def best_p_target(self) -> float:
+        """The best P(target) any design reaches (the prob utility's optimum)."""
+        saved = self.risk
+        self.risk = Risk("prob")
+        try:
+            return float(self.p_target(self.metrics(self.search()))[0])
+        finally:
+            self.risk = saved
+
+
+# ------------------------------------------------------------------------------------------------ API
+def _draws(fit: Any, task: str | None) -> tuple[xr.Dataset, list[str]]:
+    coefs = fit.coefficients()
+    if task is not None:
+        if task not in fit.tasks:
+            raise InputError(f"--task '{task}' is not in the fit (tasks: {', '.join(fit.tasks)})")
+        coefs = coefs.sel(task=[task])
+    if any(coefs.sizes.get(d, 0) == 0 for d in (*SAMPLE_DIMS, "task")):
+        raise InputError("the fit's posterior is empty (no draws); refit with --draws > 0")
+    return coefs, [str(t) for t in coefs["task"].values]
+
+
+def _check_options(budget: Budget, constraints: Constraints, risk: Risk, target: float | None,
+                   prob: float) -> None:
+    check_feasible(budget, constraints)
+    if risk.kind == "prob" and target is None:
+        raise InputError("--risk prob needs --target (the metric value to reach)")
+    if target is not None and not math.isfinite(float(target)):
+        raise InputError(f"--target must be a finite number, got {target}")
+    if not 0.0 < prob < 1.0:
+        raise InputError(f"--prob must be in (0, 1), got {prob:g}")
+
+
+def decide(fit: Any, budget: Budget, constraints: Constraints = Constraints(), *, risk: str | Risk = "mean",
+           target: float | None = None, task: str | None = None, prob: float = 0.9) -> xr.Dataset:
+    """The design to commit to, per task, under one budget.
+
+    fit: a `Fit` (anything with `route`, `tasks`, `coefficients()` and `optimize(budgets, constraints)`).
+    Returns a Dataset with dims (task, design = chosen | chinchilla | median_optimum) and, per draw,
+    (chain, draw, task, design): N, D, k, tokens_per_param, utility, p_target, expected_regret,
+    metric_median/mean/lower/upper (equal-tailed `prob` interval), metric and regret per draw,
+    optimal_metric (per-draw optimum) and n_draws; attrs say risk, target, budget, constraints.
+    """
+    risk = parse_risk(risk)
+    _check_options(budget, constraints, risk, target, prob)
+    coefs, tasks = _draws(fit, task)
+    route = fit.route
+    opt = fit.optimize([budget], constraints).isel(budget=0).sel(task=tasks)
+    per_task = []
+    for t in tasks:
+        per_task.append(_decide_task(coefs.sel(task=t), opt.sel(task=t), t, route, budget, constraints, risk,
+                                     target, prob))
+    ds = xr.concat(per_task, dim="task")
+    ds.attrs = _attrs(route, budget, constraints, risk, target, prob)
+    return ds
+
+
+def _stack(coefs: xr.Dataset, names: tuple[str, ...]) -> np.ndarray:
+    arr = coefs[list(names)].to_dataarray("coefficient").transpose(*SAMPLE_DIMS, "coefficient")
+    return np.asarray(arr.values, dtype=float).reshape(-1, len(names))
+
+
+def _decide_task(coefs: xr.Dataset, opt: xr.Dataset, task: str, route: Any, budget: Budget,
+                 constraints: Constraints, risk: Risk, target: float | None, prob: float) -> xr.Dataset:
+    thetas = _stack(coefs, route.coefficient_names)
+    opt_metric = np.asarray(opt["metric"].transpose(*SAMPLE_DIMS).values, dtype=float).reshape(-1)
+    valid = np.all(np.isfinite(thetas), axis=1) & np.isfinite(opt_metric)
+    if not valid.any():
+        raise InputError(f"task '{task}': no posterior draw has finite coefficients (all-NaN posterior)")
+    problem = _Problem(thetas[valid], route, budget, constraints, risk, target)
+    if target is not None:
+        reach = (opt_metric[valid] <= target) if problem.lower else (opt_metric[valid] >= target)
+        if not reach.any():
+            best = np.min(opt_metric[valid]) if problem.lower else np.max(opt_metric[valid])
+            word = "<=" if problem.lower else ">="
+            raise InputError(
+                f"--target {target:g}: no design under this budget reaches {route.metric_name} {word} {target:g} "
+                f"for task '{task}' in any posterior draw (best achievable P = 0; best per-draw optimum "
+                f"{route.metric_name} {best:.4g}); relax the target or raise the budget")
+    chosen = problem.search()
+    chin = np.array(chinchilla_design(budget, constraints), dtype=float)
+    n_med = float(np.median(opt["N"].values.reshape(-1)[valid]))
+    k_med = float(np.median(opt["k"].values.reshape(-1)[valid]))
+    median = problem.design_at(n_med, k_med)
+    designs = np.stack([chosen, chin, median])
+    x = problem.metrics(designs)  # [3, S_valid]
+    _, _, utility = problem.utility(x)
+    opt_valid = opt_metric[valid]
+    raw_regret = (x - opt_valid) if problem.lower else (opt_valid - x)
+    # the per-draw optimum is optimal: a negative regret is rounding (or the generic search's tolerance)
+    regret = np.maximum(raw_regret, 0.0)
+    S = thetas.shape[0]
+    metric_full = np.full((3, S), np.nan)
+    metric_full[:, valid] = x
+    regret_full = np.full((3, S), np.nan)
+    regret_full[:, valid] = regret
+    q = np.quantile(x, [(1 - prob) / 2, 0.5, (1 + prob) / 2], axis=1)
+    shape = (coefs.sizes["chain"], coefs.sizes["draw"])
+    sample_coords = {d: coefs[d].values for d in SAMPLE_DIMS}
+    per_design = ("design",)
+    ds = xr.Dataset(
+        {
+            "N": (per_design, designs[:, 0]),
+            "D": (per_design, designs[:, 1]),
+            "k": (per_design, designs[:, 2]),
+            "tokens_per_param": (per_design, designs[:, 1] / designs[:, 0]),
+            "utility": (per_design, utility),
+            "p_target": (per_design, problem.p_target(x) if target is not None else np.full(3, np.nan)),
+            "expected_regret": (per_design, regret.mean(axis=1)),
+            "metric_median": (per_design, q[1]),
+            "metric_mean": (per_design, x.mean(axis=1)),
+            "metric_lower": (per_design, q[0]),
+            "metric_upper": (per_design, q[2]),
+            "metric": (("design", *SAMPLE_DIMS), metric_full.reshape(3, *shape)),
+            "regret": (("design", *SAMPLE_DIMS), regret_full.reshape(3, *shape)),
+            "optimal_metric": (SAMPLE_DIMS, np.where(valid, opt_metric, np.nan).reshape(shape)),
+            "n_draws": ((), int(valid.sum())),
+        },
+        coords={"design": list(DESIGNS), **sample_coords},
+    )
+    return ds.assign_coords(task=task)
+
+
+def _attrs(route: Any, budget: Budget, constraints: Constraints, risk: Risk, target: float | None,
+           prob: float) -> dict[str, Any]:
+    if risk.kind == "prob":
+        better = "higher"
+    else:
+        better = "lower" if route.lower_is_better else "higher"
+    return {
+        "risk": risk.label(),
+        "target": float("nan") if target is None else float(target),
+        "budget": json.dumps(budget.as_dict()),
+        "budget_label": budget.label(),
+        "constraints": constraints.to_json(),
+        "metric_name": route.metric_name,
+        "lower_is_better": int(bool(route.lower_is_better)),
+        "utility_better": better,
+        "prob": float(prob),
+        "log_n_tolerance": LOG_N_TOL,
+    }
+
+
+# ------------------------------------------------------------------------------------------------ min budget
+def _scaled(budget: Budget, scale: float) -> Budget:
+    if isinstance(budget, SplitBudget):
+        return replace(budget, train_flops=budget.train_flops * scale)
+    return replace(budget, total_flops=budget.total_flops * scale)
+
+
+def _scaled_name(budget: Budget) -> str:
+    return "train_flops" if isinstance(budget, SplitBudget) else "total_flops"
+
+
+def min_budget(fit: Any, budget: Budget, constraints: Constraints = Constraints(), *, target: float,
+               confidence: float = 0.9, task: str | None = None, prob: float = 0.9,
+               rtol: float = 1e-3) -> xr.Dataset:
+    """The cheapest budget at which some design reaches `target` with probability >= `confidence`, per task.
+
+    Scales C_train with C_inf fixed (split) or C with Q fixed (total), starting from `budget`; bisection in
+    log budget until the bracket is narrower than `rtol` (relative). Returns `decide(..., risk="prob")` at
+    each task's budget, concatenated over task, with the scaled budget as the variable `min_flops` (task)
+    and attrs `scaled` (which budget field) and `confidence`.
+    """
+    if target is None:
+        raise InputError("--min-budget needs --target")
+    if not 0.0 < confidence < 1.0:
+        raise InputError(f"--confidence must be in (0, 1), got {confidence:g}")
+    _check_options(budget, constraints, Risk("prob"), target, prob)
+    coefs, tasks = _draws(fit, task)
+    route = fit.route
+    results = []
+    for t in tasks:
+        thetas = _stack(coefs.sel(task=t), route.coefficient_names)
+        thetas = thetas[np.all(np.isfinite(thetas), axis=1)]
+        if thetas.shape[0] == 0:
+            raise InputError(f"task '{t}': no posterior draw has finite coefficients (all-NaN posterior)")
+
+        def best_p(scale: float) -> float:
+            b = _scaled(budget, scale)
+            try:
+                check_feasible(b, constraints)
+            except InputError:  # too small to buy the smallest model at all
+                return 0.0
+            return _Problem(thetas, route, b, constraints, Risk("prob"), target).best_p_target()
+
+        lo, hi = _bracket(best_p, confidence, t, target, route, budget)
+        while hi / lo > 1.0 + rtol:
+            mid = math.sqrt(lo * hi)
+            if best_p(mid) >= confidence:
+                hi = mid
+            else:
+                lo = mid
+        b = _scaled(budget, hi)
+        ds = decide(fit, b, constraints, risk="prob", target=target, task=t, prob=prob)
+        ds["min_flops"] = ("task", [getattr(b, _scaled_name(b))])
+        results.append(ds)
+    out = xr.concat(results, dim="task", combine_attrs="drop_conflicts")
+    out.attrs.update(_attrs(route, budget, constraints, Risk("prob"), target, prob))
+    out.attrs.update({"scaled": _scaled_name(budget), "confidence": float(confidence), "rtol": float(rtol)})
+    return out
+
+
+def _bracket(best_p, confidence: float, task: str, target: float, route: Any, budget: Budget,
+             decades: int = 30) -> tuple[float, float]:
+    """(lo, hi) scales with best P < confidence at lo and >= confidence at hi (factors of 10 from 1)."""
+    field = _scaled_name(budget)
+    if best_p(1.0) >= confidence:
+        hi = 1.0
+        for _ in range(decades):
+            lo = hi / 10.0
+            if best_p(lo) < confidence:
+                return lo, hi
+            hi = lo
+        raise InputError(f"task '{task}': even --{field.replace('_', '-')} {getattr(budget, field) * hi:g} "
+                         f"reaches the target; nothing to minimise")
+    lo = 1.0
+    p = 0.0
+    for _ in range(decades):
+        hi = lo * 10.0
+        p = best_p(hi)
+        if p >= confidence:
+            return lo, hi
+        lo = hi
+    word = "<=" if route.lower_is_better else ">="
+    raise InputError(f"--target {target:g}: task '{task}' does not reach {route.metric_name} {word} {target:g} "
+                     f"with probability {confidence:g} at any --{field.replace('_', '-')} up to "
+                     f"{getattr(budget, field) * lo:g} (best P = {p:.3g}); the other budget limits it")
+
+
+# ------------------------------------------------------------------------------------------------ records
+def decision_records(ds: xr.Dataset) -> list[dict]:
+    """One JSON-ready record per task: budget, risk, target and, per design, N, D, k, tokens/param, metric
+    {median, mean, lower, upper, prob}, p_target, expected_regret, utility."""
+    attrs = ds.attrs
+    target = attrs.get("target", float("nan"))
+    target = None if target is None or not np.isfinite(target) else float(target)
+    records = []
+    for t in ds["task"].values:
+        row = ds.sel(task=t)
+        budget = json.loads(attrs["budget"])
+        if "min_flops" in ds:
+            budget[attrs["scaled"]] = float(row["min_flops"])
+        rec: dict[str, Any] = {"task": str(t), "budget": budget, "risk": attrs["risk"], "target": target,
+                               "metric_name": attrs["metric_name"]}
+        if "confidence" in attrs:
+            rec["confidence"] = float(attrs["confidence"])
+        for d in DESIGNS:
+            r = row.sel(design=d)
+            p = float(r["p_target"])
+            rec[d] = {
+                "N": float(r["N"]), "D": float(r["D"]), "k": float(r["k"]),
+                "tokens_per_param": float(r["tokens_per_param"]),
+                "metric": {"median": float(r["metric_median"]), "mean": float(r["metric_mean"]),
+                           "lower": float(r["metric_lower"]), "upper": float(r["metric_upper"]),
+                           "prob": float(attrs["prob"])},
+                "p_target": None if not np.isfinite(p) else p,
+                "expected_regret": float(r["expected_regret"]),
+                "utility": float(r["utility"]),
+            }
+        records.append(rec)
+    return records
