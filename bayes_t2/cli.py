@@ -292,7 +292,7 @@ def _print_decision(records: list[dict], attrs: dict) -> None:
     cols = ["task", "design", "N", "D", "k", "tokens/param", metric]
     if target is not None:
         cols.append(f"P(target {target:g})")
-    cols += ["E[regret]", "utility"]
+    cols += ["E(regret)", "utility"]
     if "confidence" in r0:
         cols.insert(2, attrs["scaled"])
     for col in cols:
@@ -304,7 +304,7 @@ def _print_decision(records: list[dict], attrs: dict) -> None:
                    f"{d['tokens_per_param']:.3g}", _fmt(d["metric"], ".4f")]
             if target is not None:
                 row.append(f"{d['p_target']:.2f}")
-            row += [f"{d['expected_regret']:.4f}", f"{d['utility']:.4g}"]
+            row += [f"{d['expected_regret']:.3g}", f"{d['utility']:.4g}"]
             if "confidence" in r0:
                 row.insert(2, f"{r['budget'][attrs['scaled']]:.3g}")
             table.add_row(*row)

@@ -17,7 +17,7 @@ theta packed in `route.coefficient_names` order, turned into the metric by `rout
 
 Search: a log-grid over N (split) or over (k, N) (total), then every constant-k segment (split) or integer k
 (total) next to the best grid point is probed and the best few are refined by a zooming grid in log N
-(65 points, bracket shrunk 32x per level, `_LEVELS` levels). The final bracket in log N is below
+(33 points, bracket shrunk 16x per level, `_LEVELS` levels). The final bracket in log N is below
 `LOG_N_TOL`, so for a utility unimodal within a segment (mean and CVaR of the convex loss law are) N is exact
 to that relative tolerance; quantile and prob are piecewise and the answer is the best on that fine grid.
 
@@ -50,8 +50,8 @@ __all__ = ["DESIGNS", "LOG_N_TOL", "Risk", "decide", "decision_records", "evalua
 DESIGNS = ("chosen", "chinchilla", "median_optimum")
 RISK_KINDS = ("mean", "quantile", "cvar", "prob")
 _GRID = 256  # coarse log-grid over N (split)
-_ZOOM_POINTS = 65
-_LEVELS = 7
+_ZOOM_POINTS = 33
+_LEVELS = 9
 LOG_N_TOL = 20.0 * (2.0 / (_ZOOM_POINTS - 1)) ** (_LEVELS - 1)  # final bracket in log N (<= 20 e-folds wide)
 _JIT = dict(cache=True, nogil=True, fastmath=False, error_model="numpy")
 
@@ -295,13 +295,13 @@ class _Problem:
     def _total_search(self) -> np.ndarray:
         ks = np.unique(np.round(np.geomspace(1.0, self.K, 40)))
         ks = ks[[self._total_nhi(k) > self.lo for k in ks]]
-        grid = np.concatenate([self.total_designs(np.geomspace(self.lo, self._total_nhi(k), 64), k) for k in ks])
+        grid = np.concatenate([self.total_designs(np.geomspace(self.lo, self._total_nhi(k), 32), k) for k in ks])
         p, s = self.scores(grid)
         p, s = p.reshape(ks.size, -1), s.reshape(ks.size, -1)
         jj = np.lexsort((s, p), axis=1)[:, 0]
         rows = np.arange(ks.size)
         j = int(np.lexsort((s[rows, jj], p[rows, jj]))[0])
-        best = (grid[j * 64 + jj[j]], float(p[j, jj[j]]), float(s[j, jj[j]]))
+        best = (grid[j * 32 + jj[j]], float(p[j, jj[j]]), float(s[j, jj[j]]))
         a, b = ks[max(j - 1, 0)], ks[min(j + 1, ks.size - 1)]
         # narrow the integer range around the best k, 16 candidates a round (coarse zoom over N), until
         # every integer left is a candidate; the best three of those get the full zoom

@@ -299,7 +299,7 @@ def fit_file(loss_truth_fit, tmp_path_factory):
 
 def test_cli_decide_real_fit(fit_file, tmp_path):
     proc = run("decide", fit_file, "--train-flops", "2.56e19", "--inference-flops", "2e9", "--risk", "cvar:0.1",
-               "--target", "1.2", "--json", "d.json", cwd=tmp_path)
+               "--target", "1.6", "--json", "d.json", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "chinchilla" in proc.stdout
     recs = json.loads((tmp_path / "d.json").read_text())
