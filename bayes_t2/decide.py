@@ -39,7 +39,7 @@ import numpy as np
 import xarray as xr
 from numba import types
 
-from .budget import Budget, Constraints, SplitBudget, TotalBudget, check_feasible, chinchilla_design
+from .budget import Budget, Constraints, SplitBudget, check_feasible, chinchilla_design
 from .errors import InputError
 from .optimum import OBJECTIVE_TYPE, _resolve_objective
 from .summary import SAMPLE_DIMS
@@ -371,7 +371,7 @@ def decide(fit: Any, budget: Budget, constraints: Constraints = Constraints(), *
     for t in tasks:
         per_task.append(_decide_task(coefs.sel(task=t), opt.sel(task=t), t, route, budget, constraints, risk,
                                      target, prob))
-    ds = xr.concat(per_task, dim="task")
+    ds = xr.concat(per_task, dim="task").transpose(*SAMPLE_DIMS, "task", "design")
     ds.attrs = _attrs(route, budget, constraints, risk, target, prob)
     return ds
 

@@ -90,13 +90,15 @@ def total_grid(budget: TotalBudget, k_max: int, n: int = 1500):
 
 
 # ------------------------------------------------------------------------------------------------ brute force
-@pytest.mark.parametrize("risk, target", [("mean", None), ("quantile:0.1", None), ("cvar:0.2", None),
-                                          ("prob", 3.0)])
-def test_split_decision_matches_brute_force(risk, target):
+@pytest.mark.parametrize("risk, target, constraints", [
+    ("mean", None, Constraints()), ("quantile:0.1", None, Constraints()), ("cvar:0.2", None, Constraints()),
+    ("prob", 3.0, Constraints()), ("mean", None, Constraints(max_params=1.5e8, k_max=16, max_tokens=3e10)),
+    ("cvar:0.1", None, Constraints(max_params=3e8, k_max=4))])
+def test_split_decision_matches_brute_force(risk, target, constraints):
     fit = spread_fit()
-    ds = decide(fit, SPLIT, risk=risk, target=target)
+    ds = decide(fit, SPLIT, constraints, risk=risk, target=target)
     c = draws_of(fit)
-    N, D, k = split_grid(SPLIT)
+    N, D, k = split_grid(SPLIT, constraints)
     u = utility_np(law(c, N, D, k), risk, target)
     best = u.max() if risk == "prob" else u.min()
     chosen = ds.sel(task="a", design="chosen")
@@ -115,20 +117,25 @@ def test_split_decision_matches_brute_force(risk, target):
         assert float(chosen.N) == pytest.approx(N[j], rel=2e-3)
 
 
-@pytest.mark.parametrize("risk", ["mean", "cvar:0.1"])
-def test_total_decision_matches_brute_force(risk):
+@pytest.mark.parametrize("risk, target", [("mean", None), ("quantile:0.1", None), ("prob", 2.45)])
+def test_total_decision_matches_brute_force(risk, target):
     fit = spread_fit(seed=1)
-    ds = decide(fit, TOTAL, Constraints(k_max=40), risk=risk)
+    ds = decide(fit, TOTAL, Constraints(k_max=40), risk=risk, target=target)
     c = draws_of(fit)
     N, D, k = total_grid(TOTAL, 40)
-    u = utility_np(law(c, N, D, k), risk)
-    j = int(np.argmin(u))
+    u = utility_np(law(c, N, D, k), risk, target)
     chosen = ds.sel(task="a", design="chosen")
-    assert float(chosen.utility) <= u[j] * (1 + 1e-12)
-    assert float(chosen.k) == k[j]
-    assert float(chosen.N) == pytest.approx(N[j], rel=1e-2)
+    mine = utility_np(law(c, float(chosen.N), float(chosen.D), float(chosen.k))[None, :], risk, target)[0]
+    assert float(chosen.utility) == pytest.approx(mine, rel=1e-12)
     cost = 6 * float(chosen.N) * float(chosen.D) + 2 * float(chosen.N) * float(chosen.k) * TOTAL.queries
     assert cost <= TOTAL.total_flops * (1 + 1e-12)
+    if risk == "prob":
+        assert 0 < u.max() < 1 and mine >= u.max()
+        return
+    j = int(np.argmin(u))
+    assert mine <= u[j] * (1 + 1e-12)
+    assert float(chosen.k) == k[j]
+    assert float(chosen.N) == pytest.approx(N[j], rel=1e-2)
 
 
 # ------------------------------------------------------------------------------------------------ point mass
@@ -195,6 +202,7 @@ def test_per_task_decisions_and_records():
     fit = spread_fit(S=100, tasks=("x", "y"))
     ds = decide(fit, SPLIT, risk="cvar:0.1", target=3.2)
     assert ds.sizes["task"] == 2 and list(ds["design"].values) == list(DESIGNS)
+    assert ds["metric"].dims == ("chain", "draw", "task", "design")
     assert all(d in ds.coords for d in ds.dims)
     assert ds.attrs["risk"] == "cvar:0.1" and ds.attrs["target"] == 3.2
     assert json.loads(ds.attrs["budget"])["train_flops"] == SPLIT.train_flops
