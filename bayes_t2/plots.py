@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import matplotlib
@@ -34,6 +35,7 @@ __all__ = [
     "plot_headline",
     "plot_law",
     "plot_optimum_vs_budget",
+    "style",
     "task_colors",
 ]
 
@@ -48,6 +50,22 @@ FLOP_SWEEP = (1e17, 1e25, 25)
 
 
 # ---------------------------------------------------------------------------------------------- helpers
+@contextmanager
+def style(extra: dict | None = None):
+    """The report's matplotlib style for the figures made inside it.
+
+    Unlike `plt.rc_context` it restores only the keys it sets: rc_context also restores `interactive`, which
+    the notebook backend switches on when the first figure is made, and then no figure would be shown.
+    """
+    keys = {**STYLE, **(extra or {})}
+    old = {k: matplotlib.rcParams[k] for k in keys}
+    matplotlib.rcParams.update(keys)
+    try:
+        yield
+    finally:
+        matplotlib.rcParams.update(old)
+
+
 def task_colors(tasks: Sequence[str]) -> dict[str, Any]:
     """One colour per task, in the fit's task order (tab10, tab20 beyond ten tasks)."""
     cmap = plt.get_cmap("tab10" if len(tasks) <= 10 else "tab20")
@@ -143,7 +161,7 @@ def plot_law(fit, tasks: Sequence[str] | None = None, *, compute_max: float | No
     tasks = list(tasks) if tasks is not None else fit.tasks
     colors = task_colors(fit.tasks)
     obs = observed_points(fit)
-    with plt.rc_context(STYLE):
+    with style():
         fig, axes = plt.subplots(len(tasks), 2, figsize=(PAGE[0], min(2.55 * len(tasks) + 0.9, PAGE[1])),
                                  squeeze=False, layout="constrained")
         for row, task in enumerate(tasks):
@@ -211,9 +229,10 @@ def _law_vs_k(fit, ax, task, pts, color, max_draws) -> None:
         _log_axis(ax, "y", narrow=True)
     ax.set_xlabel("samples per query k")
     ax.set_ylabel(metric_label(fit))
-    ax.set_xlim(right=K.values[-1] * 4)
-    ax.set_title(f"{task}: against samples per query k at three checkpoints (points: observed; band: 90%)",
-                 loc="left")
+    ax.set_xlim(right=K.values[-1] * 4)  # room for the labels; no ticks there
+    ticks = [t for t in np.outer(10.0 ** np.arange(0, 7), (1, 2, 5)).ravel() if t <= K.values[-1]]
+    ax.xaxis.set_major_locator(matplotlib.ticker.FixedLocator(ticks))
+    ax.set_title(f"{task}: against samples per query k (three checkpoints, 90% bands)", loc="left")
 
 
 # ------------------------------------------------------------------------------------ (2) coefficients
@@ -234,7 +253,7 @@ def plot_coefficients(fit, *, seed: int = 0):
     rows = fit.tasks + (["new task (population)"] if population is not None else [])
     ncols = min(len(names), 4)
     nrows = math.ceil(len(names) / ncols)
-    with plt.rc_context(STYLE):
+    with style():
         fig, axes = plt.subplots(nrows, ncols, figsize=(PAGE[0], min(PAGE[1], 0.5 + nrows * (0.35 * len(rows)
                                  + 1.3))), squeeze=False, layout="constrained")
         for ax, name in zip(axes.flat, names):
@@ -281,7 +300,7 @@ def plot_diagnostics(fit, *, prob: float = 0.9, seed: int = 0):
     bulk, tail = az.ess(post[names], method="bulk"), az.ess(post[names], method="tail")
     rows = [[n, "n/a" if rhat is None else f"{float(rhat[n].max()):.3f}", f"{float(bulk[n].min()):.0f}",
              f"{float(tail[n].min()):.0f}"] for n in names]
-    with plt.rc_context(STYLE):
+    with style():
         fig = plt.figure(figsize=PAGE, layout="constrained")
         top, bottom = fig.subfigures(2, 1, height_ratios=[1, 1.25])
         ax_table, ax_text = top.subplots(1, 2, width_ratios=[1, 1.2])
@@ -407,7 +426,7 @@ def plot_optimum_vs_budget(fit, budget: Budget, constraints: Constraints = Const
               ("D", "chinchilla_D", "training tokens D* (tokens)"),
               ("tokens_per_param", None, "tokens per parameter D*/N*"),
               ("k", "chinchilla_k", "samples per query k*")]
-    with plt.rc_context(STYLE):
+    with style():
         fig, axes = plt.subplots(2, 2, figsize=PAGE, sharex=True, layout="constrained")
         for ax, (var, chin, label) in zip(axes.flat, panels):
             for task in fit.tasks:
@@ -424,9 +443,10 @@ def plot_optimum_vs_budget(fit, budget: Budget, constraints: Constraints = Const
             ax.set_xlabel("training compute C_train = 6ND (FLOPs)" if split else
                           "total compute 6ND + 2NkTQ (FLOPs)")
         axes[0, 0].legend(loc="upper left", ncols=2 if len(fit.tasks) > 4 else 1)
-        fixed = (f"inference {budget.inference_flops:.3g} FLOPs/query" if split else
-                 f"{budget.queries:.3g} queries")
-        note = f"; {len(skipped)} budgets below {min(x):.2g} FLOPs cannot buy the smallest model" if skipped else ""
+        fixed = (f"inference {_num(budget.inference_flops)} FLOPs/query" if split else
+                 f"{_num(budget.queries)} queries")
+        note = (f"; {len(skipped)} budgets below {_num(min(x))} FLOPs cannot buy the smallest model"
+                if skipped else "")
         fig.suptitle(f"Optimum against budget ({fixed}, dotted line: the report's budget{note}); "
                      f"median, 50% and 90% bands", fontsize=11)
     return fig, axes
@@ -446,7 +466,7 @@ def plot_headline(records: list[dict], *, title: str, lines: Sequence[str] = (),
     colors = task_colors(tasks)
     metric = records[0]["metric_name"] if records else "metric"
     prob = records[0]["N"]["prob"] if records else 0.9
-    with plt.rc_context(STYLE):
+    with style():
         fig = plt.figure(figsize=PAGE)
         fig.text(0.03, 0.965, title, fontsize=16, fontweight="bold", va="top")
         text = [w for line in lines for w in textwrap.wrap(line, 150)]
@@ -515,7 +535,9 @@ def _num(x: float) -> str:
     """Compact number: 3 significant digits, exponent without '+' and leading zeros (1.11e8)."""
     if not np.isfinite(x):
         return "n/a"
-    if x == 0 or 1e-3 <= abs(x) < 1e4:
+    if 1e3 <= abs(x) < 1e4:
+        return f"{x:.0f}"
+    if x == 0 or 1e-3 <= abs(x) < 1e3:
         return f"{x:.3g}"
     mantissa, exponent = f"{x:.2e}".split("e")
     return f"{float(mantissa):.3g}e{int(exponent)}"

@@ -83,7 +83,7 @@ def write_report(fit, path: str | Path, budget: Budget, constraints: Constraints
     titles: list[str] = []
 
     def write(tmp: Path) -> None:
-        with plt.rc_context(PDF_RC), PdfPages(tmp) as pdf, _progress(progress, len(pages)) as advance:
+        with plots.style(PDF_RC), PdfPages(tmp) as pdf, _progress(progress, len(pages)) as advance:
             info = pdf.infodict()
             info["Title"] = f"bayes-t2 report: {budget.label()}"
             info["Subject"] = f"data sha256 {fit.tree.attrs.get('data_sha256', 'unknown')}"
@@ -201,7 +201,7 @@ def _inputs_page(fit, budget: Budget, constraints: Constraints, prob: float, fit
         text.append(f"{key}:")
         text += [f"    {line}" for line in wrapped]
     spec = _spec_lines(json.loads(attrs.get("model_spec", "{}")))
-    with plt.rc_context(plots.STYLE):
+    with plots.style():
         fig = plt.figure(figsize=plots.PAGE)
         fig.suptitle("Inputs: what it takes to reproduce this report", fontsize=11, x=0.03, ha="left")
         fig.text(0.03, 0.92, "\n".join(text), va="top", family="monospace", fontsize=7.5)
