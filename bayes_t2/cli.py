@@ -161,10 +161,13 @@ def predict(fit_path: Annotated[Path, typer.Argument(help="Fit file from `bayes-
             tokens: Annotated[Optional[float], typer.Option(help="Training tokens D.")] = None,
             k: Annotated[float, typer.Option(help="Samples per query.")] = 1,
             points: Annotated[Optional[Path], typer.Option(help="CSV with columns params, tokens, k.")] = None,
+            law: Annotated[bool, typer.Option("--law", help="Interval of the law alone, without a new "
+                                              "checkpoint's scatter around it.")] = False,
+            seed: Annotated[int, typer.Option(help="Seed of the new-checkpoint draws.")] = 0,
             prob: Prob = 0.9,
             json_path: Annotated[Optional[Path], typer.Option("--json", help="Write predictions here.")] = None,
             force: Force = False) -> None:
-    """Posterior of the metric at any (N, D, k), per task: median and interval."""
+    """Posterior of the metric at any (N, D, k), per task: what a new checkpoint would show (or --law)."""
     from .fit import Fit
     from .io import check_writable, write_json
     from .predict import predict_points, read_points
@@ -178,8 +181,9 @@ def predict(fit_path: Annotated[Path, typer.Argument(help="Fit file from `bayes-
     else:
         raise InputError("give --params and --tokens (and --k), or --points CSV")
     result = Fit.load(fit_path)
-    records = predict_points(result, pts, prob)
-    table = Table(title=f"posterior {result.route.metric_name} ({prob:.0%} interval)")
+    records = predict_points(result, pts, prob, new_checkpoint=not law, seed=seed)
+    what = "the law" if law else "a new checkpoint"
+    table = Table(title=f"posterior {result.route.metric_name} of {what} ({prob:.0%} interval)")
     for col in ("task", "params", "tokens", "k", "median", "interval"):
         table.add_column(col, justify="right" if col != "task" else "left")
     for r in records:

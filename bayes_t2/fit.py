@@ -78,9 +78,6 @@ def route_for(data: EvalData, route: str | None = None):
     expected = KIND_FOR_ROUTE[name]
     if expected != data.kind:
         raise InputError(f"--route {name} needs '{expected}' data, but the data are of kind '{data.kind}'")
-    if name == "accuracy":  # the model exists (routes/accuracy.py); its CLI/optimum reporting is not wired yet
-        raise InputError("fitting per-problem samples (accuracy route) is not available from the command line "
-                         "yet; use bayes_t2.routes.accuracy.build_accuracy_model from Python")
     return get_route(name)
 
 
@@ -135,16 +132,25 @@ class Fit:
         opt.attrs["metric_name"] = self.route.metric_name
         return opt
 
-    def predict(self, N: Any, D: Any, k: Any, *, max_draws: int | None = None) -> xr.DataArray:
-        """Posterior of the law's metric at (N, D, k) for every draw and task.
+    def predict(self, N: Any, D: Any, k: Any, *, new_checkpoint: bool = True, seed: int = 0,
+                max_draws: int | None = None) -> xr.DataArray:
+        """Posterior of the metric at (N, D, k) for every draw and task.
 
+        new_checkpoint=True (default): what a newly trained checkpoint would show, i.e. the law plus the
+        fitted scatter of checkpoints around it (the posterior predictive; seeded). False: the law alone.
         max_draws keeps every s-th draw of each chain so that at most that many remain (plots on big grids).
         """
-        coefficients = self.coefficients()
+        names = list(self.route.coefficient_names)
+        if new_checkpoint:
+            names += [v for v in self.route.noise_names if v in self.posterior]
+        coefficients = self.posterior[names]
         if max_draws is not None:
             n = coefficients.sizes["chain"] * coefficients.sizes["draw"]
             coefficients = coefficients.isel(draw=slice(None, None, max(1, -(-n // max(1, max_draws)))))
-        return self.route.metric(coefficients, N, D, k).rename(self.route.metric_name)
+        if not new_checkpoint:
+            return self.route.metric(coefficients, N, D, k).rename(self.route.metric_name)
+        return self.route.metric(coefficients, N, D, k, rng=np.random.default_rng(seed),
+                                 spec=self.spec).rename(self.route.metric_name)
 
     # ---- files ---------------------------------------------------------------------------------------------
     def save(self, path: str | Path, *, overwrite: bool = False) -> Path:
@@ -176,7 +182,7 @@ def fit(data: EvalData, *, route: str | None = None, priors: str | Path | dict |
 
     route_obj = route_for(data, route)
     spec = load_spec(route_obj.name, priors)
-    model = route_obj.build_model(data.frame, spec)
+    model = route_obj.build_model(route_obj.observations(data), spec)
     started = time.perf_counter()
     with model, warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=FutureWarning)

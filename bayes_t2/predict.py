@@ -45,10 +45,11 @@ def read_points(path: Path | None, *, params: float | None = None, tokens: float
     return points
 
 
-def predict_points(fit, points: list[dict[str, float]], prob: float = 0.9) -> list[dict]:
-    """Median and interval of the metric per point and task."""
+def predict_points(fit, points: list[dict[str, float]], prob: float = 0.9, *, new_checkpoint: bool = True,
+                   seed: int = 0) -> list[dict]:
+    """Median and interval of the metric per point and task (a new checkpoint's, or the law's alone)."""
     dim = xr.DataArray(np.arange(len(points)), dims="point")
     N = xr.DataArray([p["params"] for p in points], coords={"point": dim}, dims="point")
     D = xr.DataArray([p["tokens"] for p in points], coords={"point": dim}, dims="point")
     K = xr.DataArray([p["k"] for p in points], coords={"point": dim}, dims="point")
-    return prediction_records(fit.predict(N, D, K), points, fit.route.metric_name, prob)
+    return prediction_records(fit.predict(N, D, K, new_checkpoint=new_checkpoint, seed=seed), points, fit.route.metric_name, prob)

@@ -238,11 +238,22 @@ def _model_name(n: float, d: float) -> str:
 
 
 # ------------------------------------------------------------------------------------------ dispatch + output
-SIMULATORS: dict[str, Callable[..., tuple[pd.DataFrame, dict]]] = {"loss": simulate_loss}
+def simulate_accuracy(seed: int, n_tasks: int = 4, n_problems: int = 128,
+                      n_samples: int | Sequence[int] = (128, 256, 1024), **kwargs: Any) -> tuple[pd.DataFrame, dict]:
+    """Per-problem sample counts (the ``samples`` kind) from the T2 accuracy law on the Pythia grid
+    (9 sizes x 9 token counts); see `bayes_t2.routes.accuracy.simulate_samples`. Problems draw 128, 256 or 1024
+    samples (adaptive sampling), so pass@k is observable up to k = 128 everywhere and to 1024 on some problems."""
+    from .routes.accuracy import simulate_samples
+
+    return simulate_samples(seed, n_tasks=n_tasks, n_problems=n_problems, n_samples=n_samples, **kwargs)
+
+
+SIMULATORS: dict[str, Callable[..., tuple[pd.DataFrame, dict]]] = {"loss": simulate_loss,
+                                                                   "accuracy": simulate_accuracy}
 
 
 def simulate(route: str, seed: int, **kwargs: Any) -> tuple[pd.DataFrame, dict]:
-    """Simulate a data set for `route` ("loss"; "accuracy" once its simulator is registered)."""
+    """Simulate a data set for `route` ("loss" or "accuracy")."""
     if route not in SIMULATORS:
         raise InputError(f"no simulator for route '{route}'; available: {', '.join(sorted(SIMULATORS))}")
     return SIMULATORS[route](seed, **kwargs)

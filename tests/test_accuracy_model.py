@@ -12,7 +12,6 @@ import pytest
 from bayes_t2.errors import InputError
 from bayes_t2.passk import beta_binomial_logpmf, beta_pass_at_k, log1m_beta_pass_at_k, unbiased_pass_at_k
 from bayes_t2.routes.accuracy import (
-    DEFAULT_ACCURACY_PRIORS,
     PYTHIA_PARAMS,
     PYTHIA_TOKENS,
     SAMPLED,
@@ -133,12 +132,14 @@ def test_pack_theta_order():
 def test_config_merging_and_validation():
     spec = accuracy_config({"priors": {"log_alpha": {"scale": 0.3}}, "pooling": {"centered": False}})
     assert spec["priors"]["log_alpha"]["scale"] == 0.3
-    assert spec["priors"]["log_alpha"]["loc"] == DEFAULT_ACCURACY_PRIORS["priors"]["log_alpha"]["loc"]
+    assert spec["priors"]["log_alpha"]["loc"] == accuracy_config()["priors"]["log_alpha"]["loc"]
     assert spec["pooling"]["centered"] is False
-    assert DEFAULT_ACCURACY_PRIORS["priors"]["log_alpha"]["scale"] == 0.6  # defaults untouched
-    with pytest.raises(InputError, match="unknown accuracy-model setting 'priors.alfa'"):
+    assert accuracy_config()["priors"]["log_alpha"]["scale"] == 0.6  # defaults untouched
+    with pytest.raises(InputError, match="unknown setting 'priors.alfa'"):
         accuracy_config({"priors": {"alfa": {"scale": 1.0}}})
-    with pytest.raises(InputError, match="finite number"):
+    with pytest.raises(InputError, match="must be > 0"):
+        accuracy_config({"priors": {"log_alpha": {"scale": -1.0}}})
+    with pytest.raises(InputError, match="must be a number"):
         accuracy_config({"priors": {"log_alpha": {"scale": "wide"}}})
     with pytest.raises(InputError, match="route 'loss'"):
         accuracy_config({"route": "loss"})

@@ -73,7 +73,7 @@ nutpie, 2 x (300 + 300) draws):
   funnel at q_sd -> 0 (85 divergences in 1,200 draws, against none).
 
 With a single task there is no pooling level. Priors (weakly informative, on the sampled scale) are in
-`DEFAULT_ACCURACY_PRIORS`.
+`models/accuracy.toml`.
 """
 
 from __future__ import annotations
@@ -95,11 +95,11 @@ from scipy.special import gammaln
 
 from ..errors import InputError
 from ..laws import loss_law, loss_law_nb
+from ..priors import load_spec
 from ..passk import beta_pass_at_k, log1m_beta_pass_at_k_nb
 
 __all__ = [
     "AccuracyRoute",
-    "DEFAULT_ACCURACY_PRIORS",
     "LOG_NU_BOUNDS",
     "LOGIT_MU_BOUNDS",
     "PYTHIA_PARAMS",
@@ -131,33 +131,6 @@ SAMPLED: tuple[str, ...] = ("logit_mu_ref", "log_slope_mu", "log_nu_ref", "slope
 LOGIT_MU_BOUNDS = (-25.0, 25.0)
 LOG_NU_BOUNDS = (-6.0, 16.0)
 
-DEFAULT_ACCURACY_PRIORS: dict[str, Any] = {
-    "route": "accuracy",
-    # Normal(loc, scale) on each sampled quantity's population mean; pool_sd is the median of its spread
-    # across tasks (see "pooling"). z is the standardised difficulty (0 at the reference checkpoint, unit
-    # total log-slope there).
-    "priors": {
-        # logit of the mean per-problem success at the reference checkpoint (-2 ~ 12%; +-3 covers 1e-4..0.98)
-        "logit_mu_ref": {"loc": -2.0, "scale": 3.0, "pool_sd": 1.0},
-        # log of the fall of logit(mu) per unit of z (median 1.5 logits per e-fold of N and D together)
-        "log_slope_mu": {"loc": 0.4055, "scale": 1.0, "pool_sd": 0.5},
-        # log of the Beta concentration nu = a + b at the reference checkpoint (median e^2 ~ 7)
-        "log_nu_ref": {"loc": 2.0, "scale": 2.0, "pool_sd": 1.0},
-        # change of log(nu) per unit of z (either sign)
-        "slope_nu": {"loc": 0.0, "scale": 1.0, "pool_sd": 0.5},
-        # logit of w, the model-size share of the difficulty's log-slope at the reference
-        "logit_w": {"loc": 0.0, "scale": 1.5, "pool_sd": 0.5},
-        # log of the power-law exponents (median 0.3; x/ e^0.6 at one sd)
-        "log_alpha": {"loc": -1.204, "scale": 0.6, "pool_sd": 0.25},
-        "log_beta": {"loc": -1.204, "scale": 0.6, "pool_sd": 0.25},
-    },
-    # Reference point (N0, D0) of the standardised difficulty; 0 = geometric mean of the data's checkpoints.
-    "reference": {"params": 0.0, "tokens": 0.0},
-    # Partial pooling across tasks (module doc, "Pooling"): the spread sd of a quantity across tasks is
-    # LogNormal(log(pool_sd), sd_log_sd); centred by default (per-task data are strong), non-centred on request.
-    "pooling": {"centered": True, "sd_log_sd": 0.5},
-}
-
 CELL_COLUMNS = ("task", "params", "tokens", "n_samples", "n_correct", "weight")
 SAMPLES_COLUMNS = ("task", "model", "params", "tokens", "problem", "n_samples", "n_correct")
 
@@ -167,34 +140,18 @@ PYTHIA_TOKENS = tuple(2_097_152.0 * s for s in (1, 32, 256, 1000, 3000, 10_000, 
 
 
 # ------------------------------------------------------------------------------------------- configuration
-def accuracy_config(config: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """`DEFAULT_ACCURACY_PRIORS` deep-merged with `config`; unknown keys raise InputError."""
-    spec = copy.deepcopy(DEFAULT_ACCURACY_PRIORS)
-    if config is None:
-        return spec
-    if config.get("route", "accuracy") != "accuracy":
-        raise InputError(f"configuration is for route '{config['route']}', not 'accuracy'")
-
-    def merge(base: dict, top: Mapping, prefix: str) -> None:
-        for key, value in top.items():
-            name = f"{prefix}{key}"
-            if key not in base:
-                raise InputError(f"unknown accuracy-model setting '{name}'; known: {', '.join(sorted(base))}")
-            if isinstance(base[key], dict):
-                if not isinstance(value, Mapping):
-                    raise InputError(f"accuracy-model setting '{name}' must be a table")
-                merge(base[key], value, f"{name}.")
-            elif isinstance(base[key], (int, float)) and not isinstance(base[key], bool):
-                if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-                    raise InputError(f"accuracy-model setting '{name}' must be a finite number, got {value!r}")
-                base[key] = float(value)
-            else:
-                base[key] = value
-
-    merge(spec, config, "")
+def accuracy_config(config: Mapping[str, Any] | str | None = None) -> dict[str, Any]:
+    """models/accuracy.toml deep-merged with `config` (dict or TOML path) by `priors.load_spec`, plus the
+    value checks this model needs (positive scales)."""
+    spec = load_spec("accuracy", dict(config) if isinstance(config, Mapping) else config)
     for name, prior in spec["priors"].items():
+        for key in ("loc", "scale", "pool_sd"):
+            if not math.isfinite(float(prior[key])):
+                raise InputError(f"accuracy prior '{name}.{key}' must be finite, got {prior[key]!r}")
         if prior["scale"] <= 0 or prior["pool_sd"] <= 0:
             raise InputError(f"accuracy prior '{name}': scale and pool_sd must be > 0")
+    if spec["pooling"]["sd_log_sd"] <= 0:
+        raise InputError("accuracy setting 'pooling.sd_log_sd' must be > 0")
     return spec
 
 
@@ -241,7 +198,7 @@ def _check_cells(cells: pd.DataFrame) -> pd.DataFrame:
 
 def reference_point(cells: pd.DataFrame, spec: Mapping[str, Any] | None = None) -> tuple[float, float]:
     """(N0, D0): the geometric means of the distinct checkpoints, unless the configuration fixes them."""
-    ref = (spec or DEFAULT_ACCURACY_PRIORS).get("reference", {})
+    ref = (spec or accuracy_config()).get("reference", {})
     ckpt = cells[["params", "tokens"]].drop_duplicates().to_numpy(float)
     n0 = float(ref.get("params", 0.0)) or float(np.exp(np.mean(np.log(ckpt[:, 0]))))
     d0 = float(ref.get("tokens", 0.0)) or float(np.exp(np.mean(np.log(ckpt[:, 1]))))
@@ -311,7 +268,7 @@ def build_accuracy_model(cells: pd.DataFrame, config: Mapping[str, Any] | None =
 
     `cells` has columns task, params, tokens, n_samples, n_correct, weight (as `EvalData.collapse_counts()` or
     `collapse_samples` return; a per-problem samples frame is collapsed automatically). `config` overrides
-    `DEFAULT_ACCURACY_PRIORS`. Coordinates: ``task``, ``cell``, ``checkpoint``. The reference point is stored
+    models/accuracy.toml. Coordinates: ``task``, ``cell``, ``checkpoint``. The reference point is stored
     as constant data (``reference_params``, ``reference_tokens``) and on the model as ``bayes_t2_reference``.
     """
     spec = accuracy_config(config)
@@ -323,7 +280,13 @@ def build_accuracy_model(cells: pd.DataFrame, config: Mapping[str, Any] | None =
     checkpoints = checkpoints.reset_index(drop=True)
     ckpt_idx = cells.merge(checkpoints.reset_index(names="ckpt"), on=["params", "tokens"], how="left")["ckpt"]
     priors = spec["priors"]
-    coords = {"task": tasks, "cell": np.arange(len(cells)), "checkpoint": np.arange(len(checkpoints))}
+    units = cells[["task", "params", "tokens"]].drop_duplicates().sort_values(["task", "params", "tokens"])
+    units = units.reset_index(drop=True)
+    unit_idx = cells.merge(units.reset_index(names="unit"), on=["task", "params", "tokens"], how="left")["unit"]
+    unit_task = units["task"].map({t: i for i, t in enumerate(tasks)}).to_numpy(np.int64)
+    noise = spec["checkpoint_noise"]
+    coords = {"task": tasks, "cell": np.arange(len(cells)), "checkpoint": np.arange(len(checkpoints)),
+              "task_checkpoint": np.arange(len(units))}
     lo_mu, hi_mu = LOGIT_MU_BOUNDS
     lo_nu, hi_nu = LOG_NU_BOUNDS
 
@@ -351,8 +314,24 @@ def build_accuracy_model(cells: pd.DataFrame, config: Mapping[str, Any] | None =
 
         # standardised difficulty per cell, then the bounded Beta mean (logit) and concentration (log)
         z = w[t] * _boxcox_pt(x_n, alpha[t]) + (1.0 - w[t]) * _boxcox_pt(x_d, beta[t])
-        logit_mu = _softclip_pt(q["logit_mu_ref"][t] - slope_mu[t] * z, lo_mu, hi_mu)
-        log_nu = _softclip_pt(q["log_nu_ref"][t] + slope_nu[t] * z, lo_nu, hi_nu)
+        logit_mu = q["logit_mu_ref"][t] - slope_mu[t] * z
+        log_nu = q["log_nu_ref"][t] + slope_nu[t] * z
+        if noise["enabled"]:  # each (task, checkpoint) scatters around the law (module doc, "Checkpoint noise")
+            pm.Data("unit_index", unit_idx.to_numpy(np.int64), dims="cell")
+            pm.Data("unit_task", unit_task, dims="task_checkpoint")
+            pm.Data("unit_params", units["params"].to_numpy(float), dims="task_checkpoint")
+            pm.Data("unit_tokens", units["tokens"].to_numpy(float), dims="task_checkpoint")
+            u = unit_idx.to_numpy(np.int64)
+            for name, target in (("mu", "logit"), ("nu", "log")):
+                sd = pm.LogNormal(f"checkpoint_sd_{name}", mu=math.log(noise[f"sd_{name}"]),
+                                  sigma=noise["sd_log_sd"], dims="task")
+                dev = pm.Normal(f"checkpoint_dev_{name}", 0.0, sd[unit_task], dims="task_checkpoint")
+                if name == "mu":
+                    logit_mu = logit_mu + dev[u]
+                else:
+                    log_nu = log_nu + dev[u]
+        logit_mu = _softclip_pt(logit_mu, lo_mu, hi_mu)
+        log_nu = _softclip_pt(log_nu, lo_nu, hi_nu)
         a = pt.exp(log_nu - pt.softplus(-logit_mu))  # nu * sigmoid(logit_mu)
         b = pt.exp(log_nu - pt.softplus(logit_mu))   # nu * sigmoid(-logit_mu)
         pm.CustomDist("n_correct", a, b, n, weight, log_choose, logp=_weighted_beta_binomial_logp,
@@ -370,6 +349,7 @@ def build_accuracy_model(cells: pd.DataFrame, config: Mapping[str, Any] | None =
         pm.Deterministic("A", w / alpha * pt.exp(alpha * math.log(n0)), dims="task")
         pm.Deterministic("B", (1.0 - w) / beta * pt.exp(beta * math.log(d0)), dims="task")
     model.bayes_t2_reference = {"params": n0, "tokens": d0}  # type: ignore[attr-defined]
+    model.bayes_t2_scaling = {"N0": n0, "D0": d0}  # type: ignore[attr-defined]
     model.bayes_t2_spec = spec  # type: ignore[attr-defined]
     return model
 
@@ -421,27 +401,47 @@ def _as_input(x, like):
     return x if isinstance(x, xr.DataArray) else np.asarray(x, dtype=float)
 
 
-def accuracy_shapes(posterior_or_arrays: Any, N: Any, D: Any):
+def accuracy_shapes(posterior_or_arrays: Any, N: Any, D: Any, *, rng: np.random.Generator | None = None):
     """Beta shapes (a, b) of per-problem success at (N, D) for every posterior draw.
 
     `posterior_or_arrays`: a posterior Dataset/DataTree/InferenceData or a mapping with the T2 names
     (theta1..theta4, E, A, alpha, B, beta). With xarray coefficients, 1-d N and D get a dim ``point``; with
     plain arrays, numpy broadcasting applies. The shape bounds of the model are applied.
+    rng: draw a fresh checkpoint deviation per draw and point (a *new* checkpoint's shapes, the posterior
+    predictive); needs ``checkpoint_sd_mu``/``checkpoint_sd_nu`` in the source, else the law itself.
     """
     c = {name: _get(posterior_or_arrays, name) for name in T2_COEFFICIENTS}
     like = c["theta1"]
     N, D = _as_input(N, like), _as_input(D, like)
     L = loss_law(c["E"], c["A"], c["alpha"], c["B"], c["beta"], 0.0, 1.0, N, D, 1.0)
-    logit_mu = _softclip_np(c["theta1"] + c["theta2"] * L, *LOGIT_MU_BOUNDS)
-    log_nu = _softclip_np(c["theta3"] + c["theta4"] * L, *LOG_NU_BOUNDS)
+    logit_mu = c["theta1"] + c["theta2"] * L
+    log_nu = c["theta3"] + c["theta4"] * L
+    if rng is not None:
+        logit_mu = logit_mu + _checkpoint_deviation(posterior_or_arrays, "mu", logit_mu, rng)
+        log_nu = log_nu + _checkpoint_deviation(posterior_or_arrays, "nu", log_nu, rng)
+    logit_mu = _softclip_np(logit_mu, *LOGIT_MU_BOUNDS)
+    log_nu = _softclip_np(log_nu, *LOG_NU_BOUNDS)
     a = np.exp(log_nu - _softplus_np(-logit_mu))
     b = np.exp(log_nu - _softplus_np(logit_mu))
     return a, b
 
 
-def accuracy_pass_at_k(posterior_or_arrays: Any, N: Any, D: Any, k: Any):
-    """pass@k (the expected fraction of problems solved within k samples) at (N, D), per draw."""
-    a, b = accuracy_shapes(posterior_or_arrays, N, D)
+def _checkpoint_deviation(source: Any, name: str, like: Any, rng: np.random.Generator):
+    """Normal(0, checkpoint_sd_<name>) noise shaped like `like` (0 when the fit has no checkpoint noise)."""
+    try:
+        sd = _get(source, f"checkpoint_sd_{name}")
+    except KeyError:
+        return 0.0
+    eps = rng.standard_normal(np.shape(like))
+    if isinstance(like, xr.DataArray):
+        eps = xr.DataArray(eps, dims=like.dims, coords=like.coords)
+    return eps * sd
+
+
+def accuracy_pass_at_k(posterior_or_arrays: Any, N: Any, D: Any, k: Any, *, rng: np.random.Generator | None = None):
+    """pass@k (the expected fraction of problems solved within k samples) at (N, D), per draw; with `rng`,
+    at a new checkpoint (see `accuracy_shapes`)."""
+    a, b = accuracy_shapes(posterior_or_arrays, N, D, rng=rng)
     k = _as_input(k, a) if isinstance(a, xr.DataArray) and np.ndim(k) == 0 else k
     return beta_pass_at_k(a, b, k)
 
@@ -558,8 +558,11 @@ class AccuracyRoute:
     objective_nb = neg_pass_at_k_nb  # minimise log(1 - pass@k)
 
     @staticmethod
-    def observations(frame: pd.DataFrame) -> pd.DataFrame:
-        return _check_cells(frame)
+    def observations(data: Any) -> pd.DataFrame:
+        """Collapsed (task, checkpoint, n_samples, n_correct) cells with weights: sufficient statistics."""
+        if hasattr(data, "collapse_counts"):
+            return data.collapse_counts()
+        return _check_cells(data)
 
     @staticmethod
     def build_model(frame: pd.DataFrame, spec: Mapping[str, Any] | None = None) -> pm.Model:
@@ -570,6 +573,11 @@ class AccuracyRoute:
         """pass@k from the minimised objective log(1 - pass@k)."""
         return -np.expm1(value)
 
+    #: posterior variables a new checkpoint's prediction also needs (its scatter around the law)
+    noise_names = ("checkpoint_sd_mu", "checkpoint_sd_nu")
+
     @staticmethod
-    def metric(coefficients: Any, N: Any, D: Any, k: Any):
-        return accuracy_pass_at_k(coefficients, N, D, k)
+    def metric(coefficients: Any, N: Any, D: Any, k: Any, *, rng: np.random.Generator | None = None,
+               spec: Mapping[str, Any] | None = None):
+        """Law pass@k per draw; with `rng`, a new checkpoint's pass@k (law + checkpoint deviation)."""
+        return accuracy_pass_at_k(coefficients, N, D, k, rng=rng)

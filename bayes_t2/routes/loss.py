@@ -54,8 +54,9 @@ class LossRoute:
     objective_nb = staticmethod(loss_law_nb)
 
     @staticmethod
-    def observations(frame: pd.DataFrame) -> pd.DataFrame:
-        """One row per observed loss, with integer codes for task and checkpoint."""
+    def observations(data: Any) -> pd.DataFrame:
+        """One row per observed loss (from EvalData or a tidy frame)."""
+        frame = getattr(data, "frame", data)
         obs = frame[["task", "params", "tokens", "k", "loss"]].copy()
         obs["k"] = obs["k"].astype(float)
         return obs.reset_index(drop=True)
@@ -177,11 +178,22 @@ class LossRoute:
         """The optimizer minimises the loss itself."""
         return value
 
+    #: posterior variables a new checkpoint's prediction also needs (the noise sd on log loss)
+    noise_names = ("sigma",)
+
     @staticmethod
-    def metric(coefficients: xr.Dataset, N: Any, D: Any, k: Any) -> xr.DataArray:
-        """The law's expected loss for every posterior draw (broadcast over N, D, k)."""
+    def metric(coefficients: xr.Dataset, N: Any, D: Any, k: Any, *, rng: np.random.Generator | None = None,
+               spec: dict[str, Any] | None = None) -> xr.DataArray:
+        """The law's loss for every posterior draw (broadcast over N, D, k); with `rng`, a new checkpoint's
+        observed loss: the law times the likelihood's noise on log loss (Student-t or normal, per `spec`)."""
         c = coefficients
-        return loss_law(c["E"], c["A"], c["alpha"], c["B"], c["beta"], c["G"], c["gamma"], N, D, k)
+        loss = loss_law(c["E"], c["A"], c["alpha"], c["B"], c["beta"], c["G"], c["gamma"], N, D, k)
+        if rng is None or "sigma" not in c:
+            return loss
+        lik = (spec or {}).get("likelihood", {"family": "student_t", "nu": 5.0})
+        shape = np.shape(loss)
+        eps = rng.standard_t(lik["nu"], size=shape) if lik["family"] == "student_t" else rng.standard_normal(shape)
+        return loss * np.exp(xr.DataArray(eps, dims=loss.dims, coords=loss.coords) * c["sigma"])
 
 
 def _log_name(name: str) -> str:
