@@ -250,16 +250,20 @@ def _pooled(name: str, prior: Mapping[str, float], n_tasks: int, pooling: Mappin
     return pm.Deterministic(name, loc + sd * z, dims="task")
 
 
-def _weighted_beta_binomial_logp(value, a, b, n, weight, log_choose):
-    """weight x log BetaBinomial(value | n, a, b) (the cell's problems all have these counts);
-    log_choose = log C(n, value) is precomputed data."""
+def _weighted_beta_binomial_logp(value, a, b, unit, n, weight, log_choose):
+    """weight x log BetaBinomial(value | n, a[unit], b[unit]) per cell (the cell's problems all have these
+    counts). a, b are per (task, checkpoint) unit: the terms that depend on the unit alone (log B(a, b)) are
+    computed once per unit and gathered, so a cell costs three log-gammas; log_choose = log C(n, value)."""
     g = pt.gammaln
-    return weight * (log_choose + g(value + a) - g(a) + g(n - value + b) - g(b) - g(n + a + b) + g(a + b))
+    log_beta_ab = g(a) + g(b) - g(a + b)
+    a_c, b_c = a[unit], b[unit]
+    return weight * (log_choose + g(value + a_c) + g(n - value + b_c) - g(n + a_c + b_c) - log_beta_ab[unit])
 
 
-def _beta_binomial_random(a, b, n, weight, log_choose, rng=None, size=None):
+def _beta_binomial_random(a, b, unit, n, weight, log_choose, rng=None, size=None):
     """One problem's count per cell (prior/posterior predictive draws ignore the weight)."""
-    p = rng.beta(a, b, size=size)
+    unit = np.asarray(unit, dtype=np.int64)
+    p = rng.beta(np.asarray(a)[..., unit], np.asarray(b)[..., unit], size=size)
     return rng.binomial(np.asarray(n, dtype=np.int64), p, size=size)
 
 
@@ -296,9 +300,13 @@ def build_accuracy_model(cells: pd.DataFrame, config: Mapping[str, Any] | None =
         pm.Data("checkpoint_params", checkpoints["params"].to_numpy(float), dims="checkpoint")
         pm.Data("checkpoint_tokens", checkpoints["tokens"].to_numpy(float), dims="checkpoint")
         pm.Data("checkpoint_index", ckpt_idx.to_numpy(np.int64), dims="cell")
-        t = pm.Data("task_index", task_idx, dims="cell")
-        x_n = pm.Data("log_params_scaled", np.log(cells["params"].to_numpy(float) / n0), dims="cell")
-        x_d = pm.Data("log_tokens_scaled", np.log(cells["tokens"].to_numpy(float) / d0), dims="cell")
+        pm.Data("task_index", task_idx, dims="cell")
+        u = pm.Data("unit_index", unit_idx.to_numpy(np.int64), dims="cell")
+        t = pm.Data("unit_task", unit_task, dims="task_checkpoint")
+        pm.Data("unit_params", units["params"].to_numpy(float), dims="task_checkpoint")
+        pm.Data("unit_tokens", units["tokens"].to_numpy(float), dims="task_checkpoint")
+        x_n = pm.Data("log_params_scaled", np.log(units["params"].to_numpy(float) / n0), dims="task_checkpoint")
+        x_d = pm.Data("log_tokens_scaled", np.log(units["tokens"].to_numpy(float) / d0), dims="task_checkpoint")
         n = pm.Data("n_samples", cells["n_samples"].to_numpy(float), dims="cell")
         weight = pm.Data("weight", cells["weight"].to_numpy(float), dims="cell")
         c_obs = cells["n_correct"].to_numpy(np.int64)
@@ -312,29 +320,23 @@ def build_accuracy_model(cells: pd.DataFrame, config: Mapping[str, Any] | None =
         slope_mu = pm.Deterministic("slope_mu", pt.exp(q["log_slope_mu"]), dims="task")
         slope_nu = q["slope_nu"]
 
-        # standardised difficulty per cell, then the bounded Beta mean (logit) and concentration (log)
+        # standardised difficulty per (task, checkpoint) unit, then the Beta mean (logit) and concentration (log)
         z = w[t] * _boxcox_pt(x_n, alpha[t]) + (1.0 - w[t]) * _boxcox_pt(x_d, beta[t])
         logit_mu = q["logit_mu_ref"][t] - slope_mu[t] * z
         log_nu = q["log_nu_ref"][t] + slope_nu[t] * z
         if noise["enabled"]:  # each (task, checkpoint) scatters around the law (module doc, "Checkpoint noise")
-            pm.Data("unit_index", unit_idx.to_numpy(np.int64), dims="cell")
-            pm.Data("unit_task", unit_task, dims="task_checkpoint")
-            pm.Data("unit_params", units["params"].to_numpy(float), dims="task_checkpoint")
-            pm.Data("unit_tokens", units["tokens"].to_numpy(float), dims="task_checkpoint")
-            u = unit_idx.to_numpy(np.int64)
-            for name, target in (("mu", "logit"), ("nu", "log")):
+            deviation = {}
+            for name in ("mu", "nu"):
                 sd = pm.LogNormal(f"checkpoint_sd_{name}", mu=math.log(noise[f"sd_{name}"]),
                                   sigma=noise["sd_log_sd"], dims="task")
-                dev = pm.Normal(f"checkpoint_dev_{name}", 0.0, sd[unit_task], dims="task_checkpoint")
-                if name == "mu":
-                    logit_mu = logit_mu + dev[u]
-                else:
-                    log_nu = log_nu + dev[u]
+                deviation[name] = pm.Normal(f"checkpoint_dev_{name}", 0.0, sd[t], dims="task_checkpoint")
+            logit_mu = logit_mu + deviation["mu"]
+            log_nu = log_nu + deviation["nu"]
         logit_mu = _softclip_pt(logit_mu, lo_mu, hi_mu)
         log_nu = _softclip_pt(log_nu, lo_nu, hi_nu)
         a = pt.exp(log_nu - pt.softplus(-logit_mu))  # nu * sigmoid(logit_mu)
         b = pt.exp(log_nu - pt.softplus(logit_mu))   # nu * sigmoid(-logit_mu)
-        pm.CustomDist("n_correct", a, b, n, weight, log_choose, logp=_weighted_beta_binomial_logp,
+        pm.CustomDist("n_correct", a, b, u, n, weight, log_choose, logp=_weighted_beta_binomial_logp,
                       random=_beta_binomial_random, observed=c_obs, dims="cell")
 
         # the T2 coefficients in the pinned normalisation (E = 0, unit log-slope of L at the reference)
