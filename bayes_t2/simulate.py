@@ -238,7 +238,7 @@ def _model_name(n: float, d: float) -> str:
 
 
 # ------------------------------------------------------------------------------------------ dispatch + output
-def simulate_accuracy(seed: int, n_tasks: int = 4, n_problems: int = 128,
+def simulate_accuracy(seed: int, n_tasks: int = 3, n_problems: int = 64,
                       n_samples: int | Sequence[int] = (128, 256, 1024), **kwargs: Any) -> tuple[pd.DataFrame, dict]:
     """Per-problem sample counts (the ``samples`` kind) from the T2 accuracy law on the Pythia grid
     (9 sizes x 9 token counts); see `bayes_t2.routes.accuracy.simulate_samples`. Problems draw 128, 256 or 1024

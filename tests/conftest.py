@@ -7,7 +7,11 @@ import pytest
 
 from bayes_t2.data import from_frame
 from bayes_t2.fit import SamplerSettings, fit
+from bayes_t2.routes.accuracy import PYTHIA_PARAMS, PYTHIA_TOKENS, simulate_samples
 from bayes_t2.simulate import simulate_loss
+
+#: 5 sizes x 5 token counts of the Pythia-like grid (14M-12B params, 2M-300B tokens)
+SMALL_GRID = [(n, d) for n in PYTHIA_PARAMS[::2] for d in PYTHIA_TOKENS[::2]]
 
 
 @pytest.fixture(scope="session")
@@ -17,4 +21,14 @@ def loss_truth_fit():
                                  sizes_per_budget=5, n_overtrained=3, ks=(1, 4, 16, 64))
     data = from_frame(frame, source="simulated")
     result = fit(data, settings=SamplerSettings(draws=300, tune=300, chains=2, seed=11), progressbar=False)
+    return data, truth, result
+
+
+@pytest.fixture(scope="session")
+def accuracy_truth_fit():
+    """2 tasks x 25 Pythia-like checkpoints x 64 problems x 256 samples from a known Beta law, fitted through
+    the public API (accuracy route, nutpie 2 chains x 300 tune x 300 draws)."""
+    frame, truth = simulate_samples(11, n_tasks=2, checkpoints=SMALL_GRID, n_problems=64, n_samples=256)
+    data = from_frame(frame, source="simulated samples")
+    result = fit(data, settings=SamplerSettings(draws=300, tune=300, chains=2, seed=20260), progressbar=False)
     return data, truth, result

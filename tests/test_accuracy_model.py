@@ -29,7 +29,7 @@ from bayes_t2.routes.accuracy import (
     theta_names,
 )
 
-SMALL_GRID = [(n, d) for n in PYTHIA_PARAMS[::2] for d in PYTHIA_TOKENS[::2]]  # 5 sizes x 5 token counts
+from conftest import SMALL_GRID
 TRUTH_A = {"theta1": 4.4, "theta2": -2.5, "theta3": 0.0, "theta4": 0.3,
            "E": 1.69, "A": 406.4, "alpha": 0.34, "B": 410.7, "beta": 0.28}
 
@@ -208,9 +208,9 @@ def _fit(cells, seed, model=None):
     return model, idata
 
 
-def _check_recovery(cells, truth, model, idata, min_theta_cover=0.8, min_curve_cover=0.8):
+def _check_recovery(cells, truth, reference, idata, min_theta_cover=0.8, min_curve_cover=0.8):
     post = idata.posterior
-    n0, d0 = model.bayes_t2_reference["params"], model.bayes_t2_reference["tokens"]
+    n0, d0 = reference
     n_draws = post.sizes["chain"] * post.sizes["draw"]
     assert int(idata.sample_stats["diverging"].sum()) <= 0.01 * n_draws
 
@@ -239,20 +239,22 @@ def _check_recovery(cells, truth, model, idata, min_theta_cover=0.8, min_curve_c
     return coverage
 
 
-def test_recovery_two_tasks_nutpie(sim_two_tasks):
-    """~40 s: 2 tasks x 25 Pythia-like checkpoints x 64 problems x 256 samples; nutpie 2 x (300 + 300)."""
-    cells, truth = sim_two_tasks
-    model, idata = _fit(cells, seed=20260)
-    _check_recovery(cells, truth, model, idata)
-    # pointwise (per cell) log-likelihood for ArviZ, summing to the model's observed log-likelihood
-    ll = pm.compute_log_likelihood(idata, model=model, progressbar=False, extend_inferencedata=False)
-    ll = ll["log_likelihood"]["n_correct"] if "log_likelihood" in ll else ll["n_correct"]
+def test_recovery_two_tasks_nutpie(accuracy_truth_fit):
+    """The session fit (2 tasks x 25 Pythia-like checkpoints x 64 problems x 256 samples, nutpie 2 x (300 + 300)):
+    90% intervals hold the true coefficients and the true pass@k curves at k = 1..1000."""
+    data, truth, result = accuracy_truth_fit
+    cells = data.collapse_counts()
+    idata = result.tree
+    _check_recovery(cells, truth, (result.scaling["N0"], result.scaling["D0"]), idata)
+    # the stored pointwise (per cell) log-likelihood sums to the model's observed log-likelihood
+    model = build_accuracy_model(cells, result.spec)
+    ll = idata["log_likelihood"]["n_correct"]
     assert ll.dims[-1] == "cell" and ll.sizes["cell"] == len(cells)
     draw = {v: idata.posterior[v].isel(chain=0, draw=0).values for v in
             [rv.name for rv in model.free_RVs]}
     value_point = {model.rvs_to_values[rv].name: draw[rv.name] for rv in model.free_RVs}
     obs_logp = model.compile_logp(vars=model.observed_RVs, jacobian=False)(value_point)
-    assert float(ll.isel(chain=0, draw=0).sum()) == pytest.approx(obs_logp, rel=1e-8)
+    assert float(ll.isel(chain=0, draw=0).sum()) == pytest.approx(obs_logp, rel=1e-5)  # stored as float32
 
 
 @pytest.mark.slow
@@ -261,7 +263,7 @@ def test_recovery_full_pythia_grid():
     df, truth = simulate_samples(4, n_tasks=2, n_problems=128, n_samples=[128, 512, 2048])
     cells = collapse_samples(df)
     model, idata = _fit(cells, seed=4)
-    _check_recovery(cells, truth, model, idata)
+    _check_recovery(cells, truth, (model.bayes_t2_reference["params"], model.bayes_t2_reference["tokens"]), idata)
 
 
 @pytest.mark.slow

@@ -214,10 +214,22 @@ def test_write_unknown_extension(tmp_path, sim):
 # ------------------------------------------------------------------------------------------- embedded data
 def test_embedded_default_data_is_seed_2026():
     path = data_dir() / "default_loss.csv"
-    if not path.exists():
-        pytest.skip("embedded default data not generated")
     frame, truth = simulate_loss(seed=2026)
     data = read_data(path)
     pd.testing.assert_frame_equal(data.frame, frame)
     assert json.loads((data_dir() / "default_loss.truth.json").read_text()) == truth
+    assert path.stat().st_size < 1_000_000
+
+
+def test_embedded_default_samples_are_seed_2026():
+    from bayes_t2.simulate import simulate
+
+    path = data_dir() / "default_samples.csv"
+    frame, truth = simulate("accuracy", 2026)
+    data = read_data(path)
+    assert data.kind == "samples"
+    got = data.frame.reset_index(drop=True)
+    want = frame[got.columns].astype(got.dtypes.to_dict()).reset_index(drop=True)
+    pd.testing.assert_frame_equal(got, want, check_categorical=False)
+    assert json.loads((data_dir() / "default_samples.truth.json").read_text()) == json.loads(json.dumps(truth))
     assert path.stat().st_size < 1_000_000
