@@ -61,16 +61,22 @@ def fit(data: Annotated[list[Path], typer.Argument(help="Evaluation data: CSV or
         draws: int = 1000, tune: int = 1000, chains: int = 4, seed: int = 0,
         sampler: Annotated[str, typer.Option(help="nutpie (default) or pymc.")] = "nutpie",
         target_accept: float = 0.9, force: Force = False) -> None:
-    """Fit the hierarchical T2 law to evaluation data and write the posterior."""
-    from .data import parse_column_map, read_data
+    """Fit the hierarchical T2 law to evaluation data and write the posterior.
+
+    Loss data -> loss route; per-problem counts (samples) -> accuracy route; both -> a joint fit that shares
+    the loss law."""
+    from .data import parse_column_map, read_datasets
     from .fit import SamplerSettings, fit as run_fit
     from .io import check_writable
 
     check_writable(out_path, overwrite=force)
     settings = SamplerSettings(draws=draws, tune=tune, chains=chains, seed=seed, sampler=sampler,
                                target_accept=target_accept)
-    evaluation = read_data(data, columns=parse_column_map(columns), drop_bad_rows=drop_bad_rows)
-    out.print(f"fitting {len(evaluation)} rows, {len(evaluation.tasks)} task(s), kind '{evaluation.kind}'")
+    evaluation = read_datasets(data, columns=parse_column_map(columns), drop_bad_rows=drop_bad_rows)
+    for part in evaluation.values():
+        out.print(f"fitting {len(part)} rows, {len(part.tasks)} task(s), kind '{part.kind}'")
+    if len(evaluation) > 1:
+        out.print("loss and per-problem counts together: one joint model sharing the loss law")
     result = run_fit(evaluation, route=route, priors=priors, settings=settings, progressbar=_interactive())
     result.save(out_path, overwrite=force)
     _print_diagnostics(result)

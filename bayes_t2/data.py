@@ -187,6 +187,24 @@ def read_data(paths: str | Path | Sequence[str | Path], columns: Mapping[str, st
     return _combine(parts, drop_bad_rows=drop_bad_rows)
 
 
+def read_datasets(paths: str | Path | Sequence[str | Path], columns: Mapping[str, str] | None = None,
+                  drop_bad_rows: bool = False) -> dict[str, EvalData]:
+    """Read files of possibly different kinds: one `EvalData` per kind (e.g. loss files and samples files for
+    a joint fit). Each file is validated as in `read_data`; files of one kind are combined."""
+    if isinstance(paths, (str, Path)):
+        paths = [paths]
+    paths = list(paths)
+    if not paths:
+        raise InputError("no data files given")
+    column_map = _check_column_map(columns)
+    labels = set(LABEL_COLUMNS) | {user for canonical, user in column_map.items() if canonical in LABEL_COLUMNS}
+    parts = [_prepare(_read_file(Path(p), str(p), labels), str(p), column_map, None) for p in paths]
+    by_kind: dict[str, list[_Part]] = {}
+    for part in parts:
+        by_kind.setdefault(part.kind, []).append(part)
+    return {kind: _combine(group, drop_bad_rows=drop_bad_rows) for kind, group in by_kind.items()}
+
+
 def from_frame(frame: pd.DataFrame, *, source: str = "<data frame>", columns: Mapping[str, str] | None = None,
                kind: str | None = None, drop_bad_rows: bool = False) -> EvalData:
     """Validate an in-memory DataFrame (e.g. a simulation) exactly as `read_data` validates a file."""

@@ -7,9 +7,11 @@ scaling, the package version, the input data's hash and the sampler settings.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 import warnings
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -175,14 +177,18 @@ class Fit:
             raise InputError(f"{path}: not a bayes-t2 fit file (attributes are incomplete)") from None
 
 
-def fit(data: EvalData, *, route: str | None = None, priors: str | Path | dict | None = None,
-        settings: SamplerSettings = SamplerSettings(), progressbar: bool = True) -> Fit:
-    """Build the route's hierarchical model for `data`, sample it, and return the Fit."""
+def fit(data: EvalData | Mapping[str, EvalData], *, route: str | None = None,
+        priors: str | Path | dict | None = None, settings: SamplerSettings = SamplerSettings(),
+        progressbar: bool = True) -> Fit:
+    """Build the route's hierarchical model for `data`, sample it, and return the Fit.
+
+    `data` is one EvalData, or a mapping kind -> EvalData (as `data.read_datasets` returns): loss and samples
+    data together are fitted jointly, sharing one loss law (routes/joint.py; `priors` then overrides the
+    accuracy part, the loss law uses models/loss.toml).
+    """
     import pymc as pm
 
-    route_obj = route_for(data, route)
-    spec = load_spec(route_obj.name, priors)
-    model = route_obj.build_model(route_obj.observations(data), spec)
+    model, route_obj, spec, data_hash, sources = _build(data, route, priors)
     started = time.perf_counter()
     with model, warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=FutureWarning)
@@ -206,12 +212,39 @@ def fit(data: EvalData, *, route: str | None = None, priors: str | Path | dict |
         "metric_name": route_obj.metric_name,
         "model_spec": spec_to_json(spec),
         "scaling": json.dumps(scaling.as_dict() if isinstance(scaling, Scaling) else (scaling or {})),
-        "data_sha256": data.sha256,
-        "data_sources": json.dumps(list(data.sources)),
+        "data_sha256": data_hash,
+        "data_sources": json.dumps(sources),
         "sampler_settings": json.dumps(asdict(settings)),
         "sampling_seconds": round(seconds, 2),
     })
     return Fit(tree)
+
+
+def _build(data: EvalData | Mapping[str, EvalData], route: str | None, priors):
+    """(model, route, spec, data hash, sources) for one data set or a joint loss + samples pair."""
+    if isinstance(data, Mapping):
+        kinds = set(data)
+        if len(kinds) == 1:
+            data = next(iter(data.values()))
+        elif kinds == {"loss", "samples"}:
+            if route not in (None, "accuracy"):
+                raise InputError(f"loss and samples data together are fitted jointly by the accuracy route, "
+                                 f"not --route {route}")
+            from .routes.joint import build_joint_model, joint_spec
+
+            loss_spec, acc_spec = load_spec("loss"), load_spec("accuracy", priors)
+            loss, samples = data["loss"], data["samples"]
+            model = build_joint_model(LossRoute.observations(loss), samples.collapse_counts(), loss_spec, acc_spec)
+            digest = hashlib.sha256((loss.sha256 + samples.sha256).encode()).hexdigest()
+            return model, get_route("accuracy"), joint_spec(loss_spec, acc_spec), digest, \
+                [*loss.sources, *samples.sources]
+        else:
+            raise InputError(f"cannot fit data of kinds {', '.join(sorted(kinds))} together; give loss data, "
+                             f"samples data, or both")
+    route_obj = route_for(data, route)
+    spec = load_spec(route_obj.name, priors)
+    model = route_obj.build_model(route_obj.observations(data), spec)
+    return model, route_obj, spec, data.sha256, list(data.sources)
 
 
 def _add_pointwise_groups(tree: xr.DataTree, seed: int) -> None:

@@ -267,6 +267,45 @@ def _beta_binomial_random(a, b, unit, n, weight, log_choose, rng=None, size=None
     return rng.binomial(np.asarray(n, dtype=np.int64), p, size=size)
 
 
+def unit_table(cells: pd.DataFrame, tasks: Sequence[str]) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    """(units, unit index per cell, task index per unit): the distinct (task, checkpoint) pairs of the cells.
+    Each unit has one Beta law of per-problem success; its cells are the distinct (n_samples, n_correct)."""
+    units = cells[["task", "params", "tokens"]].drop_duplicates().sort_values(["task", "params", "tokens"])
+    units = units.reset_index(drop=True)
+    unit_idx = cells.merge(units.reset_index(names="unit"), on=["task", "params", "tokens"], how="left")["unit"]
+    unit_task = units["task"].map({t: i for i, t in enumerate(tasks)}).to_numpy(np.int64)
+    return units, unit_idx.to_numpy(np.int64), unit_task
+
+
+def counts_likelihood(cells: pd.DataFrame, units: pd.DataFrame, unit_idx: np.ndarray, t, logit_mu, log_nu,
+                      noise: Mapping[str, Any]) -> None:
+    """Inside a model with dims task, task_checkpoint (units) and cell: the Beta law per unit from its logit(mu)
+    and log(nu) (checkpoint noise added when enabled), bounded, and the weighted beta-binomial on the cells."""
+    u = pm.Data("unit_index", unit_idx, dims="cell")
+    pm.Data("unit_params", units["params"].to_numpy(float), dims="task_checkpoint")
+    pm.Data("unit_tokens", units["tokens"].to_numpy(float), dims="task_checkpoint")
+    n = pm.Data("n_samples", cells["n_samples"].to_numpy(float), dims="cell")
+    weight = pm.Data("weight", cells["weight"].to_numpy(float), dims="cell")
+    c_obs = cells["n_correct"].to_numpy(np.int64)
+    n_np = cells["n_samples"].to_numpy(float)
+    log_choose = pm.Data("log_choose", gammaln(n_np + 1.0) - gammaln(c_obs + 1.0) - gammaln(n_np - c_obs + 1.0),
+                         dims="cell")
+    if noise["enabled"]:  # each (task, checkpoint) scatters around the law (module doc, "Checkpoint noise")
+        deviation = {}
+        for name in ("mu", "nu"):
+            sd = pm.LogNormal(f"checkpoint_sd_{name}", mu=math.log(noise[f"sd_{name}"]), sigma=noise["sd_log_sd"],
+                              dims="task")
+            deviation[name] = pm.Normal(f"checkpoint_dev_{name}", 0.0, sd[t], dims="task_checkpoint")
+        logit_mu = logit_mu + deviation["mu"]
+        log_nu = log_nu + deviation["nu"]
+    logit_mu = _softclip_pt(logit_mu, *LOGIT_MU_BOUNDS)
+    log_nu = _softclip_pt(log_nu, *LOG_NU_BOUNDS)
+    a = pt.exp(log_nu - pt.softplus(-logit_mu))  # nu * sigmoid(logit_mu)
+    b = pt.exp(log_nu - pt.softplus(logit_mu))   # nu * sigmoid(-logit_mu)
+    pm.CustomDist("n_correct", a, b, u, n, weight, log_choose, logp=_weighted_beta_binomial_logp,
+                  random=_beta_binomial_random, observed=c_obs, dims="cell")
+
+
 def build_accuracy_model(cells: pd.DataFrame, config: Mapping[str, Any] | None = None) -> pm.Model:
     """The hierarchical PyMC model of the accuracy law for collapsed counts.
 
@@ -284,15 +323,10 @@ def build_accuracy_model(cells: pd.DataFrame, config: Mapping[str, Any] | None =
     checkpoints = checkpoints.reset_index(drop=True)
     ckpt_idx = cells.merge(checkpoints.reset_index(names="ckpt"), on=["params", "tokens"], how="left")["ckpt"]
     priors = spec["priors"]
-    units = cells[["task", "params", "tokens"]].drop_duplicates().sort_values(["task", "params", "tokens"])
-    units = units.reset_index(drop=True)
-    unit_idx = cells.merge(units.reset_index(names="unit"), on=["task", "params", "tokens"], how="left")["unit"]
-    unit_task = units["task"].map({t: i for i, t in enumerate(tasks)}).to_numpy(np.int64)
+    units, unit_idx, unit_task = unit_table(cells, tasks)
     noise = spec["checkpoint_noise"]
     coords = {"task": tasks, "cell": np.arange(len(cells)), "checkpoint": np.arange(len(checkpoints)),
               "task_checkpoint": np.arange(len(units))}
-    lo_mu, hi_mu = LOGIT_MU_BOUNDS
-    lo_nu, hi_nu = LOG_NU_BOUNDS
 
     with pm.Model(coords=coords) as model:
         pm.Data("reference_params", n0)
@@ -301,17 +335,9 @@ def build_accuracy_model(cells: pd.DataFrame, config: Mapping[str, Any] | None =
         pm.Data("checkpoint_tokens", checkpoints["tokens"].to_numpy(float), dims="checkpoint")
         pm.Data("checkpoint_index", ckpt_idx.to_numpy(np.int64), dims="cell")
         pm.Data("task_index", task_idx, dims="cell")
-        u = pm.Data("unit_index", unit_idx.to_numpy(np.int64), dims="cell")
         t = pm.Data("unit_task", unit_task, dims="task_checkpoint")
-        pm.Data("unit_params", units["params"].to_numpy(float), dims="task_checkpoint")
-        pm.Data("unit_tokens", units["tokens"].to_numpy(float), dims="task_checkpoint")
         x_n = pm.Data("log_params_scaled", np.log(units["params"].to_numpy(float) / n0), dims="task_checkpoint")
         x_d = pm.Data("log_tokens_scaled", np.log(units["tokens"].to_numpy(float) / d0), dims="task_checkpoint")
-        n = pm.Data("n_samples", cells["n_samples"].to_numpy(float), dims="cell")
-        weight = pm.Data("weight", cells["weight"].to_numpy(float), dims="cell")
-        c_obs = cells["n_correct"].to_numpy(np.int64)
-        log_choose = pm.Data("log_choose", gammaln(cells["n_samples"].to_numpy(float) + 1.0) - gammaln(c_obs + 1.0)
-                             - gammaln(cells["n_samples"].to_numpy(float) - c_obs + 1.0), dims="cell")
 
         q = {name: _pooled(name, priors[name], len(tasks), spec["pooling"]) for name in SAMPLED}
         alpha = pm.Deterministic("alpha", pt.exp(q["log_alpha"]), dims="task")
@@ -320,24 +346,10 @@ def build_accuracy_model(cells: pd.DataFrame, config: Mapping[str, Any] | None =
         slope_mu = pm.Deterministic("slope_mu", pt.exp(q["log_slope_mu"]), dims="task")
         slope_nu = q["slope_nu"]
 
-        # standardised difficulty per (task, checkpoint) unit, then the Beta mean (logit) and concentration (log)
+        # standardised difficulty per (task, checkpoint) unit, then the Beta law of per-problem success
         z = w[t] * _boxcox_pt(x_n, alpha[t]) + (1.0 - w[t]) * _boxcox_pt(x_d, beta[t])
-        logit_mu = q["logit_mu_ref"][t] - slope_mu[t] * z
-        log_nu = q["log_nu_ref"][t] + slope_nu[t] * z
-        if noise["enabled"]:  # each (task, checkpoint) scatters around the law (module doc, "Checkpoint noise")
-            deviation = {}
-            for name in ("mu", "nu"):
-                sd = pm.LogNormal(f"checkpoint_sd_{name}", mu=math.log(noise[f"sd_{name}"]),
-                                  sigma=noise["sd_log_sd"], dims="task")
-                deviation[name] = pm.Normal(f"checkpoint_dev_{name}", 0.0, sd[t], dims="task_checkpoint")
-            logit_mu = logit_mu + deviation["mu"]
-            log_nu = log_nu + deviation["nu"]
-        logit_mu = _softclip_pt(logit_mu, lo_mu, hi_mu)
-        log_nu = _softclip_pt(log_nu, lo_nu, hi_nu)
-        a = pt.exp(log_nu - pt.softplus(-logit_mu))  # nu * sigmoid(logit_mu)
-        b = pt.exp(log_nu - pt.softplus(logit_mu))   # nu * sigmoid(-logit_mu)
-        pm.CustomDist("n_correct", a, b, u, n, weight, log_choose, logp=_weighted_beta_binomial_logp,
-                      random=_beta_binomial_random, observed=c_obs, dims="cell")
+        counts_likelihood(cells, units, unit_idx, t, q["logit_mu_ref"][t] - slope_mu[t] * z,
+                          q["log_nu_ref"][t] + slope_nu[t] * z, noise)
 
         # the T2 coefficients in the pinned normalisation (E = 0, unit log-slope of L at the reference)
         level = w / alpha + (1.0 - w) / beta
