@@ -184,7 +184,7 @@ def _law_vs_compute(fit, ax, task, pts, color, compute_max, max_draws) -> None:
     C = _grid("compute", np.geomspace(c_lo, c_hi, 40))
     r = _grid("ratio", np.geomspace(0.1, 1e4, 60))
     N = np.sqrt(C / (6.0 * r))
-    pred = fit.predict(N, C / (6.0 * N), k_ref, max_draws=max_draws).sel(task=task)
+    pred = fit.predict(N, C / (6.0 * N), k_ref, new_checkpoint=False, max_draws=max_draws).sel(task=task)
     best = pred.min("ratio") if fit.route.lower_is_better else pred.max("ratio")
     _band(ax, C.values, best, color, label=f"law, best N per compute (k={k_ref:g})")
     if len(at_k):
@@ -217,7 +217,7 @@ def _law_vs_k(fit, ax, task, pts, color, max_draws) -> None:
     for shade, i in zip(shades, chosen):
         n, d = multi[i]
         c = tuple(np.asarray(matplotlib.colors.to_rgb(color)) * shade)
-        pred = fit.predict(n, d, K, max_draws=max_draws).sel(task=task)
+        pred = fit.predict(n, d, K, new_checkpoint=False, max_draws=max_draws).sel(task=task)
         _band(ax, K.values, pred, c, probs=(0.9,))
         end = float(np.nanmedian(pred.isel(k=-1).values))
         ax.annotate(f"N={_num(n)}\nD={_num(d)}", (K.values[-1], end), xytext=(4, 0), textcoords="offset points",
