@@ -242,13 +242,17 @@ def report(fit_path: Annotated[Path, typer.Argument(help="Fit file from `bayes-t
 @app.command()
 def demo(out_dir: Annotated[Path, typer.Option("--out", help="Output folder (its demo files are replaced).")]
          = Path("reports/demo"),
-         draws: int = 1000, tune: int = 1000, chains: int = 2, seed: int = 0) -> None:
-    """Fit the embedded default data, solve the optimum at the T2 paper's budget, write a report."""
+         draws: int = 1000, tune: int = 1000, chains: int = 2, seed: int = 0,
+         routes: Annotated[str, typer.Option(help="Comma-separated routes to run.")] = "loss,accuracy") -> None:
+    """Fit the embedded default data (loss and accuracy routes), solve the optimum at the T2 paper's budget,
+    write the reports."""
     from .demo import run_demo
 
+    chosen = tuple(r.strip() for r in routes.split(",") if r.strip())
     summary = run_demo(out_dir, draws=draws, tune=tune, chains=chains, seed=seed, progressbar=_interactive(),
-                       echo=out.print)
-    _print_optimum(summary["records"], summary["budget_label"])
+                       echo=out.print, routes=chosen)
+    for route in chosen:
+        _print_optimum(summary[route]["records"], summary[route]["budget_label"])
     out.print(summary["text"])
 
 

@@ -1,4 +1,4 @@
-"""`bayes-t2 demo`: the whole loss-route pipeline on the embedded default data, with the full PDF report."""
+"""`bayes-t2 demo`: the whole pipeline on the embedded default data of both routes, with the full PDF reports."""
 
 from __future__ import annotations
 
@@ -20,56 +20,85 @@ from .summary import optimum_records
 DEMO_BUDGET = SplitBudget(train_flops=2.56e19, inference_flops=2e9)
 
 
+#: Embedded data per route: (data file, truth file, output sub-folder).
+DEMO_DATA = {"loss": ("default_loss.csv", "default_loss.truth.json", ""),
+             "accuracy": ("default_samples.csv", "default_samples.truth.json", "accuracy")}
+
+
 def run_demo(out_dir: Path, *, draws: int = 500, tune: int = 500, chains: int = 2, seed: int = 0,
-             progressbar: bool = False, echo: Callable[[str], Any] = print) -> dict[str, Any]:
-    """Fit, solve, compare with the truth the data were simulated from, write fit.nc/optimum.json/report.pdf."""
+             progressbar: bool = False, echo: Callable[[str], Any] = print,
+             routes: tuple[str, ...] = ("loss", "accuracy")) -> dict[str, Any]:
+    """For each route: fit its embedded data, solve the optimum at the T2 budget, compare with the truth the
+    data were simulated from, write fit.nc, optimum.json and report.pdf (loss route in `out_dir`, accuracy route
+    in `out_dir/accuracy`); summary.txt holds both. Returns the loss route's results (and each route's under
+    its name)."""
+    unknown = [r for r in routes if r not in DEMO_DATA]
+    if unknown or not routes:
+        from .errors import InputError
+
+        raise InputError(f"demo routes must be among {', '.join(DEMO_DATA)}, got {', '.join(routes) or 'none'}")
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    data_file = data_dir() / "default_loss.csv"
-    truth = json.loads((data_dir() / "default_loss.truth.json").read_text())
-    data = read_data(data_file)
-    echo(f"demo: fitting {len(data)} rows of {data_file.name} ({len(data.tasks)} tasks)")
-    result = fit(data, settings=SamplerSettings(draws=draws, tune=tune, chains=chains, seed=seed),
-                 progressbar=progressbar)
-    result.save(out_dir / "fit.nc", overwrite=True)
+    results = {route: _demo_route(route, out_dir, SamplerSettings(draws=draws, tune=tune, chains=chains, seed=seed),
+                                  progressbar, echo) for route in routes}
+    text = "\n\n".join(r["text"] for r in results.values())
+    atomic_write(out_dir / "summary.txt", lambda p: p.write_text(text + "\n"), overwrite=True)
+    first = results[routes[0]]
+    return {**first, "text": text, **results}
+
+
+def _demo_route(route: str, out_dir: Path, settings: SamplerSettings, progressbar: bool,
+                echo: Callable[[str], Any]) -> dict[str, Any]:
+    data_name, truth_name, sub = DEMO_DATA[route]
+    where = out_dir / sub if sub else out_dir
+    where.mkdir(parents=True, exist_ok=True)
+    truth = json.loads((data_dir() / truth_name).read_text())
+    data = read_data(data_dir() / data_name)
+    echo(f"demo ({route} route): fitting {len(data)} rows of {data_name} ({len(data.tasks)} tasks)")
+    result = fit(data, settings=settings, progressbar=progressbar)
+    result.save(where / "fit.nc", overwrite=True)
     diag = result.diagnostics()
     opt = result.optimize([DEMO_BUDGET], Constraints())
     records = optimum_records(opt, result.route.metric_name, result.route.lower_is_better, 0.9)
-    write_json(out_dir / "optimum.json", records, overwrite=True)
-    true_n = true_optimum_params(truth, DEMO_BUDGET)
+    write_json(where / "optimum.json", records, overwrite=True)
+    true_n = true_optimum_params(truth, DEMO_BUDGET, route=result.route)
     covered = [r["N"]["lower"] <= true_n[r["task"]] <= r["N"]["upper"] for r in records]
+    metric = result.route.metric_name
     lines = [
-        f"bayes-t2 demo: {len(data.tasks)} tasks, budget {DEMO_BUDGET.label()}",
+        f"bayes-t2 demo, {route} route ({data_name}): {len(data.tasks)} tasks, budget {DEMO_BUDGET.label()}",
         f"diagnostics: max r-hat {diag.max_rhat:.3f}, min bulk ESS {diag.min_ess_bulk:.0f}, "
-        f"divergences {diag.divergences}" + ("" if diag.ok else " -- " + "; ".join(diag.warnings)),
+        f"divergences {diag.divergences}, sampling {result.tree.attrs['sampling_seconds']:.0f} s"
+        + ("" if diag.ok else " -- " + "; ".join(diag.warnings)),
         f"the 90% interval of N* contains the true optimum for {sum(covered)} of {len(covered)} tasks",
     ]
     for r in records:
         lines.append(f"  {r['task']:<12} N* {r['N']['median']:.3g} [{r['N']['lower']:.3g}, {r['N']['upper']:.3g}]"
                      f" (true {true_n[r['task']]:.3g}), k* {r['k']['median']:.0f}, tokens/param "
-                     f"{r['tokens_per_param']['median']:.0f} vs Chinchilla 20; P(beats Chinchilla) "
+                     f"{r['tokens_per_param']['median']:.0f} vs Chinchilla 20; {metric} {r['metric']['median']:.4g}"
+                     f" vs Chinchilla {r['chinchilla']['metric']['median']:.4g}; P(beats Chinchilla) "
                      f"{r['p_beats_chinchilla']:.2f}")
-    text = "\n".join(lines)
-    atomic_write(out_dir / "summary.txt", lambda p: p.write_text(text + "\n"), overwrite=True)
     from .report import write_report
 
-    write_report(result, out_dir / "report.pdf", DEMO_BUDGET, Constraints(), overwrite=True, progress=progressbar,
+    write_report(result, where / "report.pdf", DEMO_BUDGET, Constraints(), overwrite=True, progress=progressbar,
                  fit_name="fit.nc")
-    echo(f"demo: wrote {out_dir}/fit.nc, optimum.json, summary.txt, report.pdf")
-    return {"records": records, "budget_label": DEMO_BUDGET.label(), "text": text, "fit": result,
+    echo(f"demo ({route} route): wrote {where}/fit.nc, optimum.json, report.pdf")
+    return {"records": records, "budget_label": DEMO_BUDGET.label(), "text": "\n".join(lines), "fit": result,
             "covered": covered}
 
 
-def true_optimum_params(truth: dict, budget: SplitBudget,
-                        constraints: Constraints | None = None) -> dict[str, float]:
-    """The optimum N* computed from the simulation's true coefficients (one 'draw' per task)."""
+def true_optimum_params(truth: dict, budget: SplitBudget, constraints: Constraints | None = None,
+                        route: Any = None) -> dict[str, float]:
+    """The optimum N* computed from the simulation's true coefficients (one 'draw' per task); `route` is the
+    route object whose law the truth describes (default: the loss route)."""
     import xarray as xr
 
-    from .laws import LOSS_COEFFICIENTS
     from .optimum import optimize_posterior
+    from .routes.loss import LossRoute
 
+    route = route or LossRoute
+    names = route.coefficient_names
     tasks = sorted(truth["tasks"])
     coefs = xr.Dataset({c: (("draw", "task"), np.array([[truth["tasks"][t][c] for t in tasks]]))
-                        for c in LOSS_COEFFICIENTS}, coords={"draw": [0], "task": tasks})
-    opt = optimize_posterior(coefs, [budget], constraints or Constraints())
+                        for c in names}, coords={"draw": [0], "task": tasks})
+    opt = optimize_posterior(coefs, [budget], constraints or Constraints(), objective=route.objective_nb,
+                             theta_names=names)
     return {t: float(opt["N"].sel(task=t).values.ravel()[0]) for t in tasks}
