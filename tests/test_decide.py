@@ -156,6 +156,28 @@ def test_point_mass_gives_the_per_draw_optimum(budget, constraints, risk):
     assert float(ds.sel(design="median_optimum").N) == pytest.approx(float(opt.N), rel=1e-12)
 
 
+@pytest.mark.parametrize("budget", [SPLIT, TOTAL])
+def test_point_mass_prob_ties_go_to_the_optimum(budget):
+    fit = make_fit(TRUTH, draws=8)
+    opt = fit.optimize([budget]).isel(budget=0, chain=0, draw=0).sel(task="a")
+    ds = decide(fit, budget, risk="prob", target=float(opt.metric) + 0.05).sel(task="a", design="chosen")
+    assert float(ds.utility) == 1.0 and float(ds.p_target) == 1.0
+    assert float(ds.k) == float(opt.k)
+    assert float(ds.metric_mean) == pytest.approx(float(opt.metric), rel=1e-12)
+
+
+def test_nan_draws_are_dropped():
+    rng = np.random.default_rng(5)
+    good = {k: v * np.exp(0.05 * rng.standard_normal(40)) for k, v in TRUTH.items()}
+    mixed = {k: np.concatenate([v, np.full(10, np.nan) if k == "A" else v[:10]]) for k, v in good.items()}
+    a = decide(make_fit(good), SPLIT, risk="cvar:0.2")
+    b = decide(make_fit(mixed), SPLIT, risk="cvar:0.2")
+    assert int(b.n_draws.sel(task="a")) == 40
+    for name in ("N", "k", "utility", "expected_regret", "metric_median"):
+        np.testing.assert_allclose(b[name], a[name], rtol=1e-12)
+    assert bool(b["metric"].isel(draw=slice(40, None)).isnull().all())
+
+
 def test_point_mass_k_free_law_is_chinchilla_closed_form():
     fit = make_fit({**TRUTH, "G": 0.0, "gamma": 1.0}, draws=8)
     for C in (1e19, 1e21, 1e23):
@@ -303,6 +325,19 @@ def fit_file(loss_truth_fit, tmp_path_factory):
     path = tmp_path_factory.mktemp("decide") / "fit.nc"
     loss_truth_fit[2].save(path)
     return path
+
+
+def test_real_posterior_against_brute_force(loss_truth_fit):
+    fit = loss_truth_fit[2]
+    ds = decide(fit, SPLIT, risk="quantile:0.1", task="code")
+    c = draws_of(fit, "code")
+    N, D, k = split_grid(SPLIT, n=3000)
+    u = utility_np(law(c, N, D, k), "quantile:0.1")
+    chosen = ds.sel(task="code", design="chosen")
+    mine = utility_np(law(c, float(chosen.N), float(chosen.D), float(chosen.k))[None, :], "quantile:0.1")[0]
+    assert float(chosen.utility) == pytest.approx(mine, rel=1e-12)
+    assert mine <= u.min() * (1 + 1e-12)
+    assert float(ds.expected_regret.sel(task="code", design="chinchilla")) > float(chosen.expected_regret) >= 0
 
 
 def test_cli_decide_real_fit(fit_file, tmp_path):
