@@ -24,6 +24,7 @@ test-all: setup
 
 bench: setup
 	$(PY) benchmarks/bench_optimizer.py
+	$(PY) benchmarks/bench_decide.py
 
 clean:
 	rm -rf $(VENV) reports/demo
