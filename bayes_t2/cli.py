@@ -212,9 +212,14 @@ def report(fit_path: Annotated[Path, typer.Argument(help="Fit file from `bayes-t
            max_tokens: Annotated[Optional[float], typer.Option(help="Data wall: D <= this.")] = None,
            max_params: Annotated[Optional[float], typer.Option(help="N <= this.")] = None,
            k_max: Annotated[Optional[int], typer.Option(help="k <= this.")] = None,
+           target: Annotated[Optional[float], typer.Option(help="Metric value to reach, for the decision "
+                                                                "pages (as decide).")] = None,
+           risk: Annotated[str, typer.Option(help="mean | quantile:Q | cvar:Q | prob, for the decision pages "
+                                                  "(as decide).")] = "mean",
            prob: Prob = 0.9,
            force: Force = False) -> None:
-    """Write the multi-page PDF report: headline, data and law, coefficients, diagnostics, optimum, inputs."""
+    """Write the multi-page PDF report: headline, data and law, coefficients, diagnostics, optimum against
+    budget, decision, inputs."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -232,8 +237,8 @@ def report(fit_path: Annotated[Path, typer.Argument(help="Fit file from `bayes-t
         check_reportable(result)
     except InputError as e:
         raise InputError(f"{fit_path}: {e}") from None
-    written = write_report(result, out_path, budget, constraints, prob=prob, overwrite=force,
-                           progress=_interactive(), fit_name=fit_path.name)
+    written = write_report(result, out_path, budget, constraints, prob=prob, risk=risk, target=target,
+                           overwrite=force, progress=_interactive(), fit_name=fit_path.name)
     for problem in written.problems:
         err.print(f"[yellow]warning:[/yellow] {problem}")
     out.print(f"wrote {written.path} ({len(written.pages)} pages: {', '.join(written.pages)})")

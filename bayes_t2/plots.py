@@ -549,3 +549,106 @@ def _fmt(s: dict, digits: str = ".3g") -> str:
     if digits == ".3g":
         return f"{_num(s['median'])} [{_num(s['lower'])}, {_num(s['upper'])}]"
     return f"{s['median']:{digits}} [{s['lower']:{digits}}, {s['upper']:{digits}}]"
+
+
+# ------------------------------------------------------------------------------------- (6) decision
+DESIGN_LABELS = {"chosen": "chosen", "chinchilla": "Chinchilla", "median_optimum": "median optimum"}
+
+
+def tail_risk(x: np.ndarray, lower_is_better: bool, q: float = 0.1) -> tuple[float, float]:
+    """(the worst-`q` quantile, CVaR: the mean of the worst `q` share of draws) of per-draw metric values."""
+    x = np.sort(np.asarray(x, dtype=float)[np.isfinite(x)])
+    if x.size == 0:
+        return float("nan"), float("nan")
+    if lower_is_better:
+        x = x[::-1]  # worst first
+    n = max(1, int(math.ceil(q * x.size)))
+    return float(np.quantile(x, 1 - q) if lower_is_better else np.quantile(x, q)), float(x[:n].mean())
+
+
+def plot_decision(ds: xr.Dataset, *, q: float = 0.1):
+    """The decision table with risk measures per task and design, and the metric's posterior at each design.
+
+    `ds` is `bayes_t2.decide.decide(...)`: designs chosen (under its risk), Chinchilla and the design at the
+    posterior-median optimum. Columns: the design, the metric's median [interval] and mean, the worst-`q`
+    quantile and CVaR (mean of the worst `q` of draws), the expected regret against each draw's own optimum,
+    and P(metric reaches the target) when a target was given. Bottom: the metric per draw at each design.
+    """
+    import textwrap
+
+    attrs = ds.attrs
+    lower = bool(attrs.get("lower_is_better", 1))
+    metric = {"loss": "loss", "pass_at_k": "pass@k"}.get(attrs.get("metric_name"), attrs.get("metric_name"))
+    target = attrs.get("target", float("nan"))
+    has_target = target is not None and np.isfinite(target)
+    prob = float(attrs.get("prob", 0.9))
+    tasks = [str(t) for t in ds["task"].values]
+    colors = task_colors(tasks)
+    designs = [str(d) for d in ds["design"].values]
+    cols = ["task", "design", "N (params)", "D (tokens)", "k", "tokens/param", f"{metric} median [{prob:.0%}]",
+            "mean", f"worst {q:.0%}", f"CVaR {q:.0%}", "E[regret]"] + (["P(target)"] if has_target else [])
+    cells = []
+    for t in tasks:
+        for d in designs:
+            r = ds.sel(task=t, design=d)
+            worst, cvar = tail_risk(r["metric"].values.ravel(), lower, q)
+            label = f"chosen ({attrs.get('risk', '?')})" if d == "chosen" else DESIGN_LABELS.get(d, d)
+            row = [t, label, _num(float(r["N"])), _num(float(r["D"])), f"{float(r['k']):.0f}",
+                   _num(float(r["tokens_per_param"])),
+                   f"{float(r['metric_median']):.4g} [{float(r['metric_lower']):.4g}, "
+                   f"{float(r['metric_upper']):.4g}]", f"{float(r['metric_mean']):.4g}", f"{worst:.4g}",
+                   f"{cvar:.4g}", f"{float(r['expected_regret']):.3g}"]
+            if has_target:
+                row.append(f"{float(r['p_target']):.2f}")
+            cells.append(row)
+    with style():
+        fig = plt.figure(figsize=PAGE)
+        head = (f"Decision at {attrs.get('budget_label', 'the budget')} FLOPs: risk '{attrs.get('risk', '?')}'"
+                + (f", target {metric} {'<=' if lower else '>='} {target:g}" if has_target else "")
+                + f"; {metric}: {'lower' if lower else 'higher'} is better")
+        fig.text(0.03, 0.965, head, fontsize=11, fontweight="bold", va="top")
+        note = ("Each row is one design to commit to, judged over all posterior draws. Regret: how much worse "
+                "than the best design for that draw, averaged over draws. Worst/CVaR: the tail the risk-averse "
+                "care about. Hedging costs the difference in mean between the rows.")
+        fig.text(0.03, 0.93, "\n".join(textwrap.wrap(note, 170)), fontsize=8, va="top")
+        height = min(0.5, 0.03 * (len(cells) + 1))
+        ax_table = fig.add_axes((0.03, 0.88 - height, 0.94, height))
+        ax_table.axis("off")
+        widths = np.array([max(4, len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(cols)], float)
+        table = ax_table.table(cellText=cells, colLabels=cols, cellLoc="center",
+                               colWidths=list(widths / widths.sum()), bbox=(0, 0, 1, 1))
+        table.auto_set_font_size(False)
+        table.set_fontsize(7)
+        for (row, col), cell in table.get_celld().items():
+            cell.set_edgecolor("0.75")
+            if row == 0:
+                cell.set_text_props(fontweight="bold")
+                cell.set_facecolor("0.93")
+            elif col == 0:
+                cell.set_text_props(color=colors[cells[row - 1][0]], fontweight="bold")
+        ncols = min(len(tasks), 4)
+        nrows = math.ceil(len(tasks) / ncols)
+        top = 0.88 - height - 0.08
+        grid = fig.add_gridspec(nrows, ncols, left=0.12, right=0.97, bottom=0.07, top=max(top, 0.2),
+                                wspace=0.08, hspace=0.5)
+        axes = []
+        for i, t in enumerate(tasks):
+            ax = fig.add_subplot(grid[i // ncols, i % ncols], sharey=axes[0] if axes else None)
+            data = [ds["metric"].sel(task=t, design=d).values.ravel() for d in designs]
+            data = [x[np.isfinite(x)] for x in data]
+            parts = ax.boxplot(data, orientation="horizontal", whis=(100 * (1 - prob) / 2, 100 * (1 + prob) / 2),
+                               showfliers=False, patch_artist=True, widths=0.6,
+                               medianprops={"color": "black"})
+            for box in parts["boxes"]:
+                box.set_facecolor(colors[t])
+                box.set_alpha(0.5)
+            if has_target:
+                ax.axvline(target, color="firebrick", linestyle="--", linewidth=1)
+            ax.set_yticks(range(1, len(designs) + 1), [DESIGN_LABELS.get(d, d) for d in designs])
+            if i % ncols:
+                ax.tick_params(labelleft=False)
+            ax.set_xlabel(f"{metric} per draw (box 50%, whiskers {prob:.0%})")
+            ax.set_title(t, loc="left", color=colors[t])
+            axes.append(ax)
+        axes[0].invert_yaxis()  # chosen on top, as in the table
+    return fig, np.array([ax_table, *axes])

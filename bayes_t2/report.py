@@ -1,8 +1,8 @@
 """The multi-page PDF report a reviewer reads without the tool.
 
 Pages: headline (recommended N, D, k against Chinchilla), data and fitted law (three tasks a page),
-coefficients, diagnostics, optimum against budget, decision table (when `bayes_t2.decide` is available), and
-the inputs needed to reproduce it. A page whose content cannot be computed honestly (e.g. no budget in the
+coefficients, diagnostics, optimum against budget, the decision table with risk measures (four tasks a page),
+and the inputs needed to reproduce it. A page whose content cannot be computed honestly (e.g. no budget in the
 sweep buys the smallest model) is replaced by a page that says why, instead of plotting nonsense.
 """
 
@@ -26,6 +26,7 @@ from .io import atomic_write, check_writable
 from .summary import optimum_records
 
 TASKS_PER_PAGE = 3
+DECISION_TASKS_PER_PAGE = 4
 PDF_RC = {"pdf.fonttype": 42}  # embed TrueType: the text of every page can be searched and extracted
 
 
@@ -53,16 +54,21 @@ def check_reportable(fit) -> None:
 
 
 def write_report(fit, path: str | Path, budget: Budget, constraints: Constraints = Constraints(), *,
-                 prob: float = 0.9, overwrite: bool = False, progress: bool = False,
-                 fit_name: str = "FIT.nc") -> Report:
+                 prob: float = 0.9, risk: str = "mean", target: float | None = None, overwrite: bool = False,
+                 progress: bool = False, fit_name: str = "FIT.nc") -> Report:
     """Build every page and write the PDF atomically (refusing to replace `path` unless `overwrite`).
 
-    Raises InputError, before writing anything, for an empty posterior or a budget that cannot buy the
-    smallest model. `fit_name` is how the inputs page refers to the fit file in its commands.
+    Raises InputError, before writing anything, for an empty posterior, a budget that cannot buy the
+    smallest model or a malformed risk. `risk` and `target` are those of `bayes_t2.decide.decide` for the
+    decision pages; a target no design reaches is stated on those pages. `fit_name` is how the inputs page
+    refers to the fit file in its commands.
     """
+    from .decide import decide, parse_risk
+
     path = check_writable(path, overwrite=overwrite)
     check_reportable(fit)
     check_feasible(budget, constraints)
+    parse_risk(risk)
     opt = fit.optimize([budget], constraints)
     records = optimum_records(opt, fit.route.metric_name, fit.route.lower_is_better, prob)
     problems = [f"diagnostics: {w}" for w in fit.diagnostics().warnings]
@@ -78,8 +84,18 @@ def write_report(fit, path: str | Path, budget: Budget, constraints: Constraints
         ("coefficients", lambda: plots.plot_coefficients(fit)[0]),
         ("diagnostics", lambda: plots.plot_diagnostics(fit, prob=prob)[0]),
         ("optimum against budget", lambda: plots.plot_optimum_vs_budget(fit, budget, constraints)[0]),
-        ("inputs", lambda: _inputs_page(fit, budget, constraints, prob, fit_name)),
     ]
+    decision: dict[str, Any] = {}
+
+    def decision_page(tasks: list[str]):
+        if "ds" not in decision:  # one search for all tasks, on the first decision page
+            decision["ds"] = decide(fit, budget, constraints, risk=risk, target=target, prob=prob)
+        return plots.plot_decision(decision["ds"].sel(task=tasks))[0]
+
+    for start in range(0, len(fit.tasks), DECISION_TASKS_PER_PAGE):
+        tasks = fit.tasks[start:start + DECISION_TASKS_PER_PAGE]
+        pages.append((f"decision: {', '.join(tasks)}", lambda tasks=tasks: decision_page(tasks)))
+    pages.append(("inputs", lambda: _inputs_page(fit, budget, constraints, prob, fit_name, risk, target)))
     titles: list[str] = []
 
     def write(tmp: Path) -> None:
@@ -171,7 +187,8 @@ def _budget_options(budget: Budget, constraints: Constraints) -> str:
     return " ".join(opts)
 
 
-def _inputs_page(fit, budget: Budget, constraints: Constraints, prob: float, fit_name: str):
+def _inputs_page(fit, budget: Budget, constraints: Constraints, prob: float, fit_name: str, risk: str,
+                 target: float | None):
     """Everything needed to reproduce the report: data hash and sources, versions, model spec, sampler."""
     attrs = fit.tree.attrs
     settings = json.loads(attrs.get("sampler_settings", "{}"))
@@ -191,9 +208,11 @@ def _inputs_page(fit, budget: Budget, constraints: Constraints, prob: float, fit
         ("budget", json.dumps(budget.as_dict())),
         ("constraints", constraints.to_json()),
         ("intervals", f"equal-tailed, {prob:.0%}"),
+        ("decision", f"risk {risk}" + ("" if target is None else f", target {target:g}")),
         ("reproduce the fit", fit_cmd),
         ("reproduce the report", f"bayes-t2 report {fit_name} --out report.pdf "
-                                 f"{_budget_options(budget, constraints)} --prob {prob:g}"),
+                                 f"{_budget_options(budget, constraints)} --prob {prob:g} --risk {risk}"
+                                 + ("" if target is None else f" --target {target:g}")),
     ]
     text = []
     for key, value in left:

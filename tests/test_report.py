@@ -24,6 +24,7 @@ from bayes_t2.summary import optimum_records  # noqa: E402
 
 
 BUDGET = ["--train-flops", "2.56e19", "--inference-flops", "2e9"]
+DECISION = ["--risk", "cvar:0.1", "--target", "1.6"]
 
 
 def run_cli(*args) -> int:
@@ -62,15 +63,16 @@ def fit_file(loss_truth_fit, tmp_path_factory):
 @pytest.fixture(scope="module")
 def report_pdf(fit_file):
     out = fit_file.parent / "report.pdf"
-    assert run_cli("report", fit_file, "--out", out, *BUDGET) == 0
+    assert run_cli("report", fit_file, "--out", out, *BUDGET, *DECISION) == 0
     return out, pages(out)
 
 
 def test_every_page_is_drawn(report_pdf, loss_truth_fit):
     _, rendered = report_pdf
     n_tasks = len(loss_truth_fit[2].tasks)
-    # headline, data+law (3 tasks a page), coefficients, diagnostics, optimum vs budget, inputs
-    assert len(rendered) == 1 + -(-n_tasks // 3) + 4
+    # headline, data+law (3 tasks a page), coefficients, diagnostics, optimum vs budget, decision (4 tasks a
+    # page), inputs
+    assert len(rendered) == 1 + -(-n_tasks // 3) + 3 + -(-n_tasks // 4) + 1
     for i, (pixels, _) in enumerate(rendered):
         ink = float(np.mean(pixels < 200))  # share of pixels that are not (near) white
         assert ink > 0.01, f"page {i + 1} is (nearly) blank: {ink:.3%} ink"
@@ -84,6 +86,7 @@ def test_inputs_page_reproduces_the_fit(report_pdf, loss_truth_fit):
     assert data.sha256 in flat  # the hash of the data the fit saw, in full
     assert "--seed11" in flat and "--draws300" in flat  # the sampler settings of the session fixture
     assert "bayes-t2reportfit.nc" in flat and "--train-flops2.56e+19" in flat
+    assert "--riskcvar:0.1--target1.6" in flat
     assert "pool_sd" in text and "student_t" in text  # the priors
 
 
@@ -95,6 +98,20 @@ def test_headline_numbers_are_the_optimum(report_pdf, loss_truth_fit):
         assert r["task"] in text
         assert plots._num(r["N"]["median"]) in text and plots._num(r["D"]["upper"]) in text
         assert f"{r['p_beats_chinchilla']:.2f}" in text
+
+
+def test_decision_page_is_the_decision(report_pdf, loss_truth_fit):
+    from bayes_t2.decide import decide
+
+    fit = loss_truth_fit[2]
+    ds = decide(fit, SplitBudget(2.56e19, 2e9), risk="cvar:0.1", target=1.6)
+    text = "".join(report_pdf[1][-2][1].split())
+    assert "risk'cvar:0.1'" in text and "CVaR10%" in text and "P(target)" in text
+    for task in fit.tasks:
+        for design in ("chosen", "chinchilla"):
+            r = ds.sel(task=task, design=design)
+            assert plots._num(float(r["N"])) in text and plots._num(float(r["D"])) in text
+            assert f"{float(r['metric_mean']):.4g}" in text and f"{float(r['p_target']):.2f}" in text
 
 
 def test_refuses_to_overwrite_without_force(report_pdf, fit_file):
@@ -144,14 +161,17 @@ def test_failed_diagnostics_are_stated_on_the_pages(loss_truth_fit, tmp_path):
     bad = Fit(tree)
     assert not bad.diagnostics().ok
     # many queries: the cheapest budgets of the sweep cannot serve them, and the optimum page says so
-    report = write_report(bad, tmp_path / "bad.pdf", TotalBudget(1e23, 1e13), Constraints(k_max=64))
+    # and a target no design reaches: the decision page says so
+    report = write_report(bad, tmp_path / "bad.pdf", TotalBudget(1e23, 1e13), Constraints(k_max=64), target=0.2)
     assert any("r-hat" in p for p in report.problems)
     rendered = pages(report.path)
-    headline, diagnostics, optimum = (rendered[report.pages.index(t)][1]
-                                      for t in ("headline", "diagnostics", "optimum against budget"))
+    headline, diagnostics, optimum, decision = (rendered[report.pages.index(t)][1] for t in (
+        "headline", "diagnostics", "optimum against budget", f"decision: {', '.join(fit.tasks)}"))
     assert "chains disagree" in headline and "chains disagree" in diagnostics
     assert "PROBLEM" in diagnostics
     assert "cannot buy the smallest model" in optimum.replace("\r\n", " ").replace("\n", " ")
+    assert "no design under this budget reaches" in " ".join(decision.split())
+    assert any("--target 0.2" in p for p in report.problems)
 
 
 def test_plot_functions_return_labelled_figures(loss_truth_fit):
@@ -227,3 +247,68 @@ def test_observed_points_are_the_data(loss_truth_fit):
     np.testing.assert_array_equal(got["task"], want["task"])
     np.testing.assert_allclose(got[["params", "tokens", "k", "metric"]].to_numpy(float),
                                want[["params", "tokens", "k", "metric"]].to_numpy(float), rtol=1e-12)
+
+
+def test_accuracy_observed_points_are_weighted_unbiased_pass_at_k():
+    """Counts read back from an accuracy fit: pass@k per checkpoint is the problem-weighted unbiased estimate."""
+    from bayes_t2.routes.accuracy import AccuracyRoute
+
+    # task a, checkpoint 0: 3 problems with 1/4 correct and 1 problem with 4/4 -> pass@1 = (3/4 + 1)/4
+    # task b, checkpoint 1: 2 problems with 0/2 correct -> pass@1 = pass@2 = 0
+    tree = xr.DataTree.from_dict({
+        "posterior": xr.Dataset(coords={"chain": [0], "draw": [0], "task": ["a", "b"]}),
+        "constant_data": xr.Dataset({
+            "task_index": ("cell", [0, 0, 1]), "checkpoint_index": ("cell", [0, 0, 1]),
+            "checkpoint_params": ("checkpoint", [1e8, 2e8]), "checkpoint_tokens": ("checkpoint", [1e9, 4e9]),
+            "n_samples": ("cell", [4.0, 4.0, 2.0]), "weight": ("cell", [3.0, 1.0, 2.0])}),
+        "observed_data": xr.Dataset({"n_correct": ("cell", [1, 4, 0])}),
+    })
+    obs = AccuracyRoute.observed_points(tree).set_index(["task", "k"])
+    assert obs.loc[("a", 1.0), "metric"] == pytest.approx((3 * 0.25 + 1.0) / 4)
+    # pass@2 of 1/4 correct: 1 - C(3,2)/C(4,2) = 1/2; of 4/4: 1
+    assert obs.loc[("a", 2.0), "metric"] == pytest.approx((3 * 0.5 + 1.0) / 4)
+    assert obs.loc[("a", 4.0), "metric"] == pytest.approx(1.0)
+    assert list(obs.loc["b"].index) == [1.0, 2.0] and (obs.loc["b", "metric"] == 0).all()
+    assert obs.loc[("b", 1.0), "params"] == 2e8 and obs.loc[("b", 1.0), "tokens"] == 4e9
+
+
+def test_tail_risk_closed_form():
+    x = np.arange(1.0, 11.0)  # ten draws 1..10
+    # lower is better: the worst 20% are 10 and 9
+    worst, cvar = plots.tail_risk(x, lower_is_better=True, q=0.2)
+    assert cvar == pytest.approx(9.5) and worst == pytest.approx(np.quantile(x, 0.8))
+    worst, cvar = plots.tail_risk(x, lower_is_better=False, q=0.2)  # higher is better: 1 and 2
+    assert cvar == pytest.approx(1.5) and worst == pytest.approx(np.quantile(x, 0.2))
+    assert plots.tail_risk(np.array([np.nan, 3.0]), True, 0.1) == (3.0, 3.0)
+
+
+def test_decision_figure_shows_every_design_and_risk_measure():
+    """A decision dataset of the shape `decide` returns (task, design; chain, draw): one row per task x design."""
+    rng = np.random.default_rng(0)
+    designs = ["chosen", "chinchilla", "median_optimum"]
+    metric = 1.0 + rng.gamma(2.0, 0.05, size=(2, 3, 1, 50))  # task, design, chain, draw
+    per = ("task", "design")
+    ds = xr.Dataset(
+        {"N": (per, np.full((2, 3), 1e8)), "D": (per, np.full((2, 3), 2e9)), "k": (per, np.full((2, 3), 4.0)),
+         "tokens_per_param": (per, np.full((2, 3), 20.0)), "expected_regret": (per, np.zeros((2, 3))),
+         "p_target": (per, np.full((2, 3), 0.5)),
+         "metric_median": (per, np.median(metric, axis=(2, 3))), "metric_mean": (per, metric.mean(axis=(2, 3))),
+         "metric_lower": (per, np.quantile(metric, 0.05, axis=(2, 3))),
+         "metric_upper": (per, np.quantile(metric, 0.95, axis=(2, 3))),
+         "metric": (("task", "design", "chain", "draw"), metric)},
+        coords={"task": ["a", "b"], "design": designs, "chain": [0], "draw": np.arange(50)},
+        attrs={"risk": "cvar:0.1", "target": 1.2, "metric_name": "loss", "lower_is_better": 1, "prob": 0.9,
+               "budget_label": "train 1e19, inference 1e9/query"})
+    fig, axes = plots.plot_decision(ds)
+    try:
+        table = axes[0].tables[0]
+        texts = [[cell.get_text().get_text() for (r, c), cell in sorted(table.get_celld().items()) if r == row]
+                 for row in range(1 + 6)]
+        assert "CVaR 10%" in texts[0] and "P(target)" in texts[0]
+        assert [row[1] for row in texts[1:4]] == ["chosen (cvar:0.1)", "Chinchilla", "median optimum"]
+        cvar_col = texts[0].index("CVaR 10%")
+        want = plots.tail_risk(metric[1, 2].ravel(), True, 0.1)[1]
+        assert texts[6][cvar_col] == f"{want:.4g}"  # task b, median optimum
+        assert len(axes) == 3 and all(ax.get_xlabel().startswith("loss per draw") for ax in axes[1:])
+    finally:
+        plt.close(fig)

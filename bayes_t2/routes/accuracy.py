@@ -595,3 +595,27 @@ class AccuracyRoute:
                spec: Mapping[str, Any] | None = None):
         """Law pass@k per draw; with `rng`, a new checkpoint's pass@k (law + checkpoint deviation)."""
         return accuracy_pass_at_k(coefficients, N, D, k, rng=rng)
+
+    @staticmethod
+    def observed_points(tree: xr.DataTree) -> pd.DataFrame:
+        """Observed pass@k per (task, checkpoint), read back from a fit file, as (task, params, tokens, k,
+        metric) rows: the problem-weighted mean of the unbiased estimator, for k = 1, 2, 4, ... up to the
+        smallest number of samples per problem at that checkpoint."""
+        from ..passk import unbiased_pass_at_k
+
+        const = tree["constant_data"].to_dataset()
+        tasks = np.asarray(tree["posterior"]["task"].values).astype(str)
+        ckpt = const["checkpoint_index"].values
+        cells = pd.DataFrame({"task": tasks[const["task_index"].values],
+                              "params": const["checkpoint_params"].values[ckpt],
+                              "tokens": const["checkpoint_tokens"].values[ckpt],
+                              "n": const["n_samples"].values.astype(float),
+                              "c": tree["observed_data"]["n_correct"].values.astype(float),
+                              "weight": const["weight"].values.astype(float)})
+        rows = []
+        for (task, params, tokens), group in cells.groupby(["task", "params", "tokens"], sort=True):
+            k_top = int(np.floor(np.log2(group["n"].min())))
+            for k in 2.0 ** np.arange(k_top + 1):
+                est = unbiased_pass_at_k(group["n"].to_numpy(), group["c"].to_numpy(), k)
+                rows.append((task, params, tokens, k, float(np.average(est, weights=group["weight"]))))
+        return pd.DataFrame(rows, columns=["task", "params", "tokens", "k", "metric"])
