@@ -277,7 +277,9 @@ def plot_coefficients(fit, *, seed: int = 0):
             ax.set_title(name, loc="left")
         for ax in list(axes.flat)[len(names):]:
             ax.set_visible(False)
-        law = {"loss": "L = E + A/N^alpha + B/D^beta + G/k^gamma"}.get(fit.route.name, fit.route.name)
+        law = {"loss": "L = E + A/N^alpha + B/D^beta + G/k^gamma",
+               "accuracy": "success ~ Beta with mean sigmoid(theta1 + theta2 L), concentration exp(theta3 + "
+                           "theta4 L), L = A/N^alpha + B/D^beta"}.get(fit.route.name, fit.route.name)
         fig.suptitle(f"Posterior of the coefficients ({law}; N parameters, D tokens): "
                      "dot median, bars 50% and 90%", fontsize=11)
     return fig, axes
@@ -287,9 +289,10 @@ def plot_coefficients(fit, *, seed: int = 0):
 def plot_diagnostics(fit, *, prob: float = 0.9, seed: int = 0):
     """Convergence table (r-hat, ESS, divergences) and a posterior predictive check.
 
-    PPC left: each observation against its posterior predictive median and `prob` interval (coverage printed:
-    about `prob` of the points should fall inside). Right: PIT histogram, P(y_rep < y) (randomised for
-    counts), which is flat for a calibrated model; U-shape = too narrow, hump = too wide, slope = bias.
+    PPC left: the share of observations inside their central posterior predictive interval against the
+    interval's nominal probability, per task (on the diagonal when calibrated). Right: PIT histogram,
+    P(y_rep < y) (randomised for counts), flat for a calibrated model; U-shape = too narrow, hump = too wide,
+    slope = bias. Collapsed count cells are weighted by the problems they hold.
     """
     import arviz as az
 
@@ -346,32 +349,47 @@ def _ppc(fit, ax_ppc, ax_pit, prob: float, seed: int) -> None:
         return
     y = observed[name].values.astype(float).ravel()
     rep = pp[name].stack(sample=SAMPLE_DIMS).transpose("sample", ...).values.astype(float).reshape(-1, y.size)
-    lo, med, hi = np.quantile(rep, [(1 - prob) / 2, 0.5, (1 + prob) / 2], axis=0)
-    inside = float(np.mean((y >= lo) & (y <= hi)))
+    rng = np.random.default_rng(seed)
+    # randomised PIT: uniform on [0, 1] for a calibrated model, counts (ties) included
+    pit = np.mean(rep < y, axis=0) + rng.uniform(size=y.size) * np.mean(rep == y, axis=0)
+    weight, unit = _observation_weights(fit, y.size)
     task_of = _task_of_observation(fit, observed[name])
     colors = task_colors(fit.tasks)
+    levels = np.linspace(0.05, 0.95, 19)
+
+    def coverage(mask: np.ndarray, p) -> np.ndarray:
+        inside = np.abs(pit[mask, None] - 0.5) <= np.asarray(p) / 2
+        return (weight[mask, None] * inside).sum(axis=0) / weight[mask].sum()
+
     for task in fit.tasks:
         m = task_of == task
         if m.any():
-            ax_ppc.errorbar(med[m], y[m], xerr=[med[m] - lo[m], hi[m] - med[m]], fmt="o", markersize=2.5,
-                            color=colors[task], elinewidth=0.6, alpha=0.7, label=task)
-    span = [np.nanmin([y.min(), lo.min()]), np.nanmax([y.max(), hi.max()])]
-    ax_ppc.plot(span, span, color="0.3", linewidth=0.8, linestyle="--")
-    ax_ppc.set_xlabel(f"posterior predictive {name}: median and {prob:.0%} interval")
-    ax_ppc.set_ylabel(f"observed {name}")
-    ax_ppc.set_title(f"Posterior predictive check: {inside:.0%} of {y.size} observations inside their "
+            ax_ppc.plot(levels, coverage(m, levels), "o-", color=colors[task], markersize=3, label=task)
+    ax_ppc.plot([0, 1], [0, 1], color="0.3", linewidth=0.8, linestyle="--", label="calibrated")
+    at_prob = float(coverage(np.ones(y.size, bool), [prob])[0])
+    ax_ppc.set_xlabel("nominal probability of the central predictive interval")
+    ax_ppc.set_ylabel(f"share of {unit} inside")
+    ax_ppc.set_title(f"Predictive check ({name}): {at_prob:.0%} of {unit} inside their "
                      f"{prob:.0%} interval", loc="left")
+    ax_ppc.set_xlim(0, 1)
+    ax_ppc.set_ylim(0, 1)
     ax_ppc.legend(loc="upper left", ncols=2 if len(fit.tasks) > 4 else 1)
-    rng = np.random.default_rng(seed)
-    below, equal = np.mean(rep < y, axis=0), np.mean(rep == y, axis=0)
-    pit = below + rng.uniform(size=y.size) * equal
-    bins = min(20, max(5, y.size // 15))
-    ax_pit.hist(pit, bins=bins, range=(0, 1), color="0.6", edgecolor="white")
-    ax_pit.axhline(y.size / bins, color="black", linestyle="--", linewidth=1, label="calibrated (uniform)")
-    ax_pit.set_xlabel("PIT = P(replicated < observed)")
-    ax_pit.set_ylabel("observations")
-    ax_pit.set_title("PIT histogram: flat if the predictive spread is right", loc="left")
+    bins = min(20, max(5, int(y.size // 15)))
+    ax_pit.hist(pit, bins=bins, range=(0, 1), weights=weight, color="0.6", edgecolor="white")
+    ax_pit.axhline(weight.sum() / bins, color="black", linestyle="--", linewidth=1, label="calibrated (uniform)")
+    ax_pit.set_xlabel("PIT = P(replicated < observed), randomised for counts")
+    ax_pit.set_ylabel(unit)
+    ax_pit.set_title("PIT histogram: flat if calibrated (U: too narrow, hump: too wide)", loc="left")
     ax_pit.legend(loc="upper center")
+
+
+def _observation_weights(fit, size: int) -> tuple[np.ndarray, str]:
+    """How many units each observation stands for: the `weight` of collapsed count cells (problems), else 1."""
+    if "constant_data" in fit.tree.children and "weight" in fit.tree["constant_data"].to_dataset():
+        w = fit.tree["constant_data"]["weight"].values.astype(float).ravel()
+        if w.size == size:
+            return w, "problems"
+    return np.ones(size), "observations"
 
 
 def _task_of_observation(fit, observed: xr.DataArray) -> np.ndarray:

@@ -36,4 +36,4 @@ def test_worked_example_runs(tmp_path):
     assert not errors
     images = sum("image/png" in o.get("data", {}) for c in nb.cells if c.cell_type == "code"
                  for o in c.get("outputs", []))
-    assert images >= 4  # diagnostics, law, coefficients, optimum against budget
+    assert images >= 5  # diagnostics, law, coefficients, optimum against budget, decision

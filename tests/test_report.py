@@ -312,3 +312,23 @@ def test_decision_figure_shows_every_design_and_risk_measure():
         assert len(axes) == 3 and all(ax.get_xlabel().startswith("loss per draw") for ax in axes[1:])
     finally:
         plt.close(fig)
+
+
+def test_accuracy_route_report(accuracy_truth_fit, tmp_path):
+    """The same pages for the accuracy route: pass@k, higher is better, observed pass@k from the counts."""
+    fit = accuracy_truth_fit[2]
+    budget = TotalBudget(1e22, 1e10)
+    report = write_report(fit, tmp_path / "acc.pdf", budget, Constraints(k_max=64))
+    rendered = pages(report.path)
+    assert len(rendered) == 1 + -(-len(fit.tasks) // 3) + 3 + -(-len(fit.tasks) // 4) + 1
+    for i, (pixels, _) in enumerate(rendered):
+        assert float(np.mean(pixels < 200)) > 0.01 and pixels.std() > 10, f"page {i + 1} is blank"
+    records = optimum_records(fit.optimize([budget], Constraints(k_max=64)), "pass_at_k", False, 0.9)
+    headline = "".join(rendered[0][1].split())
+    for r in records:
+        assert f"{r['metric']['median']:.4g}" in headline and f"{r['p_beats_chinchilla']:.2f}" in headline
+    law = " ".join(rendered[1][1].split())
+    assert "pass@k (higher is better)" in law
+    # the observed points are pass@k estimates in [0, 1], k = 1, 2, 4, ... up to the samples per problem
+    obs = plots.observed_points(fit)
+    assert obs["metric"].between(0, 1).all() and set(obs["k"]) == {2.0 ** i for i in range(9)}
