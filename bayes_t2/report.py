@@ -219,7 +219,8 @@ def _inputs_page(fit, budget: Budget, constraints: Constraints, prob: float, fit
         wrapped = textwrap.wrap(str(value), 78, break_long_words=True, break_on_hyphens=False) or [""]
         text.append(f"{key}:")
         text += [f"    {line}" for line in wrapped]
-    spec = _spec_lines(json.loads(attrs.get("model_spec", "{}")))
+    spec = [w for line in _spec_lines(json.loads(attrs.get("model_spec", "{}")))
+            for w in textwrap.wrap(line, 72, subsequent_indent=" " * (len(line) - len(line.lstrip()) + 4))]
     with plots.style():
         fig = plt.figure(figsize=plots.PAGE)
         fig.suptitle("Inputs: what it takes to reproduce this report", fontsize=11, x=0.03, ha="left")
