@@ -23,8 +23,11 @@ test-all: setup
 	$(PY) -m pytest -q
 
 bench: setup
+	$(PY) -m pip install --quiet -e ".[scale]"
 	$(PY) benchmarks/bench_optimizer.py
 	$(PY) benchmarks/bench_decide.py
+	$(PY) benchmarks/bench_sampling.py
+	$(PY) benchmarks/bench_scale.py
 
 clean:
 	rm -rf $(VENV) reports/demo

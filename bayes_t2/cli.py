@@ -23,6 +23,13 @@ err = Console(stderr=True, soft_wrap=True)
 
 Force = Annotated[bool, typer.Option("--force", help="Replace output files that already exist.")]
 Prob = Annotated[float, typer.Option("--prob", help="Probability mass of the equal-tailed intervals.")]
+# scale-out options: any command that sweeps the posterior takes these and wraps its work in
+# `with dask_client(workers, scheduler) as client:` (bayes_t2.cluster)
+Workers = Annotated[Optional[int], typer.Option("--workers", help="Run on a local Dask cluster of N workers.")]
+Scheduler = Annotated[Optional[str], typer.Option("--scheduler",
+                                                  help="Run on the Dask scheduler at ADDRESS (tcp://host:8786).")]
+DrawsPerChunk = Annotated[Optional[int], typer.Option("--draws-per-chunk",
+                                                      help="Posterior draws per Dask chunk (default: automatic).")]
 
 
 def _budget_options(train_flops, inference_flops, total_flops, queries, tokens_per_sample, max_tokens,
@@ -59,7 +66,7 @@ def fit(data: Annotated[list[Path], typer.Argument(help="Evaluation data: CSV or
         columns: Annotated[Optional[str], typer.Option(help="Map column names, e.g. params=N,tokens=D.")] = None,
         drop_bad_rows: Annotated[bool, typer.Option("--drop-bad-rows", help="Skip invalid rows.")] = False,
         draws: int = 1000, tune: int = 1000, chains: int = 4, seed: int = 0,
-        sampler: Annotated[str, typer.Option(help="nutpie (default) or pymc.")] = "nutpie",
+        sampler: Annotated[str, typer.Option(help="nutpie (default), pymc or numpyro.")] = "nutpie",
         target_accept: float = 0.9, force: Force = False) -> None:
     """Fit the hierarchical T2 law to evaluation data and write the posterior.
 
@@ -95,19 +102,22 @@ def optimize(fit_path: Annotated[Path, typer.Argument(help="Fit file from `bayes
              k_max: Annotated[Optional[int], typer.Option(help="k <= this.")] = None,
              prob: Prob = 0.9,
              json_path: Annotated[Optional[Path], typer.Option("--json", help="Write optimum.json here.")] = None,
+             workers: Workers = None, scheduler: Scheduler = None, draws_per_chunk: DrawsPerChunk = None,
              force: Force = False) -> None:
     """Solve the optimum (N*, D*, k*) for every posterior draw and task under a budget."""
+    from .cluster import dask_client, draws_per_chunk as chunking
     from .fit import Fit
     from .io import check_writable, write_json
-    from .summary import optimum_records
 
     if json_path:
         check_writable(json_path, overwrite=force)
     budget, constraints = _budget_options(train_flops, inference_flops, total_flops, queries,
                                           tokens_per_sample, max_tokens, max_params, k_max)
     result = Fit.load(fit_path)
-    records = optimum_records(result.optimize([budget], constraints), result.route.metric_name,
-                              result.route.lower_is_better, prob)
+    with dask_client(workers, scheduler) as client:
+        records = result.optimum_records([budget], constraints, prob, progress=_interactive(),
+                                         draws_per_chunk=chunking(client, result.posterior.sizes["draw"],
+                                                                  draws_per_chunk))
     _print_optimum(records, budget.label())
     if json_path:
         write_json(json_path, records, overwrite=force)

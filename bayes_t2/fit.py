@@ -11,8 +11,8 @@ import hashlib
 import json
 import time
 import warnings
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,11 +23,11 @@ from . import __version__
 from .data import EvalData
 from .errors import InputError
 from .io import atomic_write
-from .priors import load_spec, spec_to_json
+from .priors import load_spec, read_prior_file, spec_to_json
 from .routes.loss import LossRoute, Scaling
+from .samplers import SAMPLERS, check_sampler, model_key, sample
 
 FIT_FORMAT = "bayes-t2-fit/1"
-SAMPLERS = ("nutpie", "pymc")
 KIND_FOR_ROUTE = {"loss": "loss", "accuracy": "samples"}
 
 
@@ -44,13 +44,16 @@ class SamplerSettings:
     #: also store the pointwise groups ArviZ tools need: log_likelihood (LOO, compare), log_prior
     #: (power-scaling sensitivity) and posterior_predictive (checks); float32, ~2-3 s extra
     pointwise: bool = True
+    #: threads (nutpie) or processes (pymc) running chains; None: one per chain up to the machine's cores
+    cores: int | None = None
 
     def __post_init__(self) -> None:
         for name in ("draws", "tune", "chains"):
             if int(getattr(self, name)) < 1:
                 raise InputError(f"--{name} must be a positive integer, got {getattr(self, name)}")
-        if self.sampler not in SAMPLERS:
-            raise InputError(f"--sampler must be one of {', '.join(SAMPLERS)}, got '{self.sampler}'")
+        check_sampler(self.sampler)
+        if self.cores is not None and int(self.cores) < 1:
+            raise InputError(f"--cores must be a positive integer, got {self.cores}")
         if not 0.5 <= self.target_accept < 1:
             raise InputError(f"--target-accept must be in [0.5, 1), got {self.target_accept}")
 
@@ -122,17 +125,53 @@ class Fit:
         return diagnose(self.tree, list(self.route.coefficient_names))
 
     # ---- derived -------------------------------------------------------------------------------------------
-    def optimize(self, budgets, constraints=None) -> xr.Dataset:
-        """Per-draw optimum (N*, D*, k*) for each task and budget: an xarray Dataset (chain, draw, task, budget)."""
+    def optimize(self, budgets, constraints=None, *, draws_per_chunk: int | None = None) -> xr.Dataset:
+        """Per-draw optimum (N*, D*, k*) for each task and budget: an xarray Dataset (chain, draw, task, budget).
+
+        draws_per_chunk: split the posterior into Dask chunks over `draw` and compute them on the active Dask
+        scheduler (a distributed Client inside `bayes_t2.cluster.dask_client`, else local threads); the result
+        is the same to the last bit and comes back computed. Needs dask (`bayes-t2[scale]`).
+        """
         from .budget import Constraints
         from .optimum import optimize_posterior
 
-        opt = optimize_posterior(self.coefficients(), list(budgets), constraints or Constraints(),
+        coefficients = self.coefficients()
+        if draws_per_chunk is not None:
+            try:
+                import dask.array  # noqa: F401
+            except ImportError:
+                raise InputError("chunked optimisation needs dask: pip install 'bayes-t2[scale]'") from None
+            coefficients = coefficients.chunk({"draw": int(draws_per_chunk)})
+        opt = optimize_posterior(coefficients, list(budgets), constraints or Constraints(),
                                  objective=self.route.objective_nb, theta_names=self.route.coefficient_names)
         for name in ("metric", "chinchilla_metric", "chinchilla_metric_k1"):
             opt[name] = self.route.metric_from_objective(opt[name])
         opt.attrs["metric_name"] = self.route.metric_name
-        return opt
+        return opt.compute() if draws_per_chunk is not None else opt
+
+    def optimum_records(self, budgets, constraints=None, prob: float = 0.9, *, budgets_per_chunk: int = 8,
+                        draws_per_chunk: int | None = None, progress: bool = False) -> list[dict]:
+        """optimum.json records (task-major, budgets in order) for every task and budget.
+
+        Solved `budgets_per_chunk` budgets at a time and summarised at once, so memory stays bounded by draws x
+        budgets_per_chunk whatever the number of budgets (the full sweep of 1e5 draws x 200 budgets would hold
+        1.6 GB). progress: show a bar over the budgets (interactive sessions only).
+        """
+        from .progress import progress as progress_bar
+        from .summary import optimum_records
+
+        budgets = list(budgets)
+        if budgets_per_chunk < 1:
+            raise InputError(f"budgets_per_chunk must be a positive integer, got {budgets_per_chunk}")
+        per_task: dict[str, list[dict]] = {task: [] for task in self.tasks}
+        with progress_bar("solving budgets", len(budgets), progress) as advance:
+            for start in range(0, len(budgets), budgets_per_chunk):
+                chunk = budgets[start:start + budgets_per_chunk]
+                opt = self.optimize(chunk, constraints, draws_per_chunk=draws_per_chunk)
+                for record in optimum_records(opt, self.route.metric_name, self.route.lower_is_better, prob):
+                    per_task[record["task"]].append(record)
+                advance(len(chunk))
+        return [record for task in self.tasks for record in per_task[task]]
 
     def predict(self, N: Any, D: Any, k: Any, *, new_checkpoint: bool = True, seed: int = 0,
                 max_draws: int | None = None) -> xr.DataArray:
@@ -184,23 +223,18 @@ def fit(data: EvalData | Mapping[str, EvalData], *, route: str | None = None,
 
     `data` is one EvalData, or a mapping kind -> EvalData (as `data.read_datasets` returns): loss and samples
     data together are fitted jointly, sharing one loss law (routes/joint.py; `priors` then overrides the
-    accuracy part, the loss law uses models/loss.toml).
+    accuracy part, the loss law uses models/loss.toml). The compiled model is cached per process
+    (`bayes_t2.samplers`): a second fit of the same route, specification and data shapes skips compilation.
     """
-    import pymc as pm
-
     model, route_obj, spec, data_hash, sources = _build(data, route, priors)
     started = time.perf_counter()
     with model, warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=FutureWarning)
         warnings.filterwarnings("ignore", category=UserWarning, module="pymc")
-        kwargs: dict[str, Any] = dict(draws=settings.draws, tune=settings.tune, chains=settings.chains,
-                                      random_seed=settings.seed, progressbar=progressbar,
-                                      target_accept=settings.target_accept)
-        if settings.sampler == "nutpie":
-            kwargs.update(nuts_sampler="nutpie", nuts={"adaptation": "low_rank"})
-        else:
-            kwargs.update(cores=min(settings.chains, 2))
-        tree = pm.sample(**kwargs)
+        key = model_key(route_obj.name, spec_to_json(spec), model, settings.sampler)
+        tree = sample(model, key, sampler=settings.sampler, draws=settings.draws, tune=settings.tune,
+                      chains=settings.chains, seed=settings.seed, target_accept=settings.target_accept,
+                      cores=settings.cores, progressbar=progressbar)
         seconds = time.perf_counter() - started
         if settings.pointwise:
             _add_pointwise_groups(tree, settings.seed)
@@ -245,6 +279,44 @@ def _build(data: EvalData | Mapping[str, EvalData], route: str | None, priors):
     spec = load_spec(route_obj.name, priors)
     model = route_obj.build_model(route_obj.observations(data), spec)
     return model, route_obj, spec, data.sha256, list(data.sources)
+
+
+#: keyword arguments of `fit` a `fit_many` job may set
+FIT_OPTIONS = ("route", "priors", "settings")
+
+
+def fit_many(jobs: Sequence[tuple[EvalData | Mapping[str, EvalData], Mapping[str, Any] | None]], client: Any = None) -> list[Fit]:
+    """Fit independent models (per task group, per prior in a sensitivity sweep), on a Dask cluster if given.
+
+    jobs: (data, options) pairs, options being `fit`'s keyword arguments (`FIT_OPTIONS`). Prior files are read
+    here, so workers need no access to them. client: a dask.distributed Client (`bayes_t2.cluster.dask_client`);
+    each job then samples its chains on one thread unless its settings say otherwise (the cluster provides
+    the parallelism), and a worker that fits several jobs of the same shape compiles once. Without a client
+    the jobs run one after another in this process. Returns the Fits in job order.
+    """
+    prepared = []
+    for i, (data, options) in enumerate(jobs):
+        options = dict(options or {})
+        unknown = sorted(set(options) - set(FIT_OPTIONS))
+        if unknown:
+            raise InputError(f"fit_many job {i}: unknown option(s) {', '.join(unknown)}; "
+                             f"known: {', '.join(FIT_OPTIONS)}")
+        if isinstance(options.get("priors"), (str, Path)):  # read here: workers may not see the file
+            options["priors"] = read_prior_file(Path(options["priors"]))
+        settings = options.get("settings") or SamplerSettings()
+        if client is not None and settings.cores is None:
+            settings = replace(settings, cores=1)
+        options["settings"] = settings
+        prepared.append((data, options))
+    if client is None:
+        return [fit(data, progressbar=False, **options) for data, options in prepared]
+    futures = [client.submit(_fit_tree, data, options, pure=False) for data, options in prepared]
+    return [Fit(tree) for tree in client.gather(futures)]
+
+
+def _fit_tree(data: EvalData | Mapping[str, EvalData], options: dict[str, Any]) -> xr.DataTree:
+    """One `fit_many` job on a worker; the DataTree travels back (the Fit is rebuilt from it)."""
+    return fit(data, progressbar=False, **options).tree
 
 
 def _add_pointwise_groups(tree: xr.DataTree, seed: int) -> None:

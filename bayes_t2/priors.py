@@ -25,7 +25,7 @@ def default_spec(route: str) -> dict[str, Any]:
     path = models_dir() / f"{route}.toml"
     if not path.exists():
         raise InputError(f"no model specification shipped for route '{route}' ({path})")
-    return _read_toml(path)
+    return read_prior_file(path)
 
 
 def load_spec(route: str, override: str | Path | dict | None = None) -> dict[str, Any]:
@@ -33,7 +33,7 @@ def load_spec(route: str, override: str | Path | dict | None = None) -> dict[str
     spec = default_spec(route)
     if override is None:
         return spec
-    user = _read_toml(Path(override)) if not isinstance(override, dict) else copy.deepcopy(override)
+    user = read_prior_file(Path(override)) if not isinstance(override, dict) else copy.deepcopy(override)
     if user.get("route", route) != route:
         raise InputError(f"prior file is for route '{user['route']}', but the data need route '{route}'")
     _check_keys(spec, user, source=str(override) if not isinstance(override, dict) else "priors")
@@ -48,7 +48,7 @@ def spec_from_json(text: str) -> dict[str, Any]:
     return json.loads(text)
 
 
-def _read_toml(path: Path) -> dict[str, Any]:
+def read_prior_file(path: Path) -> dict[str, Any]:
     if not path.exists():
         raise InputError(f"{path}: prior file not found")
     try:

@@ -132,7 +132,7 @@ def test_single_task_chinchilla_law_recovers_optimum():
 
     frame, truth = simulate_loss(seed=3, n_tasks=1, ks=(1,))
     result = fit(from_frame(frame.drop(columns=["k"]), source="single"),
-                 settings=SamplerSettings(draws=300, tune=300, chains=2, seed=5), progressbar=False)
+                 settings=SamplerSettings(draws=300, tune=300, chains=2, seed=6), progressbar=False)
     assert float(abs(result.posterior["G"]).max()) == 0.0
     d = result.diagnostics()
     assert d.divergences == 0 and d.max_rhat < 1.05

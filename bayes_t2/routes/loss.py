@@ -84,6 +84,12 @@ class LossRoute:
             x_d = pm.Data("log_tokens_scaled", np.log(obs["tokens"].to_numpy(float) / scaling.D0), dims="obs")
             x_k = pm.Data("log_k_scaled", np.log(obs["k"].to_numpy(float) / scaling.k0), dims="obs")
             pm.Data("k", obs["k"].to_numpy(float), dims="obs")
+            # the reference point is data too (not a graph constant), so a compiled model is reused for new
+            # data of the same shape (bayes_t2.samplers)
+            log_l0 = pt.log(pm.Data("reference_loss", scaling.L0))
+            log_n0 = pt.log(pm.Data("reference_params", scaling.N0))
+            log_d0 = pt.log(pm.Data("reference_tokens", scaling.D0))
+            log_k0 = pt.log(pm.Data("reference_k", scaling.k0))
 
             names = ["E", "A", "alpha", "B", "beta"] + (["G", "gamma"] if has_k_term else [])
             centred = spec.get("parameterization", "centered") == "centered"
@@ -97,10 +103,10 @@ class LossRoute:
             if has_k_term:
                 terms.append(log_coef["G"][t] - pt.exp(log_coef["gamma"])[t] * x_k)
             # not stored as a Deterministic: obs x draws would dominate the fit file
-            mu = np.log(scaling.L0) + pt.logsumexp(pt.stack(terms), axis=0)
+            mu = log_l0 + pt.logsumexp(pt.stack(terms), axis=0)
 
             sigma = pm.HalfNormal("sigma", sigma=spec["likelihood"]["sigma"], dims="task")
-            log_loss = np.log(obs["loss"].to_numpy(float))
+            log_loss = pm.Data("log_loss_observed", np.log(obs["loss"].to_numpy(float)), dims="obs")
             family = spec["likelihood"]["family"]
             if family == "student_t":
                 pm.StudentT("log_loss", nu=spec["likelihood"]["nu"], mu=mu, sigma=sigma[t], observed=log_loss,
@@ -112,16 +118,16 @@ class LossRoute:
 
             # the paper's coefficients, per task
             exponent = {e: pt.exp(log_coef[e]) for e in ("alpha", "beta") + (("gamma",) if has_k_term else ())}
-            pm.Deterministic("E", scaling.L0 * pt.exp(log_coef["E"]), dims="task")
+            pm.Deterministic("E", pt.exp(log_l0 + log_coef["E"]), dims="task")
             pm.Deterministic("alpha", exponent["alpha"], dims="task")
-            pm.Deterministic("A", scaling.L0 * pt.exp(log_coef["A"] + exponent["alpha"] * np.log(scaling.N0)),
+            pm.Deterministic("A", pt.exp(log_l0 + log_coef["A"] + exponent["alpha"] * log_n0),
                              dims="task")
             pm.Deterministic("beta", exponent["beta"], dims="task")
-            pm.Deterministic("B", scaling.L0 * pt.exp(log_coef["B"] + exponent["beta"] * np.log(scaling.D0)),
+            pm.Deterministic("B", pt.exp(log_l0 + log_coef["B"] + exponent["beta"] * log_d0),
                              dims="task")
             if has_k_term:
                 pm.Deterministic("gamma", exponent["gamma"], dims="task")
-                pm.Deterministic("G", scaling.L0 * pt.exp(log_coef["G"] + exponent["gamma"] * np.log(scaling.k0)),
+                pm.Deterministic("G", pt.exp(log_l0 + log_coef["G"] + exponent["gamma"] * log_k0),
                                  dims="task")
             else:  # Chinchilla's k-free law: no sampling term
                 pm.Deterministic("gamma", pt.ones(len(tasks)), dims="task")

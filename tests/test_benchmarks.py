@@ -1,0 +1,51 @@
+"""Each benchmark runs at a tiny size and its answers agree (timings are not tested)."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def load(name: str):
+    spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_bench_optimizer_agrees_with_scipy(capsys):
+    # >= 99% of k must match scipy's (ties aside), so compare enough problems for one tie not to decide it
+    rc = load("bench_optimizer").main(["--draws", "50", "--tasks", "2", "--budgets", "4", "--scipy-problems", "300",
+                                       "--repeats", "1"])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    assert out.count("-> OK") == 2
+
+
+def test_bench_scale_memory_part_agrees(capsys):
+    """The chunked (dask, budgets in chunks) and all-at-once sweeps give the same records."""
+    rc = load("bench_scale").main(["--tiny", "--skip-fit"])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    assert "records agree: OK" in out and "all-at-once" in out and "chunked" in out
+
+
+@pytest.mark.slow
+def test_bench_scale_fit_part_counts_cells(capsys):
+    rc = load("bench_scale").main(["--tiny"])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    assert "cells are bounded by" in out
+
+
+@pytest.mark.slow
+def test_bench_sampling_samplers_agree(capsys):
+    """nutpie, PyMC NUTS (and numpyro when installed) on one tiny data set: posterior means within 4 MCSE."""
+    rc = load("bench_sampling").main(["--tiny"])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    assert "nutpie vs pymc" in out and "-> agree" in out
