@@ -105,10 +105,11 @@ def optimize(fit_path: Annotated[Path, typer.Argument(help="Fit file from `bayes
              workers: Workers = None, scheduler: Scheduler = None, draws_per_chunk: DrawsPerChunk = None,
              force: Force = False) -> None:
     """Solve the optimum (N*, D*, k*) for every posterior draw and task under a budget."""
-    from .cluster import dask_client, draws_per_chunk as chunking
+    from .cluster import check_options, dask_client, draws_per_chunk as chunking
     from .fit import Fit
     from .io import check_writable, write_json
 
+    check_options(workers, scheduler)
     if json_path:
         check_writable(json_path, overwrite=force)
     budget, constraints = _budget_options(train_flops, inference_flops, total_flops, queries,

@@ -30,6 +30,14 @@ def _require_distributed() -> Any:
     return distributed
 
 
+def check_options(workers: int | None, scheduler: str | None) -> None:
+    """InputError for option combinations `dask_client` cannot honour (call it before slow work)."""
+    if workers is not None and scheduler is not None:
+        raise InputError("give either --workers N (a local cluster) or --scheduler ADDRESS, not both")
+    if workers is not None and int(workers) < 1:
+        raise InputError(f"--workers must be a positive integer, got {workers}")
+
+
 @contextmanager
 def dask_client(workers: int | None = None, scheduler: str | None = None, *, processes: bool = True,
                 timeout: float = 10.0) -> Iterator[Any]:
@@ -39,11 +47,10 @@ def dask_client(workers: int | None = None, scheduler: str | None = None, *, pro
     many single-threaded workers (processes, or threads with processes=False). Neither: yield None and run
     in-process. Unreachable addresses raise InputError naming the option.
     """
+    check_options(workers, scheduler)
     if workers is None and scheduler is None:
         yield None
         return
-    if workers is not None and scheduler is not None:
-        raise InputError("give either --workers N (a local cluster) or --scheduler ADDRESS, not both")
     distributed = _require_distributed()
     if scheduler is not None:
         try:
@@ -54,8 +61,6 @@ def dask_client(workers: int | None = None, scheduler: str | None = None, *, pro
         with client:
             yield client
         return
-    if int(workers) < 1:
-        raise InputError(f"--workers must be a positive integer, got {workers}")
     with distributed.LocalCluster(n_workers=int(workers), threads_per_worker=1, processes=processes,
                                   dashboard_address=None) as cluster, distributed.Client(cluster) as client:
         yield client

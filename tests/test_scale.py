@@ -141,3 +141,15 @@ def test_progress_bar_is_silent_when_off(capsys):
     with progress("x", 3, enabled=False) as advance:
         advance(3)
     assert capsys.readouterr() == ("", "")
+
+
+def test_cli_cluster_options_are_checked(tmp_path):
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "bayes_t2.cli", "optimize", str(tmp_path / "missing.nc"),
+                           "--train-flops", "1e20", "--inference-flops", "1e10", "--workers", "2", "--scheduler",
+                           "tcp://127.0.0.1:9"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "not both" in lines[0], proc.stderr
