@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -129,17 +131,22 @@ def main(argv: list[str] | None = None) -> int:
         for sampler in names:
             cmd = [sys.executable, __file__, "--child", sampler, name, "--start", str(args.start), "--max-draws",
                    str(args.max_draws), "--seed", str(args.seed)] + (["--tiny"] if args.tiny else [])
+            # own session, so a timeout also ends the chain processes PyMC forks
+            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                    start_new_session=True)
             try:
-                proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)
+                stdout, stderr = proc.communicate(timeout=args.timeout)
             except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.communicate()
                 print(f"{name:<9} {'':>6} {sampler:<8} timed out after {args.timeout:.0f} s", flush=True)
                 results.append({"sampler": sampler, "data": name, "timed_out": True})
                 continue
             if proc.returncode != 0:
-                print(f"{name:<9} {sampler:<8} failed: {proc.stderr.strip().splitlines()[-1:]}", flush=True)
+                print(f"{name:<9} {sampler:<8} failed: {stderr.strip().splitlines()[-1:]}", flush=True)
                 results.append({"sampler": sampler, "data": name, "failed": True})
                 continue
-            r = json.loads(proc.stdout.strip().splitlines()[-1])
+            r = json.loads(stdout.strip().splitlines()[-1])
             results.append(r)
             last = r["attempts"][-1]
             total = (0.0 if np.isnan(r["compile_s"]) else r["compile_s"]) + last["sample_s"]
