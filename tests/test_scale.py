@@ -57,7 +57,7 @@ def test_refit_of_same_shape_skips_compilation_and_uses_the_new_data(loss_truth_
     const = other.tree["constant_data"].to_dataset()
     obs = other.tree["observed_data"].to_dataset()
     np.testing.assert_allclose(obs["log_loss"].values, np.log(new.frame["loss"].to_numpy()))
-    assert float(const["reference_loss"]) == pytest.approx(float(np.exp(np.log(new.frame["loss"]).mean())))
+    assert float(const["scaling_L0"]) == pytest.approx(float(np.exp(np.log(new.frame["loss"]).mean())))
     assert not np.array_equal(other.posterior["E"].values, first.posterior["E"].values)
 
 

@@ -86,10 +86,10 @@ class LossRoute:
             pm.Data("k", obs["k"].to_numpy(float), dims="obs")
             # the reference point is data too (not a graph constant), so a compiled model is reused for new
             # data of the same shape (bayes_t2.samplers)
-            log_l0 = pt.log(pm.Data("reference_loss", scaling.L0))
-            log_n0 = pt.log(pm.Data("reference_params", scaling.N0))
-            log_d0 = pt.log(pm.Data("reference_tokens", scaling.D0))
-            log_k0 = pt.log(pm.Data("reference_k", scaling.k0))
+            log_l0 = pt.log(pm.Data("scaling_L0", scaling.L0))
+            log_n0 = pt.log(pm.Data("scaling_N0", scaling.N0))
+            log_d0 = pt.log(pm.Data("scaling_D0", scaling.D0))
+            log_k0 = pt.log(pm.Data("scaling_k0", scaling.k0))
 
             names = ["E", "A", "alpha", "B", "beta"] + (["G", "gamma"] if has_k_term else [])
             centred = spec.get("parameterization", "centered") == "centered"
