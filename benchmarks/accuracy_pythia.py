@@ -66,8 +66,8 @@ def fit_counts(samples: pd.DataFrame, args, chains: int, draws: int, tune: int):
     data = from_frame(samples, source="pythia_gsm8k_samples.csv")
     cells = data.collapse_counts()
     t0 = time.perf_counter()
-    result = fit(data, settings=SamplerSettings(draws=draws, tune=tune, chains=chains, seed=args.seed),
-                 progressbar=False)
+    result = fit(data, priors=args.priors,
+                 settings=SamplerSettings(draws=draws, tune=tune, chains=chains, seed=args.seed), progressbar=False)
     wall = time.perf_counter() - t0
     d = result.diagnostics()
     print(f"  {len(samples)} problem rows, {data.checkpoints.shape[0]} checkpoints -> {len(cells)} cells; "
@@ -84,6 +84,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--chains", type=int, default=2)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--predictive-draws", type=int, default=500)
+    parser.add_argument("--min-tokens", type=float, default=0.0,
+                        help="fit only training checkpoints with at least this many tokens (e.g. 2e9: leave out "
+                             "the near-chance first ~1k steps); all held-out checkpoints are still predicted")
+    parser.add_argument("--priors", type=Path, default=None, help="TOML overriding models/accuracy.toml")
     parser.add_argument("--full", action="store_true", help="also fit all 81 checkpoints, default settings")
     parser.add_argument("--tiny", action="store_true", help="smoke test: 2 x (100 + 100) draws")
     args = parser.parse_args(argv)
@@ -94,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"skipped: Pythia GSM8K counts not found at {args.data}")
         return 0
 
-    from bayes_t2.routes.accuracy import accuracy_shapes
+    from bayes_t2.routes.accuracy import accuracy_shapes, deviation_nu
     from bayes_t2.passk import beta_pass_at_k
 
     warnings.filterwarnings("ignore", category=RuntimeWarning)
@@ -102,8 +106,8 @@ def main(argv: list[str] | None = None) -> int:
     samples = pd.read_csv(args.data)
     train = samples[samples["params"] <= MAX_TRAIN_PARAMS]
     test = samples[samples["params"] > MAX_TRAIN_PARAMS]
-    print(f"fit on checkpoints with <= {MAX_TRAIN_PARAMS:.2g} params:")
-    result = fit_counts(train, args, args.chains, args.draws, args.tune)
+    print(f"fit on checkpoints with <= {MAX_TRAIN_PARAMS:.2g} params and >= {args.min_tokens:.3g} tokens:")
+    result = fit_counts(train[train["tokens"] >= args.min_tokens], args, args.chains, args.draws, args.tune)
     post = result.posterior.sel(task="gsm8k")
     print("\nposterior (median [5%, 95%]), task gsm8k:")
     for name in ("logit_mu_ref", "slope_mu", "log_nu_ref", "slope_nu", "w", "alpha", "beta",
@@ -123,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     for split, frame in (("train", train), ("held-out", test)):
         for (N, D), g in frame.groupby(["params", "tokens"]):
             a, b = accuracy_shapes(flat, N, D)
-            a_new, b_new = accuracy_shapes(flat_pick, N, D, rng=rng)
+            a_new, b_new = accuracy_shapes(flat_pick, N, D, rng=rng, noise_nu=deviation_nu(result.spec))
             for k in KS:
                 emp = empirical_pass_at_k(g, k)
                 law = beta_pass_at_k(a, b, k)

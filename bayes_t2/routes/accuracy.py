@@ -293,9 +293,20 @@ def counts_likelihood(cells: pd.DataFrame, units: pd.DataFrame, unit_idx: np.nda
     if noise["enabled"]:  # each (task, checkpoint) scatters around the law (module doc, "Checkpoint noise")
         deviation = {}
         for name in ("mu", "nu"):
+            if noise[f"sd_{name}"] <= 0:  # this shape follows the law exactly
+                deviation[name] = 0.0
+                continue
             sd = pm.LogNormal(f"checkpoint_sd_{name}", mu=math.log(noise[f"sd_{name}"]), sigma=noise["sd_log_sd"],
                               dims="task")
-            deviation[name] = pm.Normal(f"checkpoint_dev_{name}", 0.0, sd[t], dims="task_checkpoint")
+            robust = noise["family"] == "student_t"  # a few checkpoints far off the law (near chance) stay local
+            if noise["centered"]:
+                deviation[name] = (pm.StudentT(f"checkpoint_dev_{name}", nu=noise["nu"], mu=0.0, sigma=sd[t],
+                                               dims="task_checkpoint") if robust else
+                                   pm.Normal(f"checkpoint_dev_{name}", 0.0, sd[t], dims="task_checkpoint"))
+            else:
+                z = (pm.StudentT(f"checkpoint_z_{name}", nu=noise["nu"], mu=0.0, sigma=1.0, dims="task_checkpoint")
+                     if robust else pm.Normal(f"checkpoint_z_{name}", 0.0, 1.0, dims="task_checkpoint"))
+                deviation[name] = pm.Deterministic(f"checkpoint_dev_{name}", sd[t] * z, dims="task_checkpoint")
         logit_mu = logit_mu + deviation["mu"]
         log_nu = log_nu + deviation["nu"]
     logit_mu = _softclip_pt(logit_mu, *LOGIT_MU_BOUNDS)
@@ -415,7 +426,8 @@ def _as_input(x, like):
     return x if isinstance(x, xr.DataArray) else np.asarray(x, dtype=float)
 
 
-def accuracy_shapes(posterior_or_arrays: Any, N: Any, D: Any, *, rng: np.random.Generator | None = None):
+def accuracy_shapes(posterior_or_arrays: Any, N: Any, D: Any, *, rng: np.random.Generator | None = None,
+                    noise_nu: float | None = None):
     """Beta shapes (a, b) of per-problem success at (N, D) for every posterior draw.
 
     `posterior_or_arrays`: a posterior Dataset/DataTree/InferenceData or a mapping with the T2 names
@@ -423,6 +435,7 @@ def accuracy_shapes(posterior_or_arrays: Any, N: Any, D: Any, *, rng: np.random.
     plain arrays, numpy broadcasting applies. The shape bounds of the model are applied.
     rng: draw a fresh checkpoint deviation per draw and point (a *new* checkpoint's shapes, the posterior
     predictive); needs ``checkpoint_sd_mu``/``checkpoint_sd_nu`` in the source, else the law itself.
+    noise_nu: the Student-t degrees of freedom of the deviations (None: normal), as in the fit's spec.
     """
     c = {name: _get(posterior_or_arrays, name) for name in T2_COEFFICIENTS}
     like = c["theta1"]
@@ -431,8 +444,8 @@ def accuracy_shapes(posterior_or_arrays: Any, N: Any, D: Any, *, rng: np.random.
     logit_mu = c["theta1"] + c["theta2"] * L
     log_nu = c["theta3"] + c["theta4"] * L
     if rng is not None:
-        logit_mu = logit_mu + _checkpoint_deviation(posterior_or_arrays, "mu", logit_mu, rng)
-        log_nu = log_nu + _checkpoint_deviation(posterior_or_arrays, "nu", log_nu, rng)
+        logit_mu = logit_mu + _checkpoint_deviation(posterior_or_arrays, "mu", logit_mu, rng, noise_nu)
+        log_nu = log_nu + _checkpoint_deviation(posterior_or_arrays, "nu", log_nu, rng, noise_nu)
     logit_mu = _softclip_np(logit_mu, *LOGIT_MU_BOUNDS)
     log_nu = _softclip_np(log_nu, *LOG_NU_BOUNDS)
     a = np.exp(log_nu - _softplus_np(-logit_mu))
@@ -440,22 +453,29 @@ def accuracy_shapes(posterior_or_arrays: Any, N: Any, D: Any, *, rng: np.random.
     return a, b
 
 
-def _checkpoint_deviation(source: Any, name: str, like: Any, rng: np.random.Generator):
-    """Normal(0, checkpoint_sd_<name>) noise shaped like `like` (0 when the fit has no checkpoint noise)."""
+def deviation_nu(spec: Mapping[str, Any] | None) -> float | None:
+    """Degrees of freedom of the checkpoint deviations in a fit's spec (None: normal deviations)."""
+    noise = (spec or {}).get("checkpoint_noise", {})
+    return float(noise["nu"]) if noise.get("family") == "student_t" else None
+
+
+def _checkpoint_deviation(source: Any, name: str, like: Any, rng: np.random.Generator, nu: float | None):
+    """Student-t(nu) (or Normal when nu is None) scaled by checkpoint_sd_<name>: noise shaped like `like` (0 when the fit has no checkpoint noise)."""
     try:
         sd = _get(source, f"checkpoint_sd_{name}")
     except KeyError:
         return 0.0
-    eps = rng.standard_normal(np.shape(like))
+    eps = rng.standard_t(nu, size=np.shape(like)) if nu else rng.standard_normal(np.shape(like))
     if isinstance(like, xr.DataArray):
         eps = xr.DataArray(eps, dims=like.dims, coords=like.coords)
     return eps * sd
 
 
-def accuracy_pass_at_k(posterior_or_arrays: Any, N: Any, D: Any, k: Any, *, rng: np.random.Generator | None = None):
+def accuracy_pass_at_k(posterior_or_arrays: Any, N: Any, D: Any, k: Any, *, rng: np.random.Generator | None = None,
+                       noise_nu: float | None = None):
     """pass@k (the expected fraction of problems solved within k samples) at (N, D), per draw; with `rng`,
     at a new checkpoint (see `accuracy_shapes`)."""
-    a, b = accuracy_shapes(posterior_or_arrays, N, D, rng=rng)
+    a, b = accuracy_shapes(posterior_or_arrays, N, D, rng=rng, noise_nu=noise_nu)
     k = _as_input(k, a) if isinstance(a, xr.DataArray) and np.ndim(k) == 0 else k
     return beta_pass_at_k(a, b, k)
 
@@ -594,7 +614,7 @@ class AccuracyRoute:
     def metric(coefficients: Any, N: Any, D: Any, k: Any, *, rng: np.random.Generator | None = None,
                spec: Mapping[str, Any] | None = None):
         """Law pass@k per draw; with `rng`, a new checkpoint's pass@k (law + checkpoint deviation)."""
-        return accuracy_pass_at_k(coefficients, N, D, k, rng=rng)
+        return accuracy_pass_at_k(coefficients, N, D, k, rng=rng, noise_nu=deviation_nu(spec))
 
     @staticmethod
     def observed_points(tree: xr.DataTree) -> pd.DataFrame:
@@ -605,10 +625,10 @@ class AccuracyRoute:
 
         const = tree["constant_data"].to_dataset()
         tasks = np.asarray(tree["posterior"]["task"].values).astype(str)
-        ckpt = const["checkpoint_index"].values
-        cells = pd.DataFrame({"task": tasks[const["task_index"].values],
-                              "params": const["checkpoint_params"].values[ckpt],
-                              "tokens": const["checkpoint_tokens"].values[ckpt],
+        unit = const["unit_index"].values  # (task, checkpoint) of each cell; also in a joint fit
+        cells = pd.DataFrame({"task": tasks[const["unit_task"].values[unit]],
+                              "params": const["unit_params"].values[unit],
+                              "tokens": const["unit_tokens"].values[unit],
                               "n": const["n_samples"].values.astype(float),
                               "c": tree["observed_data"]["n_correct"].values.astype(float),
                               "weight": const["weight"].values.astype(float)})
