@@ -89,6 +89,7 @@ def main(argv: list[str] | None = None) -> int:
                              "the near-chance first ~1k steps); all held-out checkpoints are still predicted")
     parser.add_argument("--priors", type=Path, default=None, help="TOML overriding models/accuracy.toml")
     parser.add_argument("--full", action="store_true", help="also fit all 81 checkpoints, default settings")
+    parser.add_argument("--skip-heldout", action="store_true", help="only the --full fit")
     parser.add_argument("--tiny", action="store_true", help="smoke test: 2 x (100 + 100) draws")
     args = parser.parse_args(argv)
     if args.tiny:
@@ -98,14 +99,22 @@ def main(argv: list[str] | None = None) -> int:
         print(f"skipped: Pythia GSM8K counts not found at {args.data}")
         return 0
 
-    from bayes_t2.routes.accuracy import accuracy_shapes, deviation_nu
-    from bayes_t2.passk import beta_pass_at_k
-
     warnings.filterwarnings("ignore", category=RuntimeWarning)
     warnings.filterwarnings("ignore", category=FutureWarning)
     samples = pd.read_csv(args.data)
     train = samples[samples["params"] <= MAX_TRAIN_PARAMS]
     test = samples[samples["params"] > MAX_TRAIN_PARAMS]
+    if not args.skip_heldout:
+        heldout(args, samples, train, test)
+    if args.full:
+        full_fit(args, samples)
+    return 0
+
+
+def heldout(args, samples: pd.DataFrame, train: pd.DataFrame, test: pd.DataFrame) -> None:
+    from bayes_t2.passk import beta_pass_at_k
+    from bayes_t2.routes.accuracy import accuracy_shapes, deviation_nu
+
     print(f"fit on checkpoints with <= {MAX_TRAIN_PARAMS:.2g} params and >= {args.min_tokens:.3g} tokens:")
     result = fit_counts(train[train["tokens"] >= args.min_tokens], args, args.chains, args.draws, args.tune)
     post = result.posterior.sel(task="gsm8k")
@@ -173,20 +182,22 @@ def main(argv: list[str] | None = None) -> int:
     summary(held, "held-out 6.9B and 12B")
     summary(res[res["split"] == "train"], "training checkpoints (in-sample)")
 
-    if args.full:
-        from bayes_t2.budget import SplitBudget
-        from bayes_t2.summary import optimum_records
 
-        print("\nfull GSM8K set (81 checkpoints), default settings:")
-        full = fit_counts(samples, args, 4, 1000, 1000) if not args.tiny else fit_counts(samples, args, 2, 100, 100)
-        rec = optimum_records(full.optimize([SplitBudget(2.56e19, 2e9)]), "pass_at_k", False)[0]
-        f = lambda s: f"{s['median']:.3g} [{s['lower']:.3g}, {s['upper']:.3g}]"  # noqa: E731
-        print(f"  T2 optimum at 2.56e19 training / 2e9 inference FLOPs per query: N* {f(rec['N'])}, "
-              f"D* {f(rec['D'])}, k* {f(rec['k'])}, tokens/param {f(rec['tokens_per_param'])}, "
-              f"pass@k {f(rec['metric'])}; Chinchilla (N {rec['chinchilla']['N']:.3g}, "
-              f"k {rec['chinchilla']['k']:.0f}) pass@k {f(rec['chinchilla']['metric'])}, at k=1 "
-              f"{f(rec['chinchilla']['metric_k1'])}; P(beats Chinchilla) {rec['p_beats_chinchilla']:.2f}")
-    return 0
+
+def full_fit(args, samples: pd.DataFrame) -> None:
+    from bayes_t2.budget import SplitBudget
+    from bayes_t2.summary import optimum_records
+
+    kept = samples[samples["tokens"] >= args.min_tokens]
+    print(f"\nfull GSM8K set (checkpoints with >= {args.min_tokens:.3g} tokens), 4 chains x (1000 + 1000):")
+    full = fit_counts(kept, args, 4, 1000, 1000) if not args.tiny else fit_counts(kept, args, 2, 100, 100)
+    rec = optimum_records(full.optimize([SplitBudget(2.56e19, 2e9)]), "pass_at_k", False)[0]
+    f = lambda s: f"{s['median']:.3g} [{s['lower']:.3g}, {s['upper']:.3g}]"  # noqa: E731
+    print(f"  T2 optimum at 2.56e19 training / 2e9 inference FLOPs per query: N* {f(rec['N'])}, "
+          f"D* {f(rec['D'])}, k* {f(rec['k'])}, tokens/param {f(rec['tokens_per_param'])}, "
+          f"pass@k {f(rec['metric'])}; Chinchilla (N {rec['chinchilla']['N']:.3g}, "
+          f"k {rec['chinchilla']['k']:.0f}) pass@k {f(rec['chinchilla']['metric'])}, at k=1 "
+          f"{f(rec['chinchilla']['metric_k1'])}; P(beats Chinchilla) {rec['p_beats_chinchilla']:.2f}")
 
 
 if __name__ == "__main__":
