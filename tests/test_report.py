@@ -258,8 +258,8 @@ def test_accuracy_observed_points_are_weighted_unbiased_pass_at_k():
     tree = xr.DataTree.from_dict({
         "posterior": xr.Dataset(coords={"chain": [0], "draw": [0], "task": ["a", "b"]}),
         "constant_data": xr.Dataset({
-            "task_index": ("cell", [0, 0, 1]), "checkpoint_index": ("cell", [0, 0, 1]),
-            "checkpoint_params": ("checkpoint", [1e8, 2e8]), "checkpoint_tokens": ("checkpoint", [1e9, 4e9]),
+            "unit_index": ("cell", [0, 0, 1]), "unit_task": ("task_checkpoint", [0, 1]),
+            "unit_params": ("task_checkpoint", [1e8, 2e8]), "unit_tokens": ("task_checkpoint", [1e9, 4e9]),
             "n_samples": ("cell", [4.0, 4.0, 2.0]), "weight": ("cell", [3.0, 1.0, 2.0])}),
         "observed_data": xr.Dataset({"n_correct": ("cell", [1, 4, 0])}),
     })
