@@ -272,6 +272,69 @@ def demo(out_dir: Annotated[Path, typer.Option("--out", help="Output folder (its
     out.print(summary["text"])
 
 
+@app.command()
+def calibrate(data: Annotated[Optional[list[Path]], typer.Argument(
+                  help="Evaluation data whose design (checkpoints, k values, tasks) to simulate; default: testbed.")]
+              = None,
+              out_dir: Annotated[Path, typer.Option("--out", help="Folder for calibration.{nc,json,png,pdf}.")]
+              = Path("reports/calibration"),
+              route: Annotated[str, typer.Option(help="Route to calibrate (loss).")] = "loss",
+              n_sims: Annotated[int, typer.Option("--n-sims", help="Simulated data sets.")] = 20,
+              seed: Annotated[int, typer.Option(help="First data seed (replicates use seed, seed+1, ...).")] = 0,
+              noise: Annotated[float, typer.Option(help="Simulated log-loss noise sd.")] = 0.01,
+              priors: Annotated[Optional[Path], typer.Option(help="TOML file overriding models/<route>.toml.")]
+              = None,
+              train_flops: Annotated[Optional[float], typer.Option(help="Training budget (default 2.56e19).")]
+              = None,
+              inference_flops: Annotated[Optional[float], typer.Option(help="Per-query budget (default 2e9).")]
+              = None,
+              total_flops: Annotated[Optional[float], typer.Option(help="Total budget 6ND + 2NkTQ.")] = None,
+              queries: Annotated[Optional[float], typer.Option(help="Queries Q over the model's life.")] = None,
+              tokens_per_sample: Annotated[float, typer.Option(help="Tokens T per sample.")] = 1.0,
+              max_tokens: Annotated[Optional[float], typer.Option(help="Data wall: D <= this.")] = None,
+              max_params: Annotated[Optional[float], typer.Option(help="N <= this.")] = None,
+              k_max: Annotated[Optional[int], typer.Option(help="k <= this.")] = None,
+              draws: int = 300, tune: int = 300, chains: int = 2, force: Force = False) -> None:
+    """Simulation-based calibration: coverage of the intervals of the coefficients, N*, D*, k* and the metric."""
+    from .budget import Constraints
+    from .calibrate import DEFAULT_BUDGET, calibrate as run, default_design, design_from_data, summary, \
+        write_outputs
+    from .data import read_data
+    from .fit import SamplerSettings
+    from .io import check_writable
+
+    for ext in ("nc", "json", "png", "pdf"):
+        check_writable(out_dir / f"calibration.{ext}", overwrite=force)
+    if all(v is None for v in (train_flops, inference_flops, total_flops, queries)):
+        budget, constraints = DEFAULT_BUDGET, Constraints(**{k: v for k, v in dict(
+            max_tokens=max_tokens, max_params=max_params, k_max=k_max).items() if v is not None})
+    else:
+        budget, constraints = _budget_options(train_flops, inference_flops, total_flops, queries,
+                                              tokens_per_sample, max_tokens, max_params, k_max)
+    design = (design_from_data(read_data(data), route, noise) if data else default_design(route, noise=noise))
+    out.print(f"calibrating the {route} route: {n_sims} simulated data sets of {len(design.checkpoints)} "
+              f"checkpoints x {design.n_tasks} tasks x k in {list(design.ks)}, budget {budget.label()}")
+    scores = run(design, n_sims=n_sims, seed=seed, budget=budget, constraints=constraints, priors=priors,
+                 settings=SamplerSettings(draws=draws, tune=tune, chains=chains, seed=seed),
+                 on_replicate=lambda s, i: out.print(f"  replicate {i + 1}/{n_sims}: max r-hat "
+                                                     f"{float(s['max_rhat'][-1]):.3f}"))
+    paths = write_outputs(scores, out_dir, overwrite=force)
+    _print_calibration(summary(scores))
+    out.print(f"wrote {', '.join(str(p) for p in paths.values())}")
+
+
+def _print_calibration(summ: dict) -> None:
+    table = Table(title=f"coverage over {summ['n_replicates']} simulated data sets x {summ['n_tasks']} tasks "
+                        f"(95% Wilson interval)")
+    for col in ("quantity", "50% interval", "90% interval", "rank p", "flag"):
+        table.add_column(col)
+    for q, r in summ["quantities"].items():
+        cells = [f"{c['coverage']:.0%} [{c['wilson_lower']:.0%}, {c['wilson_upper']:.0%}]"
+                 for c in (r["coverage_50"], r["coverage_90"])]
+        table.add_row(q, *cells, f"{r['rank']['chi2_pvalue']:.2g}", "; ".join(r["flagged"]) or "ok")
+    out.print(table)
+
+
 def _interactive() -> bool:
     return sys.stderr.isatty() and not os.environ.get("CI")
 

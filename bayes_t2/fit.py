@@ -132,9 +132,6 @@ class Fit:
         scheduler (a distributed Client inside `bayes_t2.cluster.dask_client`, else local threads); the result
         is the same to the last bit and comes back computed. Needs dask (`bayes-t2[scale]`).
         """
-        from .budget import Constraints
-        from .optimum import optimize_posterior
-
         coefficients = self.coefficients()
         if draws_per_chunk is not None:
             try:
@@ -142,11 +139,7 @@ class Fit:
             except ImportError:
                 raise InputError("chunked optimisation needs dask: pip install 'bayes-t2[scale]'") from None
             coefficients = coefficients.chunk({"draw": int(draws_per_chunk)})
-        opt = optimize_posterior(coefficients, list(budgets), constraints or Constraints(),
-                                 objective=self.route.objective_nb, theta_names=self.route.coefficient_names)
-        for name in ("metric", "chinchilla_metric", "chinchilla_metric_k1"):
-            opt[name] = self.route.metric_from_objective(opt[name])
-        opt.attrs["metric_name"] = self.route.metric_name
+        opt = route_optimum(self.route, coefficients, budgets, constraints)
         return opt.compute() if draws_per_chunk is not None else opt
 
     def optimum_records(self, budgets, constraints=None, prob: float = 0.9, *, budgets_per_chunk: int = 8,
@@ -214,6 +207,19 @@ class Fit:
             raise InputError(f"{path}: {err}") from None
         except (KeyError, json.JSONDecodeError):
             raise InputError(f"{path}: not a bayes-t2 fit file (attributes are incomplete)") from None
+
+
+def route_optimum(route, coefficients: xr.Dataset, budgets, constraints=None) -> xr.Dataset:
+    """Per-draw optimum of a route's law for any coefficient set (a posterior, or a simulation's truth)."""
+    from .budget import Constraints
+    from .optimum import optimize_posterior
+
+    opt = optimize_posterior(coefficients, list(budgets), constraints or Constraints(),
+                             objective=route.objective_nb, theta_names=route.coefficient_names)
+    for name in ("metric", "chinchilla_metric", "chinchilla_metric_k1"):
+        opt[name] = route.metric_from_objective(opt[name])
+    opt.attrs["metric_name"] = route.metric_name
+    return opt
 
 
 def fit(data: EvalData | Mapping[str, EvalData], *, route: str | None = None,

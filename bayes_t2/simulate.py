@@ -50,7 +50,8 @@ MIN_TERM_SHARE = 0.10  # each term must reach at least this share of the loss so
 # ------------------------------------------------------------------------------------------------- loss route
 def simulate_loss(seed: int, n_tasks: int = 8, budgets: Sequence[float] = DEFAULT_BUDGETS,
                   sizes_per_budget: int = 6, n_overtrained: int = 6, ks: Sequence[int] = DEFAULT_KS,
-                  noise: float = 0.01, truth: dict | None = None) -> tuple[pd.DataFrame, dict]:
+                  noise: float = 0.01, truth: dict | None = None,
+                  checkpoints: pd.DataFrame | None = None) -> tuple[pd.DataFrame, dict]:
     """A loss-route data set with known per-task coefficients.
 
     Returns ``(frame, truth)``: ``frame`` has columns task, model, params, tokens, k, loss (one row per
@@ -58,14 +59,19 @@ def simulate_loss(seed: int, n_tasks: int = 8, budgets: Sequence[float] = DEFAUL
     digits) and ``truth`` is the JSON-able dict of the data-generating coefficients. Passing ``truth`` (a truth
     dict or a ``{task: coefficients}`` mapping) uses those coefficients instead of drawing them (``n_tasks`` is
     then ignored). The same seed gives the same frame; the noise is ``loss = law * exp(noise * z)``, z ~ N(0, 1).
+    Passing ``checkpoints`` (columns params, tokens, optional model: say a user's evaluation design) simulates
+    those checkpoints instead of the IsoFLOP testbed (``budgets``, ``sizes_per_budget`` and ``n_overtrained``
+    are then ignored); drawn truths are still checked for every term being visible in that design.
     """
     budgets = np.asarray(budgets, dtype=float).ravel()
     ks = np.asarray(ks).ravel()
     _check_design(n_tasks, budgets, sizes_per_budget, n_overtrained, ks, noise)
     rng = np.random.default_rng(seed)
+    fixed = _fixed_design(checkpoints) if checkpoints is not None else None
     coefs = (_truth_tasks(truth) if truth is not None
-             else _draw_loss_truth(rng, int(n_tasks), budgets, int(sizes_per_budget), int(n_overtrained), ks))
-    design = loss_design(coefs, budgets, sizes_per_budget, n_overtrained)
+             else _draw_loss_truth(rng, int(n_tasks), budgets, int(sizes_per_budget), int(n_overtrained), ks,
+                                   fixed))
+    design = fixed if fixed is not None else loss_design(coefs, budgets, sizes_per_budget, n_overtrained)
 
     tasks = list(coefs)
     n_ck, n_t, n_k = len(design), len(tasks), len(ks)
@@ -153,8 +159,22 @@ def identifiable(coefs: Mapping[str, float], design: pd.DataFrame, ks: Sequence[
     return all(float(s.max()) >= min_share for s in shares.values())
 
 
+def _fixed_design(checkpoints: pd.DataFrame) -> pd.DataFrame:
+    """A given design's distinct checkpoints (params, tokens, model), in (params, tokens) order."""
+    missing = [c for c in ("params", "tokens") if c not in checkpoints.columns]
+    if missing:
+        raise InputError(f"checkpoints need columns params and tokens (missing {', '.join(missing)})")
+    design = checkpoints[["params", "tokens"]].astype(float).drop_duplicates()
+    if design.empty or not np.all(np.isfinite(design.to_numpy())) or (design.to_numpy() <= 0).any():
+        raise InputError("checkpoints must have positive, finite params and tokens")
+    design = design.sort_values(["params", "tokens"]).reset_index(drop=True)
+    design.insert(0, "model", [_model_name(n, d) for n, d in zip(design["params"], design["tokens"])])
+    return design
+
+
 def _draw_loss_truth(rng: np.random.Generator, n_tasks: int, budgets: np.ndarray, sizes_per_budget: int,
-                     n_overtrained: int, ks: np.ndarray) -> dict[str, dict[str, float]]:
+                     n_overtrained: int, ks: np.ndarray,
+                     fixed: pd.DataFrame | None = None) -> dict[str, dict[str, float]]:
     """Per-task coefficients from the population, redrawn until every term is visible in the actual design.
 
     The design depends on the truth (IsoFLOP sweeps centre on the true optimum), so draw, build the design,
@@ -164,7 +184,7 @@ def _draw_loss_truth(rng: np.random.Generator, n_tasks: int, budgets: np.ndarray
     names = [TASK_NAMES[i] if n_tasks <= len(TASK_NAMES) else f"task_{i}" for i in range(n_tasks)]
     coefs = {name: _draw_one(rng) for name in names}
     for _ in range(50):
-        design = loss_design(coefs, budgets, sizes_per_budget, n_overtrained)
+        design = fixed if fixed is not None else loss_design(coefs, budgets, sizes_per_budget, n_overtrained)
         failing = [t for t, c in coefs.items() if not identifiable(c, design, ks)]
         if not failing:
             break

@@ -20,6 +20,7 @@ import pymc as pm
 import pytensor.tensor as pt
 import xarray as xr
 
+from ..errors import InputError
 from ..laws import LOSS_COEFFICIENTS, loss_law, loss_law_nb
 
 TERMS = ("E", "A", "B", "G")
@@ -71,7 +72,11 @@ class LossRoute:
         checkpoints = obs[["params", "tokens"]].drop_duplicates().sort_values(["params", "tokens"])
         checkpoints = checkpoints.reset_index(drop=True)
         ckpt_idx = obs.merge(checkpoints.reset_index(names="ckpt"), on=["params", "tokens"], how="left")["ckpt"]
-        has_k_term = bool((obs["k"] != 1).any())
+        k_term = spec.get("k_term", "auto")
+        if k_term not in ("auto", "off"):
+            raise InputError(f"model setting k_term must be 'auto' or 'off', got {k_term!r}")
+        # "off" fits Chinchilla's k-free law even to data with k > 1 (the model-comparison baseline)
+        has_k_term = k_term == "auto" and bool((obs["k"] != 1).any())
         priors = spec["priors"]
         coords = {"task": tasks, "obs": np.arange(len(obs)), "checkpoint": np.arange(len(checkpoints))}
 

@@ -1,0 +1,384 @@
+"""Simulation-based calibration (SBC) of the whole pipeline: simulate -> fit -> solve the optimum.
+
+Each replicate draws true coefficients from the simulator's population (a realistic spread, not the model's
+prior, so this checks the pipeline as used rather than the textbook SBC identity), simulates an evaluation
+set with a fixed design (the user's checkpoints and k values, or the simulator's default testbed), fits it,
+solves N*, D*, k* at a budget for every draw, and scores the posterior of every coefficient, N*, D*, k* and
+the metric at the optimum against the truth: inside the 50% / 90% equal-tailed intervals or not, and the
+rank of the truth among thinned draws (uniform when calibrated).
+
+All replicates share one design, so the model is compiled once and each replicate swaps its data in
+(nutpie's `with_data`); the route's model must therefore take everything data-dependent through `pm.Data`,
+which `_CompiledSampler` verifies on the first swap.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from .budget import Budget, Constraints, SplitBudget
+from .data import EvalData, from_frame
+from .errors import InputError
+from .fit import FIT_FORMAT, Fit, SamplerSettings, diagnose, get_route, route_optimum
+from .io import atomic_write, check_writable, write_json
+from .priors import load_spec, spec_to_json
+from .simulate import simulate
+
+#: The T2 paper's split budget: 2.56e19 training FLOPs, 2e9 inference FLOPs per query.
+DEFAULT_BUDGET = SplitBudget(train_flops=2.56e19, inference_flops=2e9)
+PROBS = (0.5, 0.9)
+#: Draws the truth is ranked among (thinned evenly from the posterior), so ranks lie in 0..N_RANK.
+N_RANK = 99
+RANK_BINS = 10
+#: Quantities of the optimum scored besides the law's coefficients (names as in Fit.optimize).
+OPTIMUM_QUANTITIES = ("N", "D", "k", "metric")
+#: Default calibration testbed: a smaller IsoFLOP suite than `simulate`'s default, three tasks.
+DEFAULT_DESIGN_KW = dict(n_tasks=3, budgets=tuple(np.geomspace(1.25e16, 2.56e19, 6)), sizes_per_budget=5,
+                         n_overtrained=3, ks=(1, 4, 16, 64))
+
+
+@dataclass(frozen=True)
+class CalibrationDesign:
+    """What every simulated replicate looks like: route, checkpoints, k values, number of tasks, noise."""
+
+    route: str
+    checkpoints: pd.DataFrame = field(repr=False)
+    ks: tuple[int, ...]
+    n_tasks: int
+    noise: float = 0.01
+
+    def simulate(self, seed: int) -> tuple[pd.DataFrame, dict]:
+        if self.route != "loss":
+            raise InputError(f"calibration of route '{self.route}' is not available yet (loss only)")
+        return simulate(self.route, seed, n_tasks=self.n_tasks, ks=self.ks, noise=self.noise,
+                        checkpoints=self.checkpoints)
+
+
+def default_design(route: str = "loss", seed: int = 0, noise: float = 0.01) -> CalibrationDesign:
+    """The simulator's IsoFLOP + over-training testbed (built around the truth of `seed`), 3 tasks."""
+    frame, _ = simulate(route, seed, noise=noise, **DEFAULT_DESIGN_KW)
+    return CalibrationDesign(route, frame[["params", "tokens"]].drop_duplicates(), tuple(DEFAULT_DESIGN_KW["ks"]),
+                             int(DEFAULT_DESIGN_KW["n_tasks"]), noise)
+
+
+def design_from_data(data: EvalData, route: str = "loss", noise: float = 0.01) -> CalibrationDesign:
+    """The design of a user's data: its checkpoints, k values and number of tasks."""
+    if data.kind != "loss":
+        raise InputError(f"calibration needs loss data for its design (got kind '{data.kind}')")
+    ks = tuple(int(k) for k in sorted(data.frame["k"].unique())) if "k" in data.frame else (1,)
+    return CalibrationDesign(route, data.frame[["params", "tokens"]].drop_duplicates(), ks,
+                             len(data.tasks), noise)
+
+
+# ---------------------------------------------------------------------------------------------- scoring
+def score(draws: xr.DataArray, truth: xr.DataArray, rng: np.random.Generator,
+          probs: Sequence[float] = PROBS, n_rank: int = N_RANK) -> xr.Dataset:
+    """Score posterior draws against the truth, per (quantity, task).
+
+    draws: dims (sample, quantity, task); truth: dims (quantity, task). Returns truth, median, interval ends
+    and `covered_<p>` (truth inside the equal-tailed interval, ends included) for each prob, and `rank`: the
+    number of `n_rank` evenly thinned draws below the truth, ties broken at random (0..n_rank; uniform
+    when calibrated). Non-finite draws are dropped; a cell without finite draws scores NaN.
+    """
+    draws = draws.transpose("sample", ...)
+    x = np.asarray(draws.values, dtype=float)
+    t = np.asarray(truth.transpose(*draws.dims[1:]).values, dtype=float)
+    out: dict[str, np.ndarray] = {"truth": t, "median": np.full(t.shape, np.nan)}
+    for p in probs:
+        out[f"lower_{_pct(p)}"] = np.full(t.shape, np.nan)
+        out[f"upper_{_pct(p)}"] = np.full(t.shape, np.nan)
+        out[f"covered_{_pct(p)}"] = np.full(t.shape, np.nan)
+    rank = np.full(t.shape, np.nan)
+    for idx in np.ndindex(t.shape):
+        col = x[(slice(None),) + idx]
+        col = col[np.isfinite(col)]
+        if col.size == 0 or not np.isfinite(t[idx]):
+            continue
+        out["median"][idx] = np.median(col)
+        for p in probs:
+            lo, hi = np.quantile(col, [(1 - p) / 2, (1 + p) / 2])
+            out[f"lower_{_pct(p)}"][idx], out[f"upper_{_pct(p)}"][idx] = lo, hi
+            out[f"covered_{_pct(p)}"][idx] = float(lo <= t[idx] <= hi)
+        thin = col[np.linspace(0, col.size - 1, n_rank).round().astype(int)]
+        ties = int(np.sum(thin == t[idx]))
+        rank[idx] = np.sum(thin < t[idx]) + rng.integers(0, ties + 1)
+    dims = draws.dims[1:]
+    coords = {d: draws[d].values for d in dims}
+    ds = xr.Dataset({name: (dims, value) for name, value in out.items()}, coords=coords)
+    ds["rank"] = (dims, rank)
+    ds.attrs["n_rank"] = n_rank
+    return ds
+
+
+def coverage_summary(scores: xr.Dataset, probs: Sequence[float] = PROBS, z: float = 1.96) -> dict[str, Any]:
+    """Per quantity: empirical coverage at each prob with binomial standard error and Wilson interval, a rank
+    uniformity test, and `flagged` when the nominal coverage lies outside the Wilson interval or the ranks are
+    not uniform (chi-square p < 0.01). Cells are (replicate, task) pairs; tasks of one replicate share the
+    pooled posterior, so the cells are not fully independent and the error bars are a little optimistic."""
+    from scipy.stats import chisquare
+
+    n_rank = int(scores.attrs.get("n_rank", N_RANK))
+    out: dict[str, Any] = {}
+    for q in scores["quantity"].values:
+        s = scores.sel(quantity=q)
+        rec: dict[str, Any] = {}
+        flagged = []
+        for p in probs:
+            c = np.asarray(s[f"covered_{_pct(p)}"].values, dtype=float).ravel()
+            c = c[np.isfinite(c)]
+            n, hits = int(c.size), int(c.sum())
+            cov = hits / n if n else float("nan")
+            lo, hi = wilson(hits, n, z)
+            rec[f"coverage_{_pct(p)}"] = {"nominal": p, "n": n, "covered": hits, "coverage": cov,
+                                          "se": math.sqrt(cov * (1 - cov) / n) if n else float("nan"),
+                                          "wilson_lower": lo, "wilson_upper": hi}
+            if n and not lo <= p <= hi:
+                flagged.append(f"{_pct(p)}% interval covers {cov:.0%} (95% CI {lo:.0%}-{hi:.0%})")
+        r = np.asarray(s["rank"].values, dtype=float).ravel()
+        r = r[np.isfinite(r)]
+        counts = np.histogram(r, bins=RANK_BINS, range=(-0.5, n_rank + 0.5))[0] if r.size else np.zeros(RANK_BINS)
+        pval = float(chisquare(counts).pvalue) if r.size >= 5 * RANK_BINS else float("nan")
+        rec["rank"] = {"n_rank": n_rank, "histogram": counts.astype(int).tolist(), "chi2_pvalue": pval,
+                       "mean_fraction": float(np.mean(r) / n_rank) if r.size else float("nan")}
+        if np.isfinite(pval) and pval < 0.01:
+            flagged.append(f"ranks not uniform (chi-square p = {pval:.2g})")
+        rec["flagged"] = flagged
+        out[str(q)] = rec
+    return out
+
+
+def wilson(hits: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """Wilson score interval of a binomial proportion (well-behaved at 0 and 1, unlike the normal one)."""
+    if n == 0:
+        return float("nan"), float("nan")
+    p = hits / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return min(p, max(0.0, centre - half)), max(p, min(1.0, centre + half))  # p inside despite rounding
+
+
+# ---------------------------------------------------------------------------------------------- sampling
+class _CompiledSampler:
+    """nutpie sampling of one route's model, compiled once; later data sets of the same design are swapped in."""
+
+    def __init__(self, route: Any, spec: dict, settings: SamplerSettings) -> None:
+        self.route, self.spec, self.settings = route, spec, settings
+        self.compiled: Any = None
+        self.reference: Any = None
+        self.checked = False
+
+    def fit(self, data: EvalData, seed: int) -> Fit:
+        import nutpie
+
+        model = self.route.build_model(data.frame, self.spec)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=FutureWarning)
+            warnings.filterwarnings("ignore", category=UserWarning)
+            if self.compiled is None:
+                self.compiled, self.reference = nutpie.compile_pymc_model(model), model
+                compiled = self.compiled
+            else:
+                used = {v.name for v in self.compiled.shared_var_keys}  # data the log density reads
+                updates = {v.name: v.get_value() for v in model.data_vars if v.name in used}
+                if not self.checked:
+                    self._check_swap(model, updates)
+                compiled = self.compiled.with_data(**updates)
+            started = time.perf_counter()
+            tree = nutpie.sample(compiled, draws=self.settings.draws, tune=self.settings.tune,
+                                 chains=self.settings.chains, seed=seed, adaptation="low_rank",
+                                 target_accept=self.settings.target_accept, progress_bar=False)
+        scaling = getattr(model, "bayes_t2_scaling", None)
+        tree.attrs.update({"bayes_t2_format": FIT_FORMAT, "route": self.route.name,
+                           "model_spec": spec_to_json(self.spec),
+                           "scaling": json.dumps(scaling.as_dict() if scaling is not None else {}),
+                           "sampling_seconds": round(time.perf_counter() - started, 2)})
+        return Fit(tree)
+
+    def _check_swap(self, model: Any, updates: dict[str, np.ndarray]) -> None:
+        """The compiled model with swapped data must be the new data's model: compare log densities."""
+        import pymc as pm
+
+        ref = self.reference
+        if {v.name for v in ref.free_RVs} != {v.name for v in model.free_RVs}:
+            raise InputError("calibration replicates differ in model structure; the design must be fixed")
+        point = model.initial_point(0)
+        with ref:
+            pm.set_data(updates)
+        logp = [float(m.compile_logp(mode="FAST_COMPILE")(point)) for m in (ref, model)]  # one evaluation each
+        same = np.isclose(logp[0], logp[1], rtol=1e-9)
+        if not same:
+            raise RuntimeError(f"route '{self.route.name}' builds data-dependent constants into its model; "
+                               "calibration cannot re-use the compiled model")
+        self.checked = True
+
+
+# ---------------------------------------------------------------------------------------------- replicates
+def truth_coefficients(truth: dict, route: Any, ks: Sequence[int]) -> xr.Dataset:
+    """The simulation's coefficients as a one-draw Dataset (dims draw, task). With k = 1 only, the k term is
+    a constant the data cannot tell from E, so the identified law has E + G and no k term."""
+    tasks = sorted(truth["tasks"])
+    coefs = {c: np.array([[float(truth["tasks"][t][c]) for t in tasks]]) for c in route.coefficient_names}
+    if route.name == "loss" and all(int(k) == 1 for k in ks):
+        coefs["E"] = coefs["E"] + coefs["G"]
+        coefs["G"], coefs["gamma"] = np.zeros_like(coefs["G"]), np.ones_like(coefs["gamma"])
+    return xr.Dataset({c: (("draw", "task"), v) for c, v in coefs.items()}, coords={"draw": [0], "task": tasks})
+
+
+def replicate(sampler: _CompiledSampler, design: CalibrationDesign, seed: int, budget: Budget,
+              constraints: Constraints, rng: np.random.Generator) -> xr.Dataset:
+    """One simulate -> fit -> optimum -> score pass; dims (quantity, task) plus per-fit diagnostics."""
+    frame, truth = design.simulate(seed)
+    data = from_frame(frame, source=f"calibration-{seed}")
+    result = sampler.fit(data, seed)
+    route = result.route
+    true_coefs = truth_coefficients(truth, route, design.ks)
+    coefs = result.coefficients()
+    varying = [c for c in route.coefficient_names if float(coefs[c].std()) > 0]
+    opt = result.optimize([budget], constraints).isel(budget=0)
+    true_opt = route_optimum(route, true_coefs, [budget], constraints).isel(budget=0, draw=0)
+    quantities = varying + list(OPTIMUM_QUANTITIES)
+    post = xr.concat([coefs[c] for c in varying] + [opt[q] for q in OPTIMUM_QUANTITIES],
+                     dim=pd.Index(quantities, name="quantity"), coords="minimal", compat="override")
+    post = post.drop_vars([c for c in post.coords if c not in ("chain", "draw", "task", "quantity")])
+    post = post.stack(sample=("chain", "draw")).drop_vars(["sample", "chain", "draw"])
+    true = xr.concat([true_coefs[c].isel(draw=0, drop=True) for c in varying]
+                     + [true_opt[q].reset_coords(drop=True) for q in OPTIMUM_QUANTITIES],
+                     dim=pd.Index(quantities, name="quantity"), coords="minimal", compat="override")
+    true = true.drop_vars([c for c in true.coords if c not in ("task", "quantity")]).sel(task=post["task"].values)
+    ds = score(post, true, rng)
+    diag = diagnose(result.tree, list(route.coefficient_names))
+    ds["max_rhat"] = diag.max_rhat
+    ds["min_ess_bulk"] = diag.min_ess_bulk
+    ds["divergences"] = diag.divergences
+    ds["sampling_seconds"] = float(result.tree.attrs["sampling_seconds"])
+    return ds
+
+
+def calibrate(design: CalibrationDesign, *, n_sims: int = 20, seed: int = 0, budget: Budget = DEFAULT_BUDGET,
+              constraints: Constraints = Constraints(), priors: str | Path | dict | None = None,
+              settings: SamplerSettings = SamplerSettings(draws=300, tune=300, chains=2),
+              on_replicate: Callable[[xr.Dataset, int], Any] | None = None) -> xr.Dataset:
+    """Run `n_sims` replicates (data seeds seed, seed+1, ...) and return the scores, dims (replicate, quantity,
+    task). `on_replicate(scores_so_far, i)` is called after each one (the benchmark saves partial results)."""
+    if n_sims < 1:
+        raise InputError(f"--n-sims must be >= 1, got {n_sims}")
+    route = get_route(design.route)
+    sampler = _CompiledSampler(route, load_spec(route.name, priors), settings)
+    rng = np.random.default_rng([seed, 7919])
+    done: list[xr.Dataset] = []
+    for i in range(n_sims):
+        done.append(replicate(sampler, design, seed + i, budget, constraints, rng))
+        scores = _combine(done, seed, design, budget, settings)
+        if on_replicate is not None:
+            on_replicate(scores, i)
+    return scores
+
+
+def _combine(done: list[xr.Dataset], seed: int, design: CalibrationDesign, budget: Budget,
+             settings: SamplerSettings) -> xr.Dataset:
+    scores = xr.concat(done, dim=pd.Index(np.arange(seed, seed + len(done)), name="replicate"), join="outer")
+    scores.attrs.update({"route": design.route, "n_rank": N_RANK, "probs": json.dumps(list(PROBS)),
+                         "budget": json.dumps(budget.as_dict()), "ks": json.dumps(list(design.ks)),
+                         "n_checkpoints": len(design.checkpoints), "noise": design.noise,
+                         "sampler_settings": json.dumps({"draws": settings.draws, "tune": settings.tune,
+                                                         "chains": settings.chains})})
+    return scores
+
+
+# ---------------------------------------------------------------------------------------------- output
+def summary(scores: xr.Dataset) -> dict[str, Any]:
+    """The JSON summary: settings, per-quantity coverage and ranks, and fit diagnostics over replicates."""
+    rhat = scores["max_rhat"].values
+    return {
+        "route": scores.attrs.get("route"), "n_replicates": int(scores.sizes["replicate"]),
+        "n_tasks": int(scores.sizes["task"]), "budget": json.loads(scores.attrs.get("budget", "{}")),
+        "sampler_settings": json.loads(scores.attrs.get("sampler_settings", "{}")),
+        "diagnostics": {"max_rhat_median": float(np.nanmedian(rhat)), "max_rhat_max": float(np.nanmax(rhat)),
+                        "share_rhat_below_1.05": float(np.mean(rhat < 1.05)),
+                        "divergences_total": int(np.nansum(scores["divergences"].values)),
+                        "seconds_per_replicate": float(np.nanmean(scores["sampling_seconds"].values))},
+        "quantities": coverage_summary(scores),
+    }
+
+
+def write_outputs(scores: xr.Dataset, out_dir: str | Path, *, overwrite: bool = False) -> dict[str, Path]:
+    """calibration.nc, calibration.json, calibration.png and calibration.pdf in `out_dir`."""
+    out_dir = Path(out_dir)
+    paths = {ext: out_dir / f"calibration.{ext}" for ext in ("nc", "json", "png", "pdf")}
+    for p in paths.values():
+        check_writable(p, overwrite=overwrite)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write(paths["nc"], lambda p: scores.to_netcdf(p, engine="h5netcdf"), overwrite=overwrite)
+    summ = summary(scores)
+    write_json(paths["json"], summ, overwrite=overwrite)
+    plot(scores, summ, paths["png"], paths["pdf"], overwrite=overwrite)
+    return paths
+
+
+def plot(scores: xr.Dataset, summ: dict[str, Any], png: Path, pdf: Path, *, overwrite: bool = False) -> None:
+    """Coverage per quantity with Wilson error bars (top) and rank histograms (below)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    quantities = list(summ["quantities"])
+    ncol = min(6, len(quantities))
+    nrow = 1 + math.ceil(len(quantities) / ncol)
+    fig = plt.figure(figsize=(2.2 * ncol + 1, 2.0 * nrow + 1.2))
+    grid = fig.add_gridspec(nrow, ncol)
+    ax = fig.add_subplot(grid[0, :])
+    x = np.arange(len(quantities))
+    for j, p in enumerate(PROBS):
+        recs = [summ["quantities"][q][f"coverage_{_pct(p)}"] for q in quantities]
+        cov = np.array([r["coverage"] for r in recs])
+        err = np.clip(np.array([[r["coverage"] - r["wilson_lower"] for r in recs],
+                                [r["wilson_upper"] - r["coverage"] for r in recs]]), 0, None)  # rounding
+        ax.errorbar(x + (j - 0.5) * 0.2, cov, yerr=err, fmt="o", capsize=3, label=f"{p:.0%} interval")
+        ax.axhline(p, color=f"C{j}", ls="--", lw=0.8)
+    ax.set_xticks(x, [_label(q) for q in quantities])
+    ax.set_ylim(0, 1.02)
+    ax.set_ylabel("coverage")
+    ax.legend(loc="lower right", fontsize=8)
+    ax.set_title(f"{summ['route']} route: {summ['n_replicates']} simulated data sets x {summ['n_tasks']} tasks "
+                 f"(bars: 95% Wilson intervals; dashed: nominal)", fontsize=9)
+    for i, q in enumerate(quantities):
+        a = fig.add_subplot(grid[1 + i // ncol, i % ncol])
+        counts = summ["quantities"][q]["rank"]["histogram"]
+        a.bar(np.arange(len(counts)), counts, width=0.9, color="0.6")
+        expected = sum(counts) / len(counts)
+        lo, hi = _binom_band(sum(counts), 1 / len(counts))
+        a.axhspan(lo, hi, color="C0", alpha=0.15)
+        a.axhline(expected, color="C0", lw=0.8)
+        a.set_title(_label(q), fontsize=9)
+        a.set_xticks([])
+        a.tick_params(labelsize=7)
+    fig.tight_layout()
+    atomic_write(png, lambda p: fig.savefig(p, format="png", dpi=120), overwrite=overwrite)
+    atomic_write(pdf, lambda p: fig.savefig(p, format="pdf"), overwrite=overwrite)
+    plt.close(fig)
+
+
+def _binom_band(n: int, p: float) -> tuple[float, float]:
+    from scipy.stats import binom
+
+    return float(binom.ppf(0.005, n, p)), float(binom.ppf(0.995, n, p))
+
+
+def _label(q: str) -> str:
+    return {"N": "N*", "D": "D*", "k": "k*", "metric": "metric*"}.get(q, q)
+
+
+def _pct(p: float) -> str:
+    return f"{round(100 * p):d}"

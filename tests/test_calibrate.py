@@ -1,0 +1,135 @@
+"""Simulation-based calibration: the scoring against hand-made cases, the coverage flags on a conjugate model
+with known calibrated and over-confident posteriors, and a tiny end-to-end run of the real pipeline."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pymc as pm
+import pytest
+import xarray as xr
+
+from bayes_t2.calibrate import (N_RANK, CalibrationDesign, _CompiledSampler, calibrate, coverage_summary, score,
+                                truth_coefficients, wilson, write_outputs)
+from bayes_t2.fit import SamplerSettings, get_route
+from bayes_t2.simulate import simulate_loss
+
+
+def _draws(values: np.ndarray, quantities=("q",), tasks=("t",)) -> xr.DataArray:
+    return xr.DataArray(values.reshape(len(values), len(quantities), len(tasks)), dims=("sample", "quantity", "task"),
+                        coords={"quantity": list(quantities), "task": list(tasks)})
+
+
+def test_score_counts_coverage_and_rank_against_hand_made_case():
+    draws = np.arange(1001, dtype=float)  # 0..1000: quantiles are exact
+    truth = xr.DataArray([[100.5, 240.5, 500.5, 2000.0]], dims=("task", "quantity"),
+                         coords={"task": ["t"], "quantity": ["a", "b", "c", "d"]})
+    d = xr.DataArray(np.repeat(draws[:, None, None], 4, axis=1), dims=("sample", "quantity", "task"),
+                     coords={"quantity": ["a", "b", "c", "d"], "task": ["t"]})
+    s = score(d, truth, np.random.default_rng(0)).sel(task="t")
+    # 90% interval [50, 950]; 50% interval [250, 750]
+    assert float(s["lower_90"].sel(quantity="a")) == pytest.approx(50) and float(s["upper_50"].sel(quantity="a")) == pytest.approx(750)
+    assert s["covered_90"].values.tolist() == [1, 1, 1, 0]
+    assert s["covered_50"].values.tolist() == [0, 0, 1, 0]
+    # thinned draws: 99 evenly spaced points of 0..1000 -> rank = number below the truth
+    thin = draws[np.linspace(0, 1000, N_RANK).round().astype(int)]
+    assert s["rank"].values.tolist() == [np.sum(thin < v) for v in (100.5, 240.5, 500.5, 2000)]
+    assert s["rank"].sel(quantity="d") == N_RANK
+
+
+def test_rank_ties_of_a_discrete_quantity_are_randomised_within_range():
+    n = 300  # k* = 3 in every draw and the truth 3, in n cells
+    d = xr.DataArray(np.full((400, 1, n), 3.0), dims=("sample", "quantity", "task"),
+                     coords={"quantity": ["q"], "task": np.arange(n)})
+    truth = xr.DataArray(np.full((1, n), 3.0), dims=("quantity", "task"), coords={"quantity": ["q"],
+                                                                                   "task": np.arange(n)})
+    ranks = score(d, truth, np.random.default_rng(0))["rank"].values
+    assert ranks.min() >= 0 and ranks.max() <= N_RANK
+    assert 0.4 < ranks.mean() / N_RANK < 0.6  # uniform over 0..n_rank, not always 0 or n_rank
+
+
+def _conjugate_scores(n_rep: int, sd_factor: float, seed: int) -> xr.Dataset:
+    """theta ~ N(0, 1), y ~ N(theta, 1): the posterior is N(y/2, 1/2); sd_factor < 1 makes it over-confident.
+    The replicates sit on the task dim (coverage_summary pools every cell of a quantity)."""
+    rng = np.random.default_rng(seed)
+    theta = rng.normal(size=n_rep)
+    y = theta + rng.normal(size=n_rep)
+    post = y / 2 + sd_factor * np.sqrt(0.5) * rng.standard_normal((1000, n_rep))
+    draws = xr.DataArray(post[:, None, :], dims=("sample", "quantity", "task"),
+                         coords={"quantity": ["theta"], "task": np.arange(n_rep)})
+    truth = xr.DataArray(theta[None, :], dims=("quantity", "task"),
+                         coords={"quantity": ["theta"], "task": np.arange(n_rep)})
+    return score(draws, truth, rng)
+
+
+def test_wilson_interval_closed_form():
+    lo, hi = wilson(0, 20)
+    assert lo == 0 and hi == pytest.approx(1.96 ** 2 / (20 + 1.96 ** 2))
+    a, b = wilson(7, 30)
+    c, d = wilson(23, 30)
+    assert (a, b) == pytest.approx((1 - d, 1 - c))
+    assert a < 7 / 30 < b
+
+
+def test_truth_with_k_one_only_folds_the_k_term_into_e():
+    truth = {"tasks": {"t": {"E": 0.3, "A": 100.0, "alpha": 0.3, "B": 200.0, "beta": 0.3, "G": 0.5, "gamma": 0.4}}}
+    route = get_route("loss")
+    c = truth_coefficients(truth, route, ks=(1,))
+    assert c["E"].item() == pytest.approx(0.8) and c["G"].item() == 0 and c["gamma"].item() == 1
+    assert truth_coefficients(truth, route, ks=(1, 4))["E"].item() == pytest.approx(0.3)
+
+
+def test_simulate_on_a_given_design_keeps_its_checkpoints():
+    ckpt = pd.DataFrame({"params": [1e7, 1e8, 1e8, 5e8], "tokens": [1e9, 2e9, 2e9, 1e10]})
+    frame, truth = simulate_loss(seed=4, n_tasks=2, ks=(1, 8), checkpoints=ckpt)
+    got = frame[["params", "tokens"]].drop_duplicates().sort_values(["params", "tokens"]).to_numpy()
+    assert got.tolist() == [[1e7, 1e9], [1e8, 2e9], [5e8, 1e10]]
+    assert len(frame) == 3 * 2 * 2 and len(truth["tasks"]) == 2
+
+
+def test_swap_check_refuses_a_model_with_baked_in_data():
+    """A model that bakes a data summary into a constant cannot be re-used with swapped data: caught."""
+    def build(y, baked):
+        with pm.Model() as m:
+            obs = pm.Data("y", y)
+            mu = pm.Normal("mu", 0, 1)
+            pm.Normal("obs", mu + (float(np.mean(y)) if baked else 0.0), 1, observed=obs)
+        return m
+
+    y1, y2 = np.array([0.1, 0.2, 0.3]), np.array([1.0, 2.0, 4.0])
+    for baked, ok in ((False, True), (True, False)):
+        sampler = _CompiledSampler(get_route("loss"), {}, SamplerSettings())
+        sampler.reference = build(y1, baked)
+        new = build(y2, baked)
+        if ok:
+            sampler._check_swap(new, {"y": y2})
+            assert sampler.checked
+        else:
+            with pytest.raises(RuntimeError, match="data-dependent constants"):
+                sampler._check_swap(new, {"y": y2})
+
+
+def test_calibrate_end_to_end_tiny(tmp_path):
+    """Two replicates of the real pipeline (compiled once, data swapped in): shapes, ranges, files."""
+    frame, _ = simulate_loss(seed=7, n_tasks=2, budgets=np.geomspace(1.25e16, 2.56e19, 4), sizes_per_budget=4,
+                             n_overtrained=2)
+    design = CalibrationDesign("loss", frame[["params", "tokens"]], ks=(1, 16), n_tasks=2)
+    scores = calibrate(design, n_sims=2, seed=3, settings=SamplerSettings(draws=100, tune=150, chains=2))
+    assert dict(scores.sizes) == {"replicate": 2, "quantity": 11, "task": 2}
+    assert set(scores["quantity"].values) >= {"E", "alpha", "G", "N", "D", "k", "metric"}
+    ranks = scores["rank"].values
+    assert np.all(np.isfinite(ranks)) and ranks.min() >= 0 and ranks.max() <= N_RANK
+    for p in ("50", "90"):
+        covered = scores[f"covered_{p}"].values
+        assert set(np.unique(covered)) <= {0.0, 1.0}
+        inside = (scores[f"lower_{p}"] <= scores["truth"]) & (scores["truth"] <= scores[f"upper_{p}"])
+        assert np.array_equal(covered.astype(bool), inside.values)
+    assert np.all(np.isfinite(scores["max_rhat"].values))
+    paths = write_outputs(scores, tmp_path)
+    summ = json.loads(paths["json"].read_text())
+    assert summ["n_replicates"] == 2
+    for rec in summ["quantities"].values():
+        assert 0 <= rec["coverage_90"]["coverage"] <= 1 and rec["coverage_90"]["n"] == 4
+    assert paths["png"].stat().st_size > 0 and paths["pdf"].stat().st_size > 0
