@@ -150,12 +150,23 @@ def coverage_summary(scores: xr.Dataset, probs: Sequence[float] = PROBS, z: floa
         counts = np.histogram(r, bins=RANK_BINS, range=(-0.5, n_rank + 0.5))[0] if r.size else np.zeros(RANK_BINS)
         pval = float(chisquare(counts).pvalue) if r.size >= 5 * RANK_BINS else float("nan")
         rec["rank"] = {"n_rank": n_rank, "histogram": counts.astype(int).tolist(), "chi2_pvalue": pval,
-                       "mean_fraction": float(np.mean(r) / n_rank) if r.size else float("nan")}
+                       "mean_fraction": float(np.mean(r) / n_rank) if r.size else float("nan"),
+                       "central_coverage": {_pct(p): rank_coverage(r, n_rank, p) for p in probs}}
         if np.isfinite(pval) and pval < 0.01:
             flagged.append(f"ranks not uniform (chi-square p = {pval:.2g})")
         rec["flagged"] = flagged
         out[str(q)] = rec
     return out
+
+
+def rank_coverage(ranks: np.ndarray, n_rank: int, prob: float) -> float:
+    """Share of ranks among the central `prob` of the n_rank + 1 possible values: the coverage of a `prob`
+    interval judged by rank. With ties broken at random it is nominal under calibration even for discrete
+    quantities (k*, and N*, D* on a k segment end), whose inclusive interval coverage is above nominal."""
+    if ranks.size == 0:
+        return float("nan")
+    cut = (n_rank + 1) * (1 - prob) / 2
+    return float(np.mean((ranks >= cut - 0.5) & (ranks <= n_rank - cut + 0.5)))
 
 
 def wilson(hits: int, n: int, z: float = 1.96) -> tuple[float, float]:

@@ -5,8 +5,10 @@ Exit codes: 0 success, 2 bad input or usage, 1 any other failure; errors are one
 
 from __future__ import annotations
 
+import json
 import os
 import sys
+import warnings
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -333,6 +335,86 @@ def _print_calibration(summ: dict) -> None:
                  for c in (r["coverage_50"], r["coverage_90"])]
         table.add_row(q, *cells, f"{r['rank']['chi2_pvalue']:.2g}", "; ".join(r["flagged"]) or "ok")
     out.print(table)
+
+
+@app.command()
+def compare(fits: Annotated[list[Path], typer.Argument(help="Fit files of the same data (two or more).")],
+            json_path: Annotated[Optional[Path], typer.Option("--json", help="Write the table here.")] = None,
+            force: Force = False) -> None:
+    """PSIS-LOO comparison of model variants fitted to the same data (best first), with Pareto-k warnings."""
+    from .criticism import compare_fits, variant_label
+    from .fit import Fit
+    from .io import check_writable, write_json
+
+    if json_path:
+        check_writable(json_path, overwrite=force)
+    loaded = {str(p): Fit.load(p) for p in fits}
+    if len(loaded) < len(fits):
+        raise InputError("the same fit file is given twice")
+    table, notes = compare_fits(loaded)
+    view = Table(title="PSIS-LOO comparison (elpd: higher is better; dse: standard error of the difference)")
+    for col in ("fit", "variant", "elpd", "se", "elpd_diff", "dse", "p_loo", "weight", "Pareto k > 0.7"):
+        view.add_column(col)
+    for name, row in table.iterrows():
+        view.add_row(name, variant_label(loaded[name]), f"{row['elpd']:.1f}", f"{row['se']:.1f}",
+                     f"{row['elpd_diff']:.1f}", f"{row['dse']:.1f}", f"{row['p']:.1f}", f"{row['weight']:.2f}",
+                     str(int(row["n_bad_k"])))
+    out.print(view)
+    for note in notes:
+        err.print(f"[yellow]warning:[/yellow] {note}")
+    if json_path:
+        records = [{"fit": name, "variant": variant_label(loaded[name]),
+                    **{k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()}}
+                   for name, row in table.iterrows()]
+        write_json(json_path, records, overwrite=force)
+        out.print(f"wrote {json_path}")
+
+
+@app.command()
+def sensitivity(fit_path: Annotated[Path, typer.Argument(help="Fit file from `bayes-t2 fit`.")],
+                train_flops: Annotated[Optional[float], typer.Option(help="Training budget C_train = 6ND.")] = None,
+                inference_flops: Annotated[Optional[float], typer.Option(help="Per-query budget 2NkT.")] = None,
+                total_flops: Annotated[Optional[float], typer.Option(help="Total budget 6ND + 2NkTQ.")] = None,
+                queries: Annotated[Optional[float], typer.Option(help="Queries Q over the model's life.")] = None,
+                tokens_per_sample: Annotated[float, typer.Option(help="Tokens T per sample.")] = 1.0,
+                max_tokens: Annotated[Optional[float], typer.Option(help="Data wall: D <= this.")] = None,
+                max_params: Annotated[Optional[float], typer.Option(help="N <= this.")] = None,
+                k_max: Annotated[Optional[int], typer.Option(help="k <= this.")] = None,
+                prob: Prob = 0.9,
+                json_path: Annotated[Optional[Path], typer.Option("--json", help="Write the records here.")] = None,
+                force: Force = False) -> None:
+    """Prior sensitivity: the N* interval under priors power-scaled wider (alpha 0.5) and narrower (alpha 2)."""
+    from .criticism import prior_sensitivity
+    from .fit import Fit
+    from .io import check_writable, write_json
+
+    if json_path:
+        check_writable(json_path, overwrite=force)
+    budget, constraints = _budget_options(train_flops, inference_flops, total_flops, queries,
+                                          tokens_per_sample, max_tokens, max_params, k_max)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        records = prior_sensitivity(Fit.load(fit_path), budget, constraints, prob=prob)
+    view = Table(title=f"N* under power-scaled priors, {budget.label()} (median [{prob:.0%} interval])")
+    for col in ("task", "fitted prior", "psense", *[f"prior^{s['alpha']:g}" for s in records[0]["scaled"]]):
+        view.add_column(col)
+    for r in records:
+        cells = [f"{_fmt(s['N'])} (k {s['pareto_k']:.2f}{'' if s['reliable'] else ', unreliable'})"
+                 for s in r["scaled"]]
+        view.add_row(r["task"], _fmt(r["N"]), f"{r['psense']:.3f}", *cells)
+    out.print(view)
+    if json_path:
+        write_json(json_path, records, overwrite=force)
+        out.print(f"wrote {json_path}")
+
+
+def _optimize_quietly(result, budget, constraints):
+    """Fit.optimize without Python's warning print-out (the CLI prints the notes itself, once)."""
+    from .criticism import ExtrapolationWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExtrapolationWarning)
+        return result.optimize([budget], constraints)
 
 
 def _interactive() -> bool:

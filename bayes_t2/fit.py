@@ -139,8 +139,15 @@ class Fit:
             except ImportError:
                 raise InputError("chunked optimisation needs dask: pip install 'bayes-t2[scale]'") from None
             coefficients = coefficients.chunk({"draw": int(draws_per_chunk)})
+        from .criticism import ExtrapolationWarning, extrapolation_notes
+
         opt = route_optimum(self.route, coefficients, budgets, constraints)
-        return opt.compute() if draws_per_chunk is not None else opt
+        opt = opt.compute() if draws_per_chunk is not None else opt
+        notes = extrapolation_notes(self, opt)
+        opt.attrs["warnings"] = json.dumps(notes)
+        for note in notes:
+            warnings.warn(note, ExtrapolationWarning, stacklevel=2)
+        return opt
 
     def optimum_records(self, budgets, constraints=None, prob: float = 0.9, *, budgets_per_chunk: int = 8,
                         draws_per_chunk: int | None = None, progress: bool = False) -> list[dict]:

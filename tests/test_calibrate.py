@@ -12,7 +12,7 @@ import pytest
 import xarray as xr
 
 from bayes_t2.calibrate import (N_RANK, CalibrationDesign, _CompiledSampler, calibrate, coverage_summary, score,
-                                truth_coefficients, wilson, write_outputs)
+                                rank_coverage, truth_coefficients, wilson, write_outputs)
 from bayes_t2.fit import SamplerSettings, get_route
 from bayes_t2.simulate import simulate_loss
 
@@ -48,6 +48,9 @@ def test_rank_ties_of_a_discrete_quantity_are_randomised_within_range():
     ranks = score(d, truth, np.random.default_rng(0))["rank"].values
     assert ranks.min() >= 0 and ranks.max() <= N_RANK
     assert 0.4 < ranks.mean() / N_RANK < 0.6  # uniform over 0..n_rank, not always 0 or n_rank
+    # the inclusive interval always holds a tied truth; judged by rank the coverage is nominal
+    assert 0.84 < rank_coverage(ranks, N_RANK, 0.9) < 0.96
+    assert rank_coverage(np.arange(N_RANK + 1.0), N_RANK, 0.9) == pytest.approx(0.9)
 
 
 def _conjugate_scores(n_rep: int, sd_factor: float, seed: int) -> xr.Dataset:

@@ -1,0 +1,131 @@
+"""Model criticism: LOO comparison of variants, prior power-scaling against a closed form, extrapolation notes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from bayes_t2.budget import SplitBudget
+from bayes_t2.criticism import (ExtrapolationWarning, compare_fits, data_compute_range, power_scale_log_weights,
+                                prior_sensitivity, weighted_interval)
+from bayes_t2.errors import InputError
+from bayes_t2.fit import Fit, SamplerSettings, fit
+
+IN_RANGE = SplitBudget(train_flops=2.56e19, inference_flops=2e9)  # the data's top IsoFLOP budget
+FAR = SplitBudget(train_flops=1e24, inference_flops=2e9)
+
+
+@pytest.fixture(scope="module")
+def k_free_fit(loss_truth_fit):
+    """The same data fitted without the k term (k_term = "off"): the variant LOO must reject."""
+    data = loss_truth_fit[0]
+    return fit(data, priors={"k_term": "off"}, settings=SamplerSettings(draws=200, tune=200, chains=2, seed=3),
+               progressbar=False)
+
+
+def test_loo_prefers_the_k_term_the_data_were_simulated_with(loss_truth_fit, k_free_fit):
+    full = loss_truth_fit[2]
+    assert float(np.abs(k_free_fit.posterior["G"]).max()) == 0.0
+    table, notes = compare_fits({"with_k": full, "without_k": k_free_fit})
+    assert list(table.index) == ["with_k", "without_k"]
+    row = table.loc["without_k"]
+    # the k-free law cannot explain losses that fall with k: a difference of many standard errors
+    assert -row["elpd_diff"] > 10 * row["dse"] > 0  # ArviZ 1: elpd_diff = elpd - best elpd <= 0
+    assert {"elpd", "se", "weight", "n_bad_k"} <= set(table.columns)
+    assert all("Pareto k" in n for n in notes)
+
+
+def test_compare_refuses_fits_of_different_data(loss_truth_fit):
+    full = loss_truth_fit[2]
+    other = Fit(full.tree.copy())
+    other.tree.attrs["data_sha256"] = "0" * 64
+    with pytest.raises(InputError, match="different data"):
+        compare_fits({"a": full, "b": other})
+    with pytest.raises(InputError, match="at least two"):
+        compare_fits({"a": full})
+
+
+def test_k_term_setting_is_checked():
+    from bayes_t2.priors import load_spec
+    from bayes_t2.routes.loss import LossRoute
+    from bayes_t2.simulate import simulate_loss
+
+    frame, _ = simulate_loss(seed=1, n_tasks=1, budgets=[1e18], sizes_per_budget=3, n_overtrained=0, ks=(1, 4))
+    with pytest.raises(InputError, match="k_term"):
+        LossRoute.build_model(frame, load_spec("loss", {"k_term": "sometimes"}))
+    model = LossRoute.build_model(frame, load_spec("loss", {"k_term": "off"}))
+    assert "log_G_rel_mu" not in model.named_vars
+
+
+def test_power_scaling_matches_the_conjugate_closed_form():
+    """Prior N(0, 1), one observation y = 1 with unit noise: the posterior under prior^alpha is
+    N(y / (1 + alpha), 1 / (1 + alpha)); reweighting draws of the alpha = 1 posterior must reproduce it."""
+    rng = np.random.default_rng(0)
+    theta = rng.normal(0.5, np.sqrt(0.5), size=(4, 4000))
+    coords = {"chain": np.arange(4), "draw": np.arange(4000)}
+    draws = xr.DataArray(theta, dims=("chain", "draw"), coords=coords)
+    log_prior = xr.DataArray(-0.5 * theta ** 2, dims=("chain", "draw"), coords=coords)
+    from scipy.stats import norm
+
+    for alpha in (0.5, 1.0, 2.0):
+        lw, k = power_scale_log_weights(log_prior, alpha)
+        assert k < 0.5
+        iv = weighted_interval(draws, lw, 0.9)
+        mean, sd = 1 / (1 + alpha), np.sqrt(1 / (1 + alpha))
+        assert iv["median"] == pytest.approx(mean, abs=0.02)
+        assert iv["lower"] == pytest.approx(norm.ppf(0.05, mean, sd), abs=0.03)
+        assert iv["upper"] == pytest.approx(norm.ppf(0.95, mean, sd), abs=0.03)
+    lw, _ = power_scale_log_weights(log_prior, 1.0)
+    assert np.allclose(np.exp(lw), 1 / theta.size)
+
+
+def test_prior_sensitivity_of_n_star(loss_truth_fit):
+    records = prior_sensitivity(loss_truth_fit[2], IN_RANGE)
+    assert [r["task"] for r in records] == loss_truth_fit[2].tasks
+    for r in records:
+        assert r["N"]["lower"] < r["N"]["median"] < r["N"]["upper"] and np.isfinite(r["psense"])
+        assert [s["alpha"] for s in r["scaled"]] == [0.5, 2.0]
+        for s in r["scaled"]:
+            assert s["N"]["lower"] < s["N"]["upper"] and s["lower_ratio"] > 0 and np.isfinite(s["pareto_k"])
+
+
+def test_extrapolation_is_flagged_with_the_interval_width(loss_truth_fit):
+    result = loss_truth_fit[2]
+    lo, hi = data_compute_range(result)
+    assert hi == pytest.approx(2.56e19, rel=0.01)  # the top IsoFLOP budget of the simulated design
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ExtrapolationWarning)
+        near = result.optimize([IN_RANGE])
+    assert json.loads(near.attrs["warnings"]) == []
+    with pytest.warns(ExtrapolationWarning, match="extrapolation") as caught:
+        far = result.optimize([FAR])
+    assert len(caught) == 1
+    ratio = float(caught[0].message.args[0].split("spans a factor ")[1].split(" ")[0])
+    n = far["N"].isel(budget=0)
+    widest = float((n.quantile(0.95, ("chain", "draw")) / n.quantile(0.05, ("chain", "draw"))).max())
+    assert ratio == pytest.approx(widest, rel=1e-3)
+    n_near = near["N"].isel(budget=0)
+    assert widest > float((n_near.quantile(0.95, ("chain", "draw")) / n_near.quantile(0.05, ("chain", "draw"))).max())
+
+
+def test_cli_compare_and_optimize_warning(loss_truth_fit, k_free_fit, tmp_path):
+    loss_truth_fit[2].save(tmp_path / "full.nc")
+    k_free_fit.save(tmp_path / "kfree.nc")
+    cli = [sys.executable, "-m", "bayes_t2.cli"]
+    proc = subprocess.run([*cli, "compare", "full.nc", "kfree.nc", "--json", "cmp.json"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    rows = json.loads((tmp_path / "cmp.json").read_text())
+    assert [r["fit"] for r in rows] == ["full.nc", "kfree.nc"] and rows[1]["variant"].startswith("loss, no k term")
+    proc = subprocess.run([*cli, "optimize", "full.nc", "--train-flops", "1e24", "--inference-flops", "2e9"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if "extrapolation" in line]
+    assert len(lines) == 1 and "spans a factor" in lines[0]
