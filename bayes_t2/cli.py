@@ -383,7 +383,7 @@ def sensitivity(fit_path: Annotated[Path, typer.Argument(help="Fit file from `ba
                 prob: Prob = 0.9,
                 json_path: Annotated[Optional[Path], typer.Option("--json", help="Write the records here.")] = None,
                 force: Force = False) -> None:
-    """Prior sensitivity: the N* interval under priors power-scaled wider (alpha 0.5) and narrower (alpha 2)."""
+    """Prior sensitivity: the N* interval under priors power-scaled wider (alpha 0.5) and narrower (alpha 1.5)."""
     from .criticism import prior_sensitivity
     from .fit import Fit
     from .io import check_writable, write_json

@@ -9,6 +9,7 @@ Bands are equal-tailed posterior intervals: 50% (dark) and 90% (light) around th
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -21,6 +22,7 @@ import pandas as pd
 import xarray as xr
 
 from .budget import Budget, Constraints, SplitBudget, check_feasible, scaled_budgets
+from .criticism import ExtrapolationWarning
 from .errors import InputError
 from .laws import CHINCHILLA_TOKENS_PER_PARAM
 
@@ -425,7 +427,9 @@ def optimum_sweep(fit, budget: Budget, constraints: Constraints = Constraints(),
     if not feasible:
         raise InputError(f"no budget from {min(flops):.3g} to {max(flops):.3g} FLOPs buys the smallest model "
                          f"({constraints.min_params:g} parameters) under these constraints")
-    return fit.optimize(feasible, constraints), skipped
+    with warnings.catch_warnings():  # a sweep beyond the data is the point of this figure, not a surprise
+        warnings.simplefilter("ignore", ExtrapolationWarning)
+        return fit.optimize(feasible, constraints), skipped
 
 
 def plot_optimum_vs_budget(fit, budget: Budget, constraints: Constraints = Constraints(),

@@ -17,7 +17,7 @@ from bayes_t2.errors import InputError
 from bayes_t2.fit import Fit, SamplerSettings, fit
 
 IN_RANGE = SplitBudget(train_flops=2.56e19, inference_flops=2e9)  # the data's top IsoFLOP budget
-FAR = SplitBudget(train_flops=1e24, inference_flops=2e9)
+FAR = SplitBudget(train_flops=1e24, inference_flops=1e13)  # inference budget large enough not to pin N*
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +89,7 @@ def test_prior_sensitivity_of_n_star(loss_truth_fit):
     assert [r["task"] for r in records] == loss_truth_fit[2].tasks
     for r in records:
         assert r["N"]["lower"] < r["N"]["median"] < r["N"]["upper"] and np.isfinite(r["psense"])
-        assert [s["alpha"] for s in r["scaled"]] == [0.5, 2.0]
+        assert [s["alpha"] for s in r["scaled"]] == [0.5, 1.5]
         for s in r["scaled"]:
             assert s["N"]["lower"] < s["N"]["upper"] and s["lower_ratio"] > 0 and np.isfinite(s["pareto_k"])
 
