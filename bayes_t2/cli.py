@@ -383,7 +383,7 @@ def sensitivity(fit_path: Annotated[Path, typer.Argument(help="Fit file from `ba
                 prob: Prob = 0.9,
                 json_path: Annotated[Optional[Path], typer.Option("--json", help="Write the records here.")] = None,
                 force: Force = False) -> None:
-    """Prior sensitivity: the N* interval under priors power-scaled wider (alpha 0.5) and narrower (alpha 1.5)."""
+    """Prior sensitivity: the N* interval under priors power-scaled wider (alpha 0.5) and narrower (alpha 2)."""
     from .criticism import prior_sensitivity
     from .fit import Fit
     from .io import check_writable, write_json
@@ -488,6 +488,7 @@ def _print_decision(records: list[dict], attrs: dict) -> None:
 
 def main() -> None:
     """Entry point: run the app, turning errors into one line and an exit code."""
+    warnings.formatwarning = lambda message, *args, **kwargs: f"bayes-t2: warning: {message}\n"  # one line
     try:
         app(standalone_mode=False)
     except InputError as e:

@@ -27,7 +27,7 @@ from .errors import InputError
 PARETO_K_BAD = 0.7
 #: A budget is an extrapolation when its training compute exceeds the data's largest 6ND by this factor.
 EXTRAPOLATION_FACTOR = 100.0
-DEFAULT_ALPHAS = (0.5, 1.5)  # 2.0 gives Pareto k ~1 on 600 draws of the test fixture: too far to reweight
+DEFAULT_ALPHAS = (0.5, 2.0)
 
 
 class ExtrapolationWarning(UserWarning):
@@ -86,7 +86,9 @@ def power_scale_log_weights(log_prior: xr.DataArray, alpha: float) -> tuple[xr.D
 
     lp = log_prior.stack(sample=("chain", "draw")).transpose("sample")
     lr = (alpha - 1.0) * np.asarray(lp.values, dtype=float)
-    lw, khat = array_stats.psislw(lr - lr.max(), r_eff=1.0, axis=-1)
+    if np.ptp(lr) == 0:  # alpha = 1 (or a flat prior): the weights are uniform
+        return xr.full_like(lp, -np.log(lr.size), dtype=float).unstack("sample"), float("-inf")
+    lw, khat = array_stats.psislw(-(lr - lr.max()), r_eff=1.0, axis=-1)  # psislw takes minus the log ratios
     lw = np.asarray(lw, dtype=float)
     lw = lw - np.logaddexp.reduce(lw)
     return xr.DataArray(lw, dims="sample", coords=lp.coords).unstack("sample"), float(khat)

@@ -88,10 +88,11 @@ def test_prior_sensitivity_of_n_star(loss_truth_fit):
     records = prior_sensitivity(loss_truth_fit[2], IN_RANGE)
     assert [r["task"] for r in records] == loss_truth_fit[2].tasks
     for r in records:
-        assert r["N"]["lower"] < r["N"]["median"] < r["N"]["upper"] and np.isfinite(r["psense"])
-        assert [s["alpha"] for s in r["scaled"]] == [0.5, 1.5]
+        # N* sits on a k-segment end N = C_inf/(2k) here: a discrete posterior, the interval may be one value
+        assert r["N"]["lower"] <= r["N"]["median"] <= r["N"]["upper"] and np.isfinite(r["psense"])
+        assert [s["alpha"] for s in r["scaled"]] == [0.5, 2.0]
         for s in r["scaled"]:
-            assert s["N"]["lower"] < s["N"]["upper"] and s["lower_ratio"] > 0 and np.isfinite(s["pareto_k"])
+            assert s["N"]["lower"] <= s["N"]["upper"] and s["lower_ratio"] > 0 and np.isfinite(s["pareto_k"])
 
 
 def test_extrapolation_is_flagged_with_the_interval_width(loss_truth_fit):
@@ -110,7 +111,7 @@ def test_extrapolation_is_flagged_with_the_interval_width(loss_truth_fit):
     ratio = float(caught[0].message.args[0].split("spans a factor ")[1].split(" ")[0])
     n = far["N"].isel(budget=0)
     widest = float((n.quantile(0.95, ("chain", "draw")) / n.quantile(0.05, ("chain", "draw"))).max())
-    assert ratio == pytest.approx(widest, rel=1e-3)
+    assert ratio == pytest.approx(widest, rel=0.01)  # printed to 3 significant digits
     n_near = near["N"].isel(budget=0)
     assert widest > float((n_near.quantile(0.95, ("chain", "draw")) / n_near.quantile(0.05, ("chain", "draw"))).max())
 
