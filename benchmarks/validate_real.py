@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import xarray as xr
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -80,9 +81,10 @@ def gadre(settings, data_dir: Path, seed: int) -> dict:
     rows = []
     for task, part in test.groupby("task"):
         c = coefs.sel(task=task)
-        law = result.route.metric(c, part["params"].to_numpy()[:, None, None], part["tokens"].to_numpy()[:, None, None],
-                                  1.0)
-        law = np.asarray(law.transpose(..., "chain", "draw").values).reshape(len(part), -1)
+        N = xr.DataArray(part["params"].to_numpy(float), dims="row")
+        D = xr.DataArray(part["tokens"].to_numpy(float), dims="row")
+        law = result.route.metric(c, N, D, 1.0)
+        law = np.asarray(law.transpose("row", "chain", "draw").values).reshape(len(part), -1)
         sigma = result.posterior["sigma"].sel(task=task).values.ravel()
         pred = law * np.exp(sigma[None, :] * rng.standard_t(nu, size=law.shape))
         for i, (_, r) in enumerate(part.iterrows()):
