@@ -408,15 +408,6 @@ def sensitivity(fit_path: Annotated[Path, typer.Argument(help="Fit file from `ba
         out.print(f"wrote {json_path}")
 
 
-def _optimize_quietly(result, budget, constraints):
-    """Fit.optimize without Python's warning print-out (the CLI prints the notes itself, once)."""
-    from .criticism import ExtrapolationWarning
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ExtrapolationWarning)
-        return result.optimize([budget], constraints)
-
-
 def _interactive() -> bool:
     return sys.stderr.isatty() and not os.environ.get("CI")
 
