@@ -181,22 +181,27 @@ def scaled_budgets(budget: Budget, flops: Any) -> list[Budget]:
 
 
 def check_feasible(budget: Budget, constraints: Constraints = Constraints()) -> None:
-    """Raise InputError unless the budget buys the smallest model (min_params) with k >= 1 and D > 0."""
+    """Raise InputError unless the budget buys the smallest model (min_params) trained on at least one token
+    per parameter (D >= N: anything less is not a trained model) with k >= 1."""
     n = constraints.min_params
     t = budget.tokens_per_sample
     if isinstance(budget, SplitBudget):
+        if budget.train_flops < 6.0 * n * n:
+            raise InputError(
+                f"--train-flops {budget.train_flops:g} cannot train even the smallest model ({n:g} parameters) on "
+                f"one token per parameter, which needs {6.0 * n * n:g} FLOPs")
         need = 2.0 * n * t
         if budget.inference_flops < need:
             raise InputError(
                 f"--inference-flops {budget.inference_flops:g} cannot draw one sample of {t:g} tokens per query "
                 f"even from the smallest model ({n:g} parameters), which needs {need:g} FLOPs")
     elif isinstance(budget, TotalBudget):
-        need = 2.0 * n * t * budget.queries
+        need = 2.0 * n * t * budget.queries + 6.0 * n * n
         if budget.total_flops <= need:
             raise InputError(
                 f"--total-flops {budget.total_flops:g} cannot serve {budget.queries:g} queries even with the "
-                f"smallest model ({n:g} parameters) and one sample each, which costs {need:g} FLOPs before any "
-                f"training")
+                f"smallest model ({n:g} parameters, trained on one token per parameter) and one sample each, "
+                f"which costs {need:g} FLOPs")
     else:
         raise InputError(f"unknown budget type {type(budget).__name__}")
 

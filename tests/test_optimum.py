@@ -512,6 +512,8 @@ def test_chinchilla_design():
     (lambda: make_budget(train_flops=1e20, inference_flops=1e12, queries=5), "--total-flops"),
     (lambda: check_feasible(SplitBudget(1e20, 1e6)), "--inference-flops"),
     (lambda: check_feasible(TotalBudget(1e15, 1e9)), "--total-flops"),
+    (lambda: check_feasible(SplitBudget(1e3, 2e9)), "--train-flops"),  # D would be 1.7e-4 tokens
+    (lambda: check_feasible(TotalBudget(6e12 - 1, 1e-3)), "--total-flops"),  # serving is cheap, training is not
     (lambda: optimize_array(draws(2, 0), [SplitBudget(1e20, 1e12), SplitBudget(1e20, 1e5)]),
      "--inference-flops"),
 ])
