@@ -174,16 +174,9 @@ def read_data(paths: str | Path | Sequence[str | Path], columns: Mapping[str, st
     instead of detecting it from the columns. All files must be of the same kind. Bad rows raise an
     `InputError` (file, row, column, reason; plus how many more are bad) unless `drop_bad_rows` is set.
     """
-    if isinstance(paths, (str, Path)):
-        paths = [paths]
-    paths = list(paths)
-    if not paths:
-        raise InputError("no data files given")
-    column_map = _check_column_map(columns)
     if kind is not None and kind not in KINDS:
         raise InputError(f"unknown data kind '{kind}'; choose one of {', '.join(KINDS)}")
-    labels = set(LABEL_COLUMNS) | {user for canonical, user in column_map.items() if canonical in LABEL_COLUMNS}
-    parts = [_prepare(_read_file(Path(p), str(p), labels), str(p), column_map, kind) for p in paths]
+    parts = _read_parts(paths, columns, kind)
     return _combine(parts, drop_bad_rows=drop_bad_rows)
 
 
@@ -191,6 +184,16 @@ def read_datasets(paths: str | Path | Sequence[str | Path], columns: Mapping[str
                   drop_bad_rows: bool = False) -> dict[str, EvalData]:
     """Read files of possibly different kinds: one `EvalData` per kind (e.g. loss files and samples files for
     a joint fit). Each file is validated as in `read_data`; files of one kind are combined."""
+    parts = _read_parts(paths, columns, None)
+    by_kind: dict[str, list[_Part]] = {}
+    for part in parts:
+        by_kind.setdefault(part.kind, []).append(part)
+    return {kind: _combine(group, drop_bad_rows=drop_bad_rows) for kind, group in by_kind.items()}
+
+
+def _read_parts(paths: str | Path | Sequence[str | Path], columns: Mapping[str, str] | None,
+                kind: str | None) -> list[_Part]:
+    """Each file read and validated on its own (kind detected unless forced)."""
     if isinstance(paths, (str, Path)):
         paths = [paths]
     paths = list(paths)
@@ -198,11 +201,7 @@ def read_datasets(paths: str | Path | Sequence[str | Path], columns: Mapping[str
         raise InputError("no data files given")
     column_map = _check_column_map(columns)
     labels = set(LABEL_COLUMNS) | {user for canonical, user in column_map.items() if canonical in LABEL_COLUMNS}
-    parts = [_prepare(_read_file(Path(p), str(p), labels), str(p), column_map, None) for p in paths]
-    by_kind: dict[str, list[_Part]] = {}
-    for part in parts:
-        by_kind.setdefault(part.kind, []).append(part)
-    return {kind: _combine(group, drop_bad_rows=drop_bad_rows) for kind, group in by_kind.items()}
+    return [_prepare(_read_file(Path(p), str(p), labels), str(p), column_map, kind) for p in paths]
 
 
 def from_frame(frame: pd.DataFrame, *, source: str = "<data frame>", columns: Mapping[str, str] | None = None,
