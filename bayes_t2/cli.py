@@ -328,14 +328,16 @@ def calibrate(data: Annotated[Optional[list[Path]], typer.Argument(
 
 
 def _print_calibration(summ: dict) -> None:
-    table = Table(title=f"coverage over {summ['n_replicates']} simulated data sets x {summ['n_tasks']} tasks "
-                        f"(95% Wilson interval)")
-    for col in ("quantity", "50% interval", "90% interval", "rank p", "flag"):
+    table = Table(title=f"coverage over {summ['n_replicates']} simulated data sets x {summ['n_tasks']} tasks, "
+                        f"by randomised rank (95% Wilson interval); inclusive = truth inside the interval, ends "
+                        f"included (conservative for discrete k*, N*, D*)")
+    for col in ("quantity", "50% interval", "90% interval", "90% inclusive", "rank p", "flag"):
         table.add_column(col)
     for q, r in summ["quantities"].items():
         cells = [f"{c['coverage']:.0%} [{c['wilson_lower']:.0%}, {c['wilson_upper']:.0%}]"
                  for c in (r["coverage_50"], r["coverage_90"])]
-        table.add_row(q, *cells, f"{r['rank']['chi2_pvalue']:.2g}", "; ".join(r["flagged"]) or "ok")
+        table.add_row(q, *cells, f"{r['inclusive_90']['coverage']:.0%}", f"{r['rank']['chi2_pvalue']:.2g}",
+                      "; ".join(r["flagged"]) or "ok")
     out.print(table)
 
 

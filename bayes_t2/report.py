@@ -207,7 +207,8 @@ def _inputs_page(fit, budget: Budget, constraints: Constraints, prob: float, fit
         ("reference scaling", attrs.get("scaling", "{}")),
         ("budget", json.dumps(budget.as_dict())),
         ("constraints", constraints.to_json()),
-        ("intervals", f"equal-tailed, {prob:.0%}"),
+        ("intervals", f"equal-tailed, {prob:.0%}, ends included: for the integer k* (and N*, D*, which follow "
+                      f"it at a split budget) they hold at least {prob:.0%} of the posterior, i.e. are conservative"),
         ("decision", f"risk {risk}" + ("" if target is None else f", target {target:g}")),
         ("reproduce the fit", fit_cmd),
         ("reproduce the report", f"bayes-t2 report {fit_name} --out report.pdf "

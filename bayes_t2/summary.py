@@ -11,7 +11,10 @@ SAMPLE_DIMS = ("chain", "draw")
 
 
 def interval(values: xr.DataArray, prob: float) -> dict[str, float]:
-    """Median, mean and equal-tailed `prob` interval over the sample dims (NaN draws ignored)."""
+    """Median, mean and equal-tailed `prob` interval over the sample dims (NaN draws ignored).
+
+    The ends are posterior quantiles and belong to the interval; for a discrete quantity (k*, and N*, D* on a
+    k segment end) the closed interval holds at least `prob` of the draws, usually more (bayes_t2.calibrate)."""
     x = np.asarray(values.stack(sample=[d for d in SAMPLE_DIMS if d in values.dims]).values, dtype=float)
     x = x[np.isfinite(x)]
     if x.size == 0:

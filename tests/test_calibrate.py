@@ -12,7 +12,7 @@ import pytest
 import xarray as xr
 
 from bayes_t2.calibrate import (N_RANK, CalibrationDesign, _CompiledSampler, calibrate, coverage_summary, score,
-                                rank_coverage, truth_coefficients, wilson, write_outputs)
+                                rank_covered, truth_coefficients, wilson, write_outputs)
 from bayes_t2.fit import SamplerSettings, get_route
 from bayes_t2.simulate import simulate_loss
 
@@ -49,8 +49,9 @@ def test_rank_ties_of_a_discrete_quantity_are_randomised_within_range():
     assert ranks.min() >= 0 and ranks.max() <= N_RANK
     assert 0.4 < ranks.mean() / N_RANK < 0.6  # uniform over 0..n_rank, not always 0 or n_rank
     # the inclusive interval always holds a tied truth; judged by rank the coverage is nominal
-    assert 0.84 < rank_coverage(ranks, N_RANK, 0.9) < 0.96
-    assert rank_coverage(np.arange(N_RANK + 1.0), N_RANK, 0.9) == pytest.approx(0.9)
+    assert 0.84 < rank_covered(ranks, N_RANK, 0.9).mean() < 0.96
+    assert rank_covered(np.arange(N_RANK + 1.0), N_RANK, 0.9).mean() == pytest.approx(0.9)
+    assert rank_covered(np.arange(N_RANK + 1.0), N_RANK, 0.5).mean() == pytest.approx(0.5)
 
 
 def _conjugate_scores(n_rep: int, sd_factor: float, seed: int) -> xr.Dataset:
@@ -65,6 +66,44 @@ def _conjugate_scores(n_rep: int, sd_factor: float, seed: int) -> xr.Dataset:
     truth = xr.DataArray(theta[None, :], dims=("quantity", "task"),
                          coords={"quantity": ["theta"], "task": np.arange(n_rep)})
     return score(draws, truth, rng)
+
+
+def test_flags_an_over_confident_posterior_and_not_a_calibrated_one():
+    """Conjugate normal model: the exact posterior covers nominally (both measures), a posterior 0.6x too
+    narrow is flagged on the primary (rank) measure."""
+    good = coverage_summary(_conjugate_scores(600, 1.0, seed=1))["theta"]
+    bad = coverage_summary(_conjugate_scores(600, 0.6, seed=1))["theta"]
+    for p in ("50", "90"):
+        assert good[f"coverage_{p}"]["wilson_lower"] <= int(p) / 100 <= good[f"coverage_{p}"]["wilson_upper"]
+        assert good[f"coverage_{p}"]["measure"] == "rank" and good[f"inclusive_{p}"]["measure"] != "rank"
+        # continuous quantity: the two measures agree up to the thinning of the ranks
+        assert abs(good[f"coverage_{p}"]["coverage"] - good[f"inclusive_{p}"]["coverage"]) < 0.05
+    assert good["flagged"] == []
+    assert bad["coverage_90"]["wilson_upper"] < 0.9 and any("90%" in f for f in bad["flagged"])
+
+
+def test_discrete_posterior_is_nominal_by_rank_and_conservative_inclusive():
+    """k ~ Uniform{1..6}, y ~ N(k, 0.7): exact posterior draws of a discrete quantity, as k* (and N* = C/(2k*))
+    are. The inclusive 90% interval covers well above 90%, the randomised rank measure covers 90%, and the
+    primary measure is the one the flags judge."""
+    rng = np.random.default_rng(3)
+    n_rep, support = 800, np.arange(1, 7)
+    k = rng.choice(support, size=n_rep)
+    y = k + 0.7 * rng.standard_normal(n_rep)
+    logp = -0.5 * ((y[:, None] - support[None, :]) / 0.7) ** 2
+    prob = np.exp(logp - logp.max(axis=1, keepdims=True))
+    prob /= prob.sum(axis=1, keepdims=True)
+    post = np.stack([rng.choice(support, size=1000, p=pr) for pr in prob], axis=1).astype(float)
+    draws = xr.DataArray(post[:, None, :], dims=("sample", "quantity", "task"),
+                         coords={"quantity": ["k"], "task": np.arange(n_rep)})
+    truth = xr.DataArray(k[None, :].astype(float), dims=("quantity", "task"),
+                         coords={"quantity": ["k"], "task": np.arange(n_rep)})
+    rec = coverage_summary(score(draws, truth, rng))["k"]
+    for p in ("50", "90"):
+        primary, inclusive = rec[f"coverage_{p}"], rec[f"inclusive_{p}"]
+        assert primary["wilson_lower"] <= int(p) / 100 <= primary["wilson_upper"]
+        assert inclusive["wilson_lower"] > int(p) / 100  # conservative, and it would have been mis-flagged
+    assert rec["flagged"] == []
 
 
 def test_wilson_interval_closed_form():
@@ -134,5 +173,6 @@ def test_calibrate_end_to_end_tiny(tmp_path):
     summ = json.loads(paths["json"].read_text())
     assert summ["n_replicates"] == 2
     for rec in summ["quantities"].values():
-        assert 0 <= rec["coverage_90"]["coverage"] <= 1 and rec["coverage_90"]["n"] == 4
+        for key in ("coverage_90", "inclusive_90"):
+            assert 0 <= rec[key]["coverage"] <= 1 and rec[key]["n"] == 4
     assert paths["png"].stat().st_size > 0 and paths["pdf"].stat().st_size > 0
