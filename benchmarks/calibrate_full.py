@@ -1,6 +1,12 @@
 """Full-size simulation-based calibration of the loss route (>= 100 simulated data sets).
 
     PYTHONPATH=. python benchmarks/calibrate_full.py --n-sims 150 --out reports/calibration_full
+    PYTHONPATH=. python benchmarks/calibrate_full.py --single-task --n-sims 200 --seed 5000 --draws 300 --tune 300 \
+        --out reports/calibration_single
+
+`--single-task`: Chinchilla's case instead of the 3-task testbed: one task, k = 1 only (the k-free law, no
+pooling level), the IsoFLOP + over-training design of `simulate_loss(seed=4, n_tasks=1, ks=(1,))`, N* at
+2.56e19 training FLOPs with k <= 1 (the single-task test's budget, at the top of the data's compute range).
 
 Writes calibration.{nc,json,png,pdf} into --out after every replicate (so a run stopped early still leaves
 its figures), and prints the coverage table at the end. `--rescore DIR` recomputes calibration.json and the plot
@@ -14,8 +20,15 @@ import argparse
 import json
 import time
 
-from bayes_t2.calibrate import calibrate, default_design, summary, write_outputs
+from bayes_t2.budget import Constraints, SplitBudget
+from bayes_t2.calibrate import DEFAULT_BUDGET, CalibrationDesign, calibrate, default_design, summary, write_outputs
 from bayes_t2.fit import SamplerSettings
+from bayes_t2.simulate import simulate_loss
+
+
+def single_task_design() -> CalibrationDesign:
+    frame, _ = simulate_loss(seed=4, n_tasks=1, ks=(1,))
+    return CalibrationDesign("loss", frame[["params", "tokens"]], ks=(1,), n_tasks=1)
 
 
 def main() -> None:
@@ -26,6 +39,7 @@ def main() -> None:
     ap.add_argument("--tune", type=int, default=500)
     ap.add_argument("--chains", type=int, default=2)
     ap.add_argument("--out", default="reports/calibration_full")
+    ap.add_argument("--single-task", action="store_true", help="One task, k = 1 only (see the docstring).")
     ap.add_argument("--rescore", default=None, help="Folder with a stored calibration.nc: summarise it only.")
     args = ap.parse_args()
     if args.rescore:
@@ -42,7 +56,12 @@ def main() -> None:
         print(f"replicate {i + 1}/{args.n_sims} done at {time.perf_counter() - started:.0f} s, max r-hat "
               f"{float(scores['max_rhat'][-1]):.3f}, divergences {int(scores['divergences'][-1])}", flush=True)
 
-    scores = calibrate(default_design("loss"), n_sims=args.n_sims, seed=args.seed,
+    if args.single_task:
+        design, budget = single_task_design(), SplitBudget(train_flops=2.56e19, inference_flops=1e12)
+        constraints = Constraints(k_max=1)
+    else:
+        design, budget, constraints = default_design("loss"), DEFAULT_BUDGET, Constraints()
+    scores = calibrate(design, n_sims=args.n_sims, seed=args.seed, budget=budget, constraints=constraints,
                        settings=SamplerSettings(draws=args.draws, tune=args.tune, chains=args.chains,
                                                 seed=args.seed), on_replicate=progress)
     report(summary(scores))
