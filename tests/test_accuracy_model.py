@@ -31,7 +31,7 @@ from bayes_t2.routes.accuracy import (
 
 from conftest import SMALL_GRID
 TRUTH_A = {"theta1": 4.4, "theta2": -2.5, "theta3": 0.0, "theta4": 0.3,
-           "E": 1.69, "A": 406.4, "alpha": 0.34, "B": 410.7, "beta": 0.28}
+           "E": 1.69, "A": 406.4, "alpha": 0.34, "B": 410.7, "beta": 0.28, "logit_floor": -16.0}
 
 
 # ------------------------------------------------------------------------------------ data and simulation
@@ -122,6 +122,32 @@ def test_numba_objective_matches_numpy_prediction():
     assert AccuracyRoute.objective_nb is neg_pass_at_k_nb and AccuracyRoute.theta_names == theta_names
 
 
+def test_chance_floor_is_f_plus_rest_times_law():
+    """mu = f + (1 - f) sigmoid(law) in the numpy, numba and PyTensor forms, down to mu ~ 1e-30 and up to ~1."""
+    import pytensor
+    import pytensor.tensor as pt
+
+    from bayes_t2.routes.accuracy import _floored_logit_nb, _floored_logit_np, _floored_logit_pt
+
+    x, fl = pt.dscalar("x"), pt.dscalar("fl")
+    f_pt = pytensor.function([x, fl], _floored_logit_pt(x, fl))
+    for law in (-70.0, -30.0, -16.0, -3.0, 0.0, 4.0, 20.0):
+        for floor in (-60.0, -16.0, -1.1):
+            f, s = 1 / (1 + math.exp(-floor)), 1 / (1 + math.exp(-law))
+            log_one_minus = -math.log1p(math.exp(floor)) - math.log1p(math.exp(law))  # log((1 - f)(1 - s))
+            want = math.log(f + (1 - f) * s) - log_one_minus
+            for got in (_floored_logit_np(law, floor), _floored_logit_nb(law, floor), f_pt(law, floor)):
+                assert float(got) == pytest.approx(want, rel=1e-9, abs=1e-9)
+    # the floor lifts the earliest checkpoint of TRUTH_A (law mu ~ 1e-9) to ~sigmoid(-16), leaves later ones
+    no_floor = {k: v for k, v in TRUTH_A.items() if k != "logit_floor"}
+    a, b = accuracy_shapes(TRUTH_A, 1.4e7, 2.1e6)
+    a0, b0 = accuracy_shapes(no_floor, 1.4e7, 2.1e6)
+    assert a0 / (a0 + b0) < 1e-8 and a / (a + b) == pytest.approx(1 / (1 + math.exp(16)), rel=0.02)
+    a, b = accuracy_shapes(TRUTH_A, 1.4e9, 3e11)
+    a0, b0 = accuracy_shapes(no_floor, 1.4e9, 3e11)
+    assert a == pytest.approx(a0, rel=1e-6) and b == pytest.approx(b0, rel=1e-6)
+
+
 def test_pack_theta_order():
     arrays = {name: np.full((2, 3, 4), float(i)) for i, name in enumerate(theta_names)}
     packed = pack_theta(arrays)
@@ -175,7 +201,7 @@ def test_model_structure_and_likelihood_at_the_truth(sim_two_tasks):
 
     std = {t: standardize_coefficients(c, n0, d0) for t, c in truth["tasks"].items()}
     point = model.initial_point()
-    for name in SAMPLED:
+    for name in SAMPLED + ("logit_floor",):
         point[name] = np.array([std[t][name] for t in model.coords["task"]])
     obs_logp = model.compile_logp(vars=model.observed_RVs, jacobian=False)(point)
     expected = 0.0

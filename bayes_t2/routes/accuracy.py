@@ -101,6 +101,7 @@ from ..passk import beta_pass_at_k, log1m_beta_pass_at_k_nb
 __all__ = [
     "AccuracyRoute",
     "LOG_NU_BOUNDS",
+    "NO_FLOOR",
     "LOGIT_MU_BOUNDS",
     "PYTHIA_PARAMS",
     "PYTHIA_TOKENS",
@@ -110,6 +111,7 @@ __all__ = [
     "accuracy_pass_at_k",
     "accuracy_shapes",
     "build_accuracy_model",
+    "chance_floor",
     "collapse_samples",
     "neg_pass_at_k_nb",
     "pack_theta",
@@ -120,8 +122,13 @@ __all__ = [
 ]
 
 #: Posterior variables (dim task) packed, in this order, into the optimizer's theta.
-T2_COEFFICIENTS: tuple[str, ...] = ("theta1", "theta2", "theta3", "theta4", "E", "A", "alpha", "B", "beta")
+T2_COEFFICIENTS: tuple[str, ...] = ("theta1", "theta2", "theta3", "theta4", "E", "A", "alpha", "B", "beta",
+                                     "logit_floor")
 theta_names = T2_COEFFICIENTS
+
+#: logit of the chance floor meaning "no floor" (a floor of 8.8e-27: below anything a count can show); the
+#: value a coefficient set without ``logit_floor`` (or a fit with the floor disabled) gets.
+NO_FLOOR = -60.0
 
 #: Per-task quantities the model samples (each pooled across tasks), on the scale their name says.
 SAMPLED: tuple[str, ...] = ("logit_mu_ref", "log_slope_mu", "log_nu_ref", "slope_nu", "logit_w", "log_alpha",
@@ -228,6 +235,25 @@ def _softclip_nb(x, lo, hi):
     return lo + _softplus_nb(x - lo) - _softplus_nb(x - hi)
 
 
+def _floored_logit_pt(x, logit_floor):
+    """logit of mu = f + (1 - f) sigmoid(x), f = sigmoid(logit_floor), in log space (stable for tiny mu)."""
+    log_mu = pt.logaddexp(-pt.softplus(-logit_floor), -pt.softplus(logit_floor) - pt.softplus(-x))
+    return log_mu + pt.softplus(logit_floor) + pt.softplus(x)
+
+
+def _floored_logit_np(x, logit_floor):
+    log_mu = np.logaddexp(-_softplus_np(-logit_floor), -_softplus_np(logit_floor) - _softplus_np(-x))
+    return log_mu + _softplus_np(logit_floor) + _softplus_np(x)
+
+
+@numba.njit(cache=True, nogil=True)
+def _floored_logit_nb(x, logit_floor):
+    u = -_softplus_nb(-logit_floor)
+    v = -_softplus_nb(logit_floor) - _softplus_nb(-x)
+    log_mu = max(u, v) + math.log1p(math.exp(-abs(u - v)))
+    return log_mu + _softplus_nb(logit_floor) + _softplus_nb(x)
+
+
 def _boxcox_pt(log_x, exponent):
     """(x^-exponent - 1)/exponent from log x; -> -log x as exponent -> 0."""
     return pt.expm1(-exponent * log_x) / exponent
@@ -278,15 +304,20 @@ def unit_table(cells: pd.DataFrame, tasks: Sequence[str]) -> tuple[pd.DataFrame,
 
 
 def counts_likelihood(cells: pd.DataFrame, units: pd.DataFrame, unit_idx: np.ndarray, t, logit_mu, log_nu,
-                      noise: Mapping[str, Any]) -> None:
+                      noise: Mapping[str, Any], logit_floor=None) -> None:
     """Inside a model with dims task, task_checkpoint (units) and cell: the Beta law per unit from its logit(mu)
-    and log(nu) (checkpoint noise added when enabled), bounded, and the weighted beta-binomial on the cells."""
+    and log(nu) (checkpoint noise added when enabled, then the chance floor `logit_floor` per unit, if any),
+    bounded, and the weighted beta-binomial on the cells.
+
+    Every data-dependent number (counts included) is `pm.Data`, so a compiled model takes new data of the same
+    shape (the compiled-model cache, calibration)."""
     u = pm.Data("unit_index", unit_idx, dims="cell")
     pm.Data("unit_params", units["params"].to_numpy(float), dims="task_checkpoint")
     pm.Data("unit_tokens", units["tokens"].to_numpy(float), dims="task_checkpoint")
     n = pm.Data("n_samples", cells["n_samples"].to_numpy(float), dims="cell")
     weight = pm.Data("weight", cells["weight"].to_numpy(float), dims="cell")
     c_obs = cells["n_correct"].to_numpy(np.int64)
+    observed = pm.Data("n_correct_data", c_obs, dims="cell")
     n_np = cells["n_samples"].to_numpy(float)
     log_choose = pm.Data("log_choose", gammaln(n_np + 1.0) - gammaln(c_obs + 1.0) - gammaln(n_np - c_obs + 1.0),
                          dims="cell")
@@ -309,12 +340,22 @@ def counts_likelihood(cells: pd.DataFrame, units: pd.DataFrame, unit_idx: np.nda
                 deviation[name] = pm.Deterministic(f"checkpoint_dev_{name}", sd[t] * z, dims="task_checkpoint")
         logit_mu = logit_mu + deviation["mu"]
         log_nu = log_nu + deviation["nu"]
+    if logit_floor is not None:  # below the floor the law (and a checkpoint's deviation) is not seen
+        logit_mu = _floored_logit_pt(logit_mu, logit_floor)
     logit_mu = _softclip_pt(logit_mu, *LOGIT_MU_BOUNDS)
     log_nu = _softclip_pt(log_nu, *LOG_NU_BOUNDS)
     a = pt.exp(log_nu - pt.softplus(-logit_mu))  # nu * sigmoid(logit_mu)
     b = pt.exp(log_nu - pt.softplus(logit_mu))   # nu * sigmoid(-logit_mu)
     pm.CustomDist("n_correct", a, b, u, n, weight, log_choose, logp=_weighted_beta_binomial_logp,
-                  random=_beta_binomial_random, observed=c_obs, dims="cell")
+                  random=_beta_binomial_random, observed=observed, dims="cell")
+
+
+def chance_floor(priors: Mapping[str, Any], n_tasks: int, spec: Mapping[str, Any]):
+    """The per-task chance floor ``logit_floor`` (dim task): pooled like the law's quantities when
+    ``chance_floor = true`` in the spec, else the constant `NO_FLOOR` (the law alone)."""
+    if spec["chance_floor"]:
+        return _pooled("logit_floor", priors["logit_floor"], n_tasks, spec["pooling"])
+    return pm.Deterministic("logit_floor", pt.fill(pt.zeros(n_tasks), NO_FLOOR), dims="task")
 
 
 def build_accuracy_model(cells: pd.DataFrame, config: Mapping[str, Any] | None = None) -> pm.Model:
@@ -351,6 +392,7 @@ def build_accuracy_model(cells: pd.DataFrame, config: Mapping[str, Any] | None =
         x_d = pm.Data("log_tokens_scaled", np.log(units["tokens"].to_numpy(float) / d0), dims="task_checkpoint")
 
         q = {name: _pooled(name, priors[name], len(tasks), spec["pooling"]) for name in SAMPLED}
+        floor = chance_floor(priors, len(tasks), spec)
         alpha = pm.Deterministic("alpha", pt.exp(q["log_alpha"]), dims="task")
         beta = pm.Deterministic("beta", pt.exp(q["log_beta"]), dims="task")
         w = pm.Deterministic("w", pm.math.sigmoid(q["logit_w"]), dims="task")
@@ -360,7 +402,7 @@ def build_accuracy_model(cells: pd.DataFrame, config: Mapping[str, Any] | None =
         # standardised difficulty per (task, checkpoint) unit, then the Beta law of per-problem success
         z = w[t] * _boxcox_pt(x_n, alpha[t]) + (1.0 - w[t]) * _boxcox_pt(x_d, beta[t])
         counts_likelihood(cells, units, unit_idx, t, q["logit_mu_ref"][t] - slope_mu[t] * z,
-                          q["log_nu_ref"][t] + slope_nu[t] * z, noise)
+                          q["log_nu_ref"][t] + slope_nu[t] * z, noise, floor[t] if spec["chance_floor"] else None)
 
         # the T2 coefficients in the pinned normalisation (E = 0, unit log-slope of L at the reference)
         level = w / alpha + (1.0 - w) / beta
@@ -408,6 +450,7 @@ def standardize_coefficients(coefs: Mapping[str, float], N0: float, D0: float) -
     out["log_slope_mu"] = math.log(out["slope_mu"]) if out["slope_mu"] > 0 else -math.inf
     out["logit_w"] = math.log(w / (1.0 - w))
     out["log_alpha"], out["log_beta"] = math.log(c["alpha"]), math.log(c["beta"])
+    out["logit_floor"] = c.get("logit_floor", NO_FLOOR)  # the floor does not depend on the normalisation
     return out
 
 
@@ -416,6 +459,17 @@ def _get(source: Any, name: str):
     if hasattr(source, "posterior"):  # InferenceData or DataTree
         return source.posterior[name]
     return source[name]
+
+
+def _get_coefficient(source: Any, name: str):
+    """A T2 coefficient; a source without ``logit_floor`` (a truth or fit from before the chance floor) has
+    none: `NO_FLOOR`."""
+    try:
+        return _get(source, name)
+    except KeyError:
+        if name == "logit_floor":
+            return NO_FLOOR
+        raise
 
 
 def _as_input(x, like):
@@ -437,7 +491,7 @@ def accuracy_shapes(posterior_or_arrays: Any, N: Any, D: Any, *, rng: np.random.
     predictive); needs ``checkpoint_sd_mu``/``checkpoint_sd_nu`` in the source, else the law itself.
     noise_nu: the Student-t degrees of freedom of the deviations (None: normal), as in the fit's spec.
     """
-    c = {name: _get(posterior_or_arrays, name) for name in T2_COEFFICIENTS}
+    c = {name: _get_coefficient(posterior_or_arrays, name) for name in T2_COEFFICIENTS}
     like = c["theta1"]
     N, D = _as_input(N, like), _as_input(D, like)
     L = loss_law(c["E"], c["A"], c["alpha"], c["B"], c["beta"], 0.0, 1.0, N, D, 1.0)
@@ -446,6 +500,7 @@ def accuracy_shapes(posterior_or_arrays: Any, N: Any, D: Any, *, rng: np.random.
     if rng is not None:
         logit_mu = logit_mu + _checkpoint_deviation(posterior_or_arrays, "mu", logit_mu, rng, noise_nu)
         log_nu = log_nu + _checkpoint_deviation(posterior_or_arrays, "nu", log_nu, rng, noise_nu)
+    logit_mu = _floored_logit_np(logit_mu, c["logit_floor"])
     logit_mu = _softclip_np(logit_mu, *LOGIT_MU_BOUNDS)
     log_nu = _softclip_np(log_nu, *LOG_NU_BOUNDS)
     a = np.exp(log_nu - _softplus_np(-logit_mu))
@@ -482,7 +537,7 @@ def accuracy_pass_at_k(posterior_or_arrays: Any, N: Any, D: Any, k: Any, *, rng:
 
 def pack_theta(posterior_or_arrays: Any) -> np.ndarray:
     """The optimizer's theta for every draw and task: array (..., len(theta_names)), C-contiguous float64."""
-    arrays = [np.asarray(_get(posterior_or_arrays, name), dtype=float) for name in T2_COEFFICIENTS]
+    arrays = [np.asarray(_get_coefficient(posterior_or_arrays, name), dtype=float) for name in T2_COEFFICIENTS]
     return np.ascontiguousarray(np.stack(np.broadcast_arrays(*arrays), axis=-1))
 
 
@@ -497,7 +552,8 @@ def neg_pass_at_k_nb(theta, N, D, k):
     would be flat to float64). k may be real.
     """
     L = loss_law_nb(theta[4], theta[5], theta[6], theta[7], theta[8], 0.0, 1.0, N, D, 1.0)
-    logit_mu = _softclip_nb(theta[0] + theta[1] * L, LOGIT_MU_BOUNDS[0], LOGIT_MU_BOUNDS[1])
+    logit_mu = _softclip_nb(_floored_logit_nb(theta[0] + theta[1] * L, theta[9]), LOGIT_MU_BOUNDS[0],
+                            LOGIT_MU_BOUNDS[1])
     log_nu = _softclip_nb(theta[2] + theta[3] * L, LOG_NU_BOUNDS[0], LOG_NU_BOUNDS[1])
     a = math.exp(log_nu - _softplus_nb(-logit_mu))
     b = math.exp(log_nu - _softplus_nb(logit_mu))
@@ -510,13 +566,13 @@ def neg_pass_at_k_nb(theta, N, D, k):
 #: shape a = mu nu is ~0.3-1 for large models (a heavy left tail of unsolved problems, as on GSM8K).
 DEFAULT_TRUTH: dict[str, dict[str, float]] = {
     "task_a": {"theta1": 4.4, "theta2": -2.5, "theta3": 0.0, "theta4": 0.3,
-               "E": 1.69, "A": 406.4, "alpha": 0.34, "B": 410.7, "beta": 0.28},
+               "E": 1.69, "A": 406.4, "alpha": 0.34, "B": 410.7, "beta": 0.28, "logit_floor": -16.0},
     "task_b": {"theta1": 3.5, "theta2": -2.0, "theta3": 0.5, "theta4": 0.2,
-               "E": 1.80, "A": 300.0, "alpha": 0.30, "B": 500.0, "beta": 0.30},
+               "E": 1.80, "A": 300.0, "alpha": 0.30, "B": 500.0, "beta": 0.30, "logit_floor": -15.0},
     "task_c": {"theta1": 5.0, "theta2": -2.2, "theta3": -0.5, "theta4": 0.4,
-               "E": 1.60, "A": 500.0, "alpha": 0.36, "B": 350.0, "beta": 0.26},
+               "E": 1.60, "A": 500.0, "alpha": 0.36, "B": 350.0, "beta": 0.26, "logit_floor": -17.0},
     "task_d": {"theta1": 3.0, "theta2": -1.8, "theta3": 1.0, "theta4": 0.1,
-               "E": 1.75, "A": 350.0, "alpha": 0.32, "B": 450.0, "beta": 0.32},
+               "E": 1.75, "A": 350.0, "alpha": 0.32, "B": 450.0, "beta": 0.32, "logit_floor": -15.5},
 }
 
 
