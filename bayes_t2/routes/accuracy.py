@@ -321,7 +321,9 @@ def counts_likelihood(cells: pd.DataFrame, units: pd.DataFrame, unit_idx: np.nda
     n_np = cells["n_samples"].to_numpy(float)
     log_choose = pm.Data("log_choose", gammaln(n_np + 1.0) - gammaln(c_obs + 1.0) - gammaln(n_np - c_obs + 1.0),
                          dims="cell")
-    if noise["enabled"]:  # each (task, checkpoint) scatters around the law (module doc, "Checkpoint noise")
+    if logit_floor is not None:  # below the floor the law is not seen
+        logit_mu = _floored_logit_pt(logit_mu, logit_floor)
+    if noise["enabled"]:  # each (task, checkpoint) scatters around the floored law (module doc)
         deviation = {}
         for name in ("mu", "nu"):
             if noise[f"sd_{name}"] <= 0:  # this shape follows the law exactly
@@ -340,8 +342,6 @@ def counts_likelihood(cells: pd.DataFrame, units: pd.DataFrame, unit_idx: np.nda
                 deviation[name] = pm.Deterministic(f"checkpoint_dev_{name}", sd[t] * z, dims="task_checkpoint")
         logit_mu = logit_mu + deviation["mu"]
         log_nu = log_nu + deviation["nu"]
-    if logit_floor is not None:  # below the floor the law (and a checkpoint's deviation) is not seen
-        logit_mu = _floored_logit_pt(logit_mu, logit_floor)
     logit_mu = _softclip_pt(logit_mu, *LOGIT_MU_BOUNDS)
     log_nu = _softclip_pt(log_nu, *LOG_NU_BOUNDS)
     a = pt.exp(log_nu - pt.softplus(-logit_mu))  # nu * sigmoid(logit_mu)
@@ -495,12 +495,11 @@ def accuracy_shapes(posterior_or_arrays: Any, N: Any, D: Any, *, rng: np.random.
     like = c["theta1"]
     N, D = _as_input(N, like), _as_input(D, like)
     L = loss_law(c["E"], c["A"], c["alpha"], c["B"], c["beta"], 0.0, 1.0, N, D, 1.0)
-    logit_mu = c["theta1"] + c["theta2"] * L
+    logit_mu = _floored_logit_np(c["theta1"] + c["theta2"] * L, c["logit_floor"])
     log_nu = c["theta3"] + c["theta4"] * L
     if rng is not None:
         logit_mu = logit_mu + _checkpoint_deviation(posterior_or_arrays, "mu", logit_mu, rng, noise_nu)
         log_nu = log_nu + _checkpoint_deviation(posterior_or_arrays, "nu", log_nu, rng, noise_nu)
-    logit_mu = _floored_logit_np(logit_mu, c["logit_floor"])
     logit_mu = _softclip_np(logit_mu, *LOGIT_MU_BOUNDS)
     log_nu = _softclip_np(log_nu, *LOG_NU_BOUNDS)
     a = np.exp(log_nu - _softplus_np(-logit_mu))
