@@ -15,7 +15,14 @@ reads off `Fit.optimize`) is reported beside it; for discrete quantities it is c
 
 All replicates share one design, so the model is compiled once and each replicate swaps its data in
 (nutpie's `with_data`); the route's model must therefore take everything data-dependent through `pm.Data`,
-which `_CompiledSampler` verifies on the first swap.
+which `_CompiledSampler` verifies on the first swap. On the accuracy route the data are collapsed count cells
+whose number varies between replicates; every replicate is padded to one cell count by splitting cells into
+cells of fewer problems (`pad_cells`: the weighted likelihood is linear in the weight, so the log density is
+unchanged), so the shapes match.
+
+Accuracy route: the fit reports its T2 coefficients in a pinned normalisation (E = 0, unit log-slope of the
+latent loss at the reference checkpoint); the truth is mapped to it (`standardize_coefficients`) before it is
+scored. N*, D*, k* and pass@k at the optimum do not depend on the normalisation.
 """
 
 from __future__ import annotations
@@ -39,7 +46,7 @@ from .errors import InputError
 from .fit import FIT_FORMAT, Fit, SamplerSettings, diagnose, get_route, route_optimum
 from .io import atomic_write, check_writable, write_json
 from .priors import load_spec, spec_to_json
-from .simulate import simulate
+from .simulate import simulate, simulate_accuracy_population
 
 #: The T2 paper's split budget: 2.56e19 training FLOPs, 2e9 inference FLOPs per query.
 DEFAULT_BUDGET = SplitBudget(train_flops=2.56e19, inference_flops=2e9)
@@ -52,34 +59,65 @@ OPTIMUM_QUANTITIES = ("N", "D", "k", "metric")
 #: Default calibration testbed: a smaller IsoFLOP suite than `simulate`'s default, three tasks.
 DEFAULT_DESIGN_KW = dict(n_tasks=3, budgets=tuple(np.geomspace(1.25e16, 2.56e19, 6)), sizes_per_budget=5,
                          n_overtrained=3, ks=(1, 4, 16, 64))
+#: Default accuracy testbed: 2 tasks on a Pythia-like grid subset (5 sizes 14M-6.9B x 4 token counts 67M-300B),
+#: 64 problems x 128 samples per checkpoint.
+ACCURACY_DESIGN = dict(n_tasks=2, params=(14e6, 70e6, 410e6, 1.4e9, 6.9e9),
+                       tokens=(2_097_152.0 * 32, 2_097_152.0 * 1000, 2_097_152.0 * 10_000, 2_097_152.0 * 143_000),
+                       n_problems=64, n_samples=(128,))
 
 
 @dataclass(frozen=True)
 class CalibrationDesign:
-    """What every simulated replicate looks like: route, checkpoints, k values, number of tasks, noise."""
+    """What every simulated replicate looks like: route, checkpoints, number of tasks, and per route the k
+    values and log-loss noise (loss) or the problems per checkpoint and samples per problem (accuracy; `ks`
+    holds the choices of samples per problem, each problem draws one uniformly)."""
 
     route: str
     checkpoints: pd.DataFrame = field(repr=False)
     ks: tuple[int, ...]
     n_tasks: int
     noise: float = 0.01
+    n_problems: int = 0
 
     def simulate(self, seed: int) -> tuple[pd.DataFrame, dict]:
-        if self.route != "loss":
-            raise InputError(f"calibration of route '{self.route}' is not available yet (loss only)")
-        return simulate(self.route, seed, n_tasks=self.n_tasks, ks=self.ks, noise=self.noise,
-                        checkpoints=self.checkpoints)
+        if self.route == "loss":
+            return simulate(self.route, seed, n_tasks=self.n_tasks, ks=self.ks, noise=self.noise,
+                            checkpoints=self.checkpoints)
+        if self.route == "accuracy":
+            ckpt = self.checkpoints[["params", "tokens"]].to_numpy(float)
+            return simulate_accuracy_population(seed, ckpt, n_tasks=self.n_tasks, n_problems=self.n_problems,
+                                                n_samples=self.ks)
+        raise InputError(f"calibration of route '{self.route}' is not available (loss, accuracy)")
 
 
 def default_design(route: str = "loss", seed: int = 0, noise: float = 0.01) -> CalibrationDesign:
-    """The simulator's IsoFLOP + over-training testbed (built around the truth of `seed`), 3 tasks."""
+    """Loss: the simulator's IsoFLOP + over-training testbed (built around the truth of `seed`), 3 tasks.
+    Accuracy: `ACCURACY_DESIGN` (2 tasks, 20 Pythia-like checkpoints, 64 problems x 128 samples)."""
+    if route == "accuracy":
+        d = ACCURACY_DESIGN
+        ckpt = pd.DataFrame([(n, t) for n in d["params"] for t in d["tokens"]], columns=["params", "tokens"])
+        return CalibrationDesign(route, ckpt, tuple(d["n_samples"]), int(d["n_tasks"]), noise,
+                                 n_problems=int(d["n_problems"]))
+    if route != "loss":
+        raise InputError(f"calibration of route '{route}' is not available (loss, accuracy)")
     frame, _ = simulate(route, seed, noise=noise, **DEFAULT_DESIGN_KW)
     return CalibrationDesign(route, frame[["params", "tokens"]].drop_duplicates(), tuple(DEFAULT_DESIGN_KW["ks"]),
                              int(DEFAULT_DESIGN_KW["n_tasks"]), noise)
 
 
 def design_from_data(data: EvalData, route: str = "loss", noise: float = 0.01) -> CalibrationDesign:
-    """The design of a user's data: its checkpoints, k values and number of tasks."""
+    """The design of a user's data: its checkpoints, k values and number of tasks (loss route), or its
+    checkpoints, number of tasks, problems per checkpoint (the largest count) and samples per problem (its
+    distinct values; accuracy route, samples data)."""
+    if route == "accuracy":
+        if data.kind != "samples":
+            raise InputError(f"accuracy calibration needs samples data (problem, n_samples, n_correct) for its "
+                             f"design (got kind '{data.kind}')")
+        frame = data.frame
+        per_unit = frame.groupby(["task", "params", "tokens"], observed=True).size()
+        return CalibrationDesign(route, frame[["params", "tokens"]].drop_duplicates().reset_index(drop=True),
+                                 tuple(int(n) for n in sorted(frame["n_samples"].unique())), len(data.tasks),
+                                 noise, n_problems=int(per_unit.max()))
     if data.kind != "loss":
         raise InputError(f"calibration needs loss data for its design (got kind '{data.kind}')")
     ks = tuple(int(k) for k in sorted(data.frame["k"].unique())) if "k" in data.frame else (1,)
@@ -207,10 +245,11 @@ class _CompiledSampler:
         self.reference: Any = None
         self.checked = False
 
-    def fit(self, data: EvalData, seed: int) -> Fit:
+    def fit(self, frame: pd.DataFrame, seed: int) -> Fit:
+        """Sample the route's model of `frame` (what `route.build_model` takes: loss rows or count cells)."""
         import nutpie
 
-        model = self.route.build_model(data.frame, self.spec)
+        model = self.route.build_model(frame, self.spec)
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", category=FutureWarning)
             warnings.filterwarnings("ignore", category=UserWarning)
@@ -230,7 +269,7 @@ class _CompiledSampler:
         scaling = getattr(model, "bayes_t2_scaling", None)
         tree.attrs.update({"bayes_t2_format": FIT_FORMAT, "route": self.route.name,
                            "model_spec": spec_to_json(self.spec),
-                           "scaling": json.dumps(scaling.as_dict() if scaling is not None else {}),
+                           "scaling": json.dumps(scaling.as_dict() if hasattr(scaling, "as_dict") else (scaling or {})),
                            "sampling_seconds": round(time.perf_counter() - started, 2)})
         return Fit(tree)
 
@@ -244,7 +283,9 @@ class _CompiledSampler:
         point = model.initial_point(0)
         with ref:
             pm.set_data(updates)
-        logp = [float(m.compile_logp(mode="FAST_COMPILE")(point)) for m in (ref, model)]  # one evaluation each
+        # one evaluation each, compiled by numba as nutpie does (the Python-mode FAST_COMPILE cannot run the
+        # accuracy model's fused Elemwise of > 32 inputs)
+        logp = [float(m.compile_logp(mode="NUMBA")(point)) for m in (ref, model)]
         same = np.isclose(logp[0], logp[1], rtol=1e-9)
         if not same:
             raise RuntimeError(f"route '{self.route.name}' builds data-dependent constants into its model; "
@@ -253,25 +294,68 @@ class _CompiledSampler:
 
 
 # ---------------------------------------------------------------------------------------------- replicates
-def truth_coefficients(truth: dict, route: Any, ks: Sequence[int]) -> xr.Dataset:
-    """The simulation's coefficients as a one-draw Dataset (dims draw, task). With k = 1 only, the k term is
-    a constant the data cannot tell from E, so the identified law has E + G and no k term."""
+def pad_cells(cells: pd.DataFrame, n_cells: int) -> pd.DataFrame:
+    """Count cells (with `weight` = problems) split into exactly `n_cells` cells of the same total weight.
+
+    A cell of weight w becomes cells of weights 1, ..., 1, w - j with the same counts: the weighted
+    beta-binomial log density is linear in the weight, so it is unchanged, while every replicate of a
+    calibration gets one shape (its compiled model is re-used). Cells are split in order, one problem at a time.
+    """
+    extra = int(n_cells) - len(cells)
+    w = cells["weight"].to_numpy(np.int64)
+    if extra < 0 or extra > int(np.sum(w - 1)):
+        raise InputError(f"cannot pad {len(cells)} cells of {int(w.sum())} problems to {n_cells} cells")
+    if extra == 0:
+        return cells.reset_index(drop=True)
+    before = np.cumsum(w - 1) - (w - 1)  # spare problems in the rows before each row
+    take = np.clip(extra - before, 0, w - 1)  # problems split off each row
+    out = cells.loc[cells.index.repeat(1 + take)].reset_index(drop=True)
+    weight = np.ones(len(out), dtype=np.int64)
+    weight[np.cumsum(1 + take) - 1] = w - take
+    out["weight"] = weight
+    return out
+
+
+def truth_coefficients(truth: dict, route: Any, ks: Sequence[int],
+                       reference: tuple[float, float] | None = None) -> xr.Dataset:
+    """The simulation's coefficients as a one-draw Dataset (dims draw, task), in the normalisation the fit
+    reports. Loss route: with k = 1 only, the k term is a constant the data cannot tell from E, so the
+    identified law has E + G and no k term. Accuracy route: mapped to the fit's pinned normalisation at its
+    reference checkpoint `reference` = (N0, D0) (`standardize_coefficients`; E = 0), the same law."""
     tasks = sorted(truth["tasks"])
-    coefs = {c: np.array([[float(truth["tasks"][t][c]) for t in tasks]]) for c in route.coefficient_names}
+    raw = {t: truth["tasks"][t] for t in tasks}
+    if route.name == "accuracy":
+        from .routes.accuracy import standardize_coefficients
+
+        if reference is None:
+            raise ValueError("the accuracy route's truth needs the fit's reference point (N0, D0)")
+        raw = {t: standardize_coefficients({c: raw[t][c] for c in route.coefficient_names if c in raw[t]},
+                                           *reference) for t in tasks}
+    coefs = {c: np.array([[float(raw[t][c]) for t in tasks]]) for c in route.coefficient_names}
     if route.name == "loss" and all(int(k) == 1 for k in ks):
         coefs["E"] = coefs["E"] + coefs["G"]
         coefs["G"], coefs["gamma"] = np.zeros_like(coefs["G"]), np.ones_like(coefs["gamma"])
     return xr.Dataset({c: (("draw", "task"), v) for c, v in coefs.items()}, coords={"draw": [0], "task": tasks})
 
 
-def replicate(sampler: _CompiledSampler, design: CalibrationDesign, seed: int, budget: Budget,
-              constraints: Constraints, rng: np.random.Generator) -> xr.Dataset:
-    """One simulate -> fit -> optimum -> score pass; dims (quantity, task) plus per-fit diagnostics."""
+def _observations(design: CalibrationDesign, seed: int) -> tuple[pd.DataFrame, dict]:
+    """A replicate's simulated data as the route's model takes them (loss rows, or collapsed count cells)."""
     frame, truth = design.simulate(seed)
     data = from_frame(frame, source=f"calibration-{seed}")
-    result = sampler.fit(data, seed)
+    return (data.collapse_counts() if design.route == "accuracy" else data.frame), truth
+
+
+def replicate(sampler: _CompiledSampler, design: CalibrationDesign, seed: int, budget: Budget,
+              constraints: Constraints, rng: np.random.Generator, n_cells: int | None = None) -> xr.Dataset:
+    """One simulate -> fit -> optimum -> score pass; dims (quantity, task) plus per-fit diagnostics.
+    n_cells: pad the accuracy route's count cells to this number (`pad_cells`), the same in every replicate."""
+    frame, truth = _observations(design, seed)
+    if n_cells is not None:
+        frame = pad_cells(frame, n_cells)
+    result = sampler.fit(frame, seed)
     route = result.route
-    true_coefs = truth_coefficients(truth, route, design.ks)
+    reference = (result.scaling["N0"], result.scaling["D0"]) if route.name == "accuracy" else None
+    true_coefs = truth_coefficients(truth, route, design.ks, reference)
     coefs = result.coefficients()
     varying = [c for c in route.coefficient_names if float(coefs[c].std()) > 0]
     opt = result.optimize([budget], constraints).isel(budget=0)
@@ -305,9 +389,12 @@ def calibrate(design: CalibrationDesign, *, n_sims: int = 20, seed: int = 0, bud
     route = get_route(design.route)
     sampler = _CompiledSampler(route, load_spec(route.name, priors), settings)
     rng = np.random.default_rng([seed, 7919])
+    n_cells = None
+    if design.route == "accuracy":  # one cell count for all replicates (the compiled model is re-used)
+        n_cells = max(len(_observations(design, seed + i)[0]) for i in range(n_sims))
     done: list[xr.Dataset] = []
     for i in range(n_sims):
-        done.append(replicate(sampler, design, seed + i, budget, constraints, rng))
+        done.append(replicate(sampler, design, seed + i, budget, constraints, rng, n_cells))
         scores = _combine(done, seed, design, budget, settings)
         if on_replicate is not None:
             on_replicate(scores, i)
@@ -320,6 +407,7 @@ def _combine(done: list[xr.Dataset], seed: int, design: CalibrationDesign, budge
     scores.attrs.update({"route": design.route, "n_rank": N_RANK, "probs": json.dumps(list(PROBS)),
                          "budget": json.dumps(budget.as_dict()), "ks": json.dumps(list(design.ks)),
                          "n_checkpoints": len(design.checkpoints), "noise": design.noise,
+                         "n_problems": design.n_problems,
                          "sampler_settings": json.dumps({"draws": settings.draws, "tune": settings.tune,
                                                          "chains": settings.chains})})
     return scores

@@ -282,7 +282,7 @@ def calibrate(data: Annotated[Optional[list[Path]], typer.Argument(
               = None,
               out_dir: Annotated[Path, typer.Option("--out", help="Folder for calibration.{nc,json,png,pdf}.")]
               = Path("reports/calibration"),
-              route: Annotated[str, typer.Option(help="Route to calibrate (loss).")] = "loss",
+              route: Annotated[str, typer.Option(help="Route to calibrate (loss or accuracy).")] = "loss",
               n_sims: Annotated[int, typer.Option("--n-sims", help="Simulated data sets.")] = 20,
               seed: Annotated[int, typer.Option(help="First data seed (replicates use seed, seed+1, ...).")] = 0,
               noise: Annotated[float, typer.Option(help="Simulated log-loss noise sd.")] = 0.01,
@@ -316,8 +316,10 @@ def calibrate(data: Annotated[Optional[list[Path]], typer.Argument(
         budget, constraints = _budget_options(train_flops, inference_flops, total_flops, queries,
                                               tokens_per_sample, max_tokens, max_params, k_max)
     design = (design_from_data(read_data(data), route, noise) if data else default_design(route, noise=noise))
+    per_point = (f"{design.n_problems} problems x samples in {list(design.ks)}" if route == "accuracy"
+                 else f"k in {list(design.ks)}")
     out.print(f"calibrating the {route} route: {n_sims} simulated data sets of {len(design.checkpoints)} "
-              f"checkpoints x {design.n_tasks} tasks x k in {list(design.ks)}, budget {budget.label()}")
+              f"checkpoints x {design.n_tasks} tasks x {per_point}, budget {budget.label()}")
     scores = run(design, n_sims=n_sims, seed=seed, budget=budget, constraints=constraints, priors=priors,
                  settings=SamplerSettings(draws=draws, tune=tune, chains=chains, seed=seed),
                  on_replicate=lambda s, i: out.print(f"  replicate {i + 1}/{n_sims}: max r-hat "

@@ -268,6 +268,102 @@ def simulate_accuracy(seed: int, n_tasks: int = 3, n_problems: int = 64,
     return simulate_samples(seed, n_tasks=n_tasks, n_problems=n_problems, n_samples=n_samples, **kwargs)
 
 
+# ------------------------------------------------------------------------------- accuracy route: a population
+#: The accuracy-route population (for calibration): each task's T2 coefficients spread around the tasks of
+#: `routes.accuracy.DEFAULT_TRUTH` (normal: mean, sd; the size and data terms drawn through their value at
+#: (N_REF, D_REF), like the loss population, so the latent law keeps a Chinchilla-like shape), and its
+#: checkpoints scatter around the law by Student-t(ACC_DEVIATION_NU) deviations of logit(mu) and log(nu) with a
+#: per-task sd (log-normal), as the model assumes. theta2 < 0 always (more loss, lower accuracy).
+ACC_POPULATION = {"theta1": (4.0, 0.7), "log_neg_theta2": (math.log(2.1), 0.12), "theta3": (0.25, 0.6),
+                  "theta4": (0.25, 0.1), "E": (1.71, 0.08), "log_a_ref": (math.log(0.85), 0.2),
+                  "alpha": (0.33, 0.025), "log_b_ref": (math.log(0.85), 0.3), "beta": (0.29, 0.025),
+                  "logit_floor": (-15.5, 1.0), "log_sd_mu": (math.log(0.15), 0.4),
+                  "log_sd_nu": (math.log(0.15), 0.4)}
+ACC_DEVIATION_NU = 4.0
+#: A drawn task is kept only if its law looks like a benchmark over the design (the best checkpoint's pass@1
+#: in this range, the worst below ACC_MIN_PASS1) and its optimum at the T2 split budget is interior in k.
+ACC_MAX_PASS1 = (0.05, 0.7)
+ACC_MIN_PASS1 = 1e-2
+ACC_K_RANGE = (2, 60)
+ACC_SPLIT_BUDGET = (2.56e19, 2e9)
+
+
+def draw_accuracy_truth(rng: np.random.Generator, n_tasks: int,
+                        checkpoints: Sequence[tuple[float, float]]) -> dict[str, dict[str, float]]:
+    """Per-task T2 coefficients and checkpoint-deviation sds (`checkpoint_sd_mu`, `checkpoint_sd_nu`) from
+    `ACC_POPULATION`, each redrawn (from the same seeded stream) until it passes `accuracy_truth_ok`."""
+    names = [f"task_{chr(ord('a') + i)}" if n_tasks <= 26 else f"task_{i}" for i in range(int(n_tasks))]
+    out = {}
+    for name in names:
+        for _ in range(200):
+            coefs = _draw_accuracy_one(rng)
+            if accuracy_truth_ok(coefs, checkpoints):
+                break
+        out[name] = coefs
+    return out
+
+
+def _draw_accuracy_one(rng: np.random.Generator) -> dict[str, float]:
+    z = {k: rng.normal(m, s) for k, (m, s) in ACC_POPULATION.items()}
+    return {"theta1": z["theta1"], "theta2": -math.exp(z["log_neg_theta2"]), "theta3": z["theta3"],
+            "theta4": z["theta4"], "E": z["E"], "A": math.exp(z["log_a_ref"]) * N_REF ** z["alpha"],
+            "alpha": z["alpha"], "B": math.exp(z["log_b_ref"]) * D_REF ** z["beta"], "beta": z["beta"],
+            "logit_floor": z["logit_floor"], "checkpoint_sd_mu": math.exp(z["log_sd_mu"]),
+            "checkpoint_sd_nu": math.exp(z["log_sd_nu"])}
+
+
+def accuracy_truth_ok(coefs: Mapping[str, float], checkpoints: Sequence[tuple[float, float]]) -> bool:
+    """A plausible, identifiable truth: law pass@1 over the checkpoints spans < ACC_MIN_PASS1 to a best value
+    in ACC_MAX_PASS1, and k* at the split budget (C_train 2.56e19, C_inf 2e9 per query) lies in ACC_K_RANGE."""
+    import xarray as xr
+
+    from .budget import Constraints, SplitBudget
+    from .fit import route_optimum
+    from .routes.accuracy import AccuracyRoute, T2_COEFFICIENTS, accuracy_pass_at_k
+
+    ckpt = np.asarray(checkpoints, dtype=float).reshape(-1, 2)
+    p1 = np.asarray(accuracy_pass_at_k(coefs, ckpt[:, 0], ckpt[:, 1], 1.0), dtype=float)
+    if not (ACC_MAX_PASS1[0] <= p1.max() <= ACC_MAX_PASS1[1] and p1.min() <= ACC_MIN_PASS1):
+        return False
+    ds = xr.Dataset({c: (("draw",), [float(coefs[c])]) for c in T2_COEFFICIENTS}, coords={"draw": [0]})
+    budget = SplitBudget(train_flops=ACC_SPLIT_BUDGET[0], inference_flops=ACC_SPLIT_BUDGET[1])
+    k = float(route_optimum(AccuracyRoute, ds, [budget], Constraints())["k"].values.ravel()[0])
+    return ACC_K_RANGE[0] <= k <= ACC_K_RANGE[1]
+
+
+def simulate_accuracy_population(seed: int, checkpoints: Sequence[tuple[float, float]], n_tasks: int = 2,
+                                 n_problems: int = 64, n_samples: int | Sequence[int] = 128,
+                                 ) -> tuple[pd.DataFrame, dict]:
+    """Per-problem counts (the ``samples`` kind) from a truth drawn from `ACC_POPULATION`, with checkpoint
+    deviations: the model's generative process. Same columns as `routes.accuracy.simulate_samples`; the
+    truth dict also holds each task's deviation sds. Problems draw their number of samples uniformly from
+    `n_samples` when it is a sequence."""
+    from .routes.accuracy import accuracy_shapes
+
+    rng = np.random.default_rng(seed)
+    ckpt = np.asarray(checkpoints, dtype=float).reshape(-1, 2)
+    if np.any(ckpt <= 0) or n_problems < 1:
+        raise InputError("checkpoints need params > 0 and tokens > 0, and n_problems >= 1")
+    choices = np.atleast_1d(np.asarray(n_samples, dtype=np.int64))
+    if np.any(choices < 1):
+        raise InputError("n_samples must be >= 1")
+    tasks = draw_accuracy_truth(rng, n_tasks, ckpt)
+    rows = []
+    for task, coefs in tasks.items():
+        a, b = accuracy_shapes(coefs, ckpt[:, 0], ckpt[:, 1], rng=rng, noise_nu=ACC_DEVIATION_NU)
+        p = rng.beta(np.repeat(a, n_problems), np.repeat(b, n_problems))
+        n = choices[rng.integers(0, choices.size, size=p.size)]
+        rows.append(pd.DataFrame({"task": task, "model": [_model_name(N, D) for N, D in np.repeat(ckpt, n_problems, 0)],
+                                  "params": np.repeat(ckpt[:, 0], n_problems),
+                                  "tokens": np.repeat(ckpt[:, 1], n_problems),
+                                  "problem": np.tile(np.arange(n_problems), len(ckpt)), "n_samples": n,
+                                  "n_correct": rng.binomial(n, p)}))
+    truth = {"route": "accuracy", "seed": int(seed), "n_problems": int(n_problems), "population": True,
+             "deviation_nu": ACC_DEVIATION_NU, "tasks": {t: {k: float(v) for k, v in c.items()}
+                                                         for t, c in tasks.items()}}
+    return pd.concat(rows, ignore_index=True), truth
+
+
 SIMULATORS: dict[str, Callable[..., tuple[pd.DataFrame, dict]]] = {"loss": simulate_loss,
                                                                    "accuracy": simulate_accuracy}
 

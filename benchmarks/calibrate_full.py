@@ -1,9 +1,14 @@
-"""Full-size simulation-based calibration of the loss route (>= 100 simulated data sets).
+"""Full-size simulation-based calibration of the loss or accuracy route (>= 100 simulated data sets).
 
     PYTHONPATH=. python benchmarks/calibrate_full.py --n-sims 150 --out reports/calibration_full
     PYTHONPATH=. python benchmarks/calibrate_full.py --single-task --n-sims 200 --seed 5000 --draws 300 --tune 300 \
         --out reports/calibration_single
 
+    PYTHONPATH=. python benchmarks/calibrate_full.py --route accuracy --n-sims 120 --draws 300 --tune 300 \
+        --out reports/calibration_accuracy
+
+`--route accuracy`: the accuracy testbed of `calibrate.default_design("accuracy")` (2 tasks, 20 Pythia-like
+checkpoints, 64 problems x 128 samples, truths from `simulate.ACC_POPULATION`) at the T2 split budget.
 `--single-task`: Chinchilla's case instead of the 3-task testbed: one task, k = 1 only (the k-free law, no
 pooling level), the IsoFLOP + over-training design of `simulate_loss(seed=4, n_tasks=1, ks=(1,))`, N* at
 2.56e19 training FLOPs with k <= 1 (the single-task test's budget, at the top of the data's compute range).
@@ -39,6 +44,7 @@ def main() -> None:
     ap.add_argument("--tune", type=int, default=500)
     ap.add_argument("--chains", type=int, default=2)
     ap.add_argument("--out", default="reports/calibration_full")
+    ap.add_argument("--route", default="loss", choices=("loss", "accuracy"))
     ap.add_argument("--single-task", action="store_true", help="One task, k = 1 only (see the docstring).")
     ap.add_argument("--rescore", default=None, help="Folder with a stored calibration.nc: summarise it only.")
     args = ap.parse_args()
@@ -60,7 +66,7 @@ def main() -> None:
         design, budget = single_task_design(), SplitBudget(train_flops=2.56e19, inference_flops=1e12)
         constraints = Constraints(k_max=1)
     else:
-        design, budget, constraints = default_design("loss"), DEFAULT_BUDGET, Constraints()
+        design, budget, constraints = default_design(args.route), DEFAULT_BUDGET, Constraints()
     scores = calibrate(design, n_sims=args.n_sims, seed=args.seed, budget=budget, constraints=constraints,
                        settings=SamplerSettings(draws=args.draws, tune=args.tune, chains=args.chains,
                                                 seed=args.seed), on_replicate=progress)

@@ -11,10 +11,16 @@ import pymc as pm
 import pytest
 import xarray as xr
 
-from bayes_t2.calibrate import (N_RANK, CalibrationDesign, _CompiledSampler, calibrate, coverage_summary, score,
-                                rank_covered, truth_coefficients, wilson, write_outputs)
-from bayes_t2.fit import SamplerSettings, get_route
-from bayes_t2.simulate import simulate_loss
+from bayes_t2.budget import Constraints
+from bayes_t2.calibrate import (DEFAULT_BUDGET, N_RANK, CalibrationDesign, _CompiledSampler, _observations, calibrate,
+                                coverage_summary, design_from_data, pad_cells, rank_covered, score,
+                                truth_coefficients, wilson, write_outputs)
+from bayes_t2.data import from_frame
+from bayes_t2.errors import InputError
+from bayes_t2.fit import SamplerSettings, get_route, route_optimum
+from bayes_t2.routes.accuracy import build_accuracy_model
+from bayes_t2.simulate import (ACC_K_RANGE, accuracy_truth_ok, draw_accuracy_truth, simulate_accuracy_population,
+                               simulate_loss)
 
 
 def _draws(values: np.ndarray, quantities=("q",), tasks=("t",)) -> xr.DataArray:
@@ -176,3 +182,96 @@ def test_calibrate_end_to_end_tiny(tmp_path):
         for key in ("coverage_90", "inclusive_90"):
             assert 0 <= rec[key]["coverage"] <= 1 and rec[key]["n"] == 4
     assert paths["png"].stat().st_size > 0 and paths["pdf"].stat().st_size > 0
+
+
+# ------------------------------------------------------------------------------------------- accuracy route
+#: A tiny accuracy design: 3 sizes x 3 token counts of the Pythia-like grid, 2 tasks, 24 problems x 64 samples.
+TINY_ACCURACY = pd.DataFrame([(n, d) for n in (14e6, 410e6, 6.9e9) for d in (2_097_152.0 * 32, 2_097_152.0 * 10_000,
+                                                                              2_097_152.0 * 143_000)],
+                             columns=["params", "tokens"])
+
+
+def test_pad_cells_splits_problems_and_keeps_the_log_density():
+    """Padding to a fixed cell count keeps every (cell value -> problems) total and the model's log density."""
+    design = CalibrationDesign("accuracy", TINY_ACCURACY, ks=(64,), n_tasks=2, n_problems=24)
+    cells, _ = _observations(design, 5)
+    target = len(cells) + 37
+    padded = pad_cells(cells, target)
+    keys = ["task", "params", "tokens", "n_samples", "n_correct"]
+    assert len(padded) == target and padded["weight"].min() >= 1
+    pd.testing.assert_series_equal(cells.groupby(keys)["weight"].sum(), padded.groupby(keys)["weight"].sum())
+    assert pad_cells(cells, len(cells)).equals(cells)
+    with pytest.raises(InputError, match="cannot pad"):
+        pad_cells(cells, int(cells["weight"].sum()) + 1)
+    with pytest.raises(InputError, match="cannot pad"):
+        pad_cells(cells, len(cells) - 1)
+    m1, m2 = (build_accuracy_model(c) for c in (cells, padded))
+    point = m1.initial_point(0)
+    point = {k: v + 0.1 for k, v in point.items()}  # not the prior centre
+    logp = [float(m.compile_logp(mode="NUMBA")(point)) for m in (m1, m2)]
+    assert logp[0] == pytest.approx(logp[1], rel=1e-12)
+
+
+def test_accuracy_population_is_seeded_plausible_and_interior():
+    ckpt = TINY_ACCURACY.to_numpy(float)
+    a, b = (draw_accuracy_truth(np.random.default_rng(3), 4, ckpt) for _ in range(2))
+    assert a == b and len(a) == 4
+    route = get_route("accuracy")
+    for coefs in a.values():
+        assert accuracy_truth_ok(coefs, ckpt)
+        assert coefs["theta2"] < 0 and coefs["checkpoint_sd_mu"] > 0
+        ds = xr.Dataset({c: (("draw",), [coefs[c]]) for c in route.coefficient_names}, coords={"draw": [0]})
+        k = float(route_optimum(route, ds, [DEFAULT_BUDGET], Constraints())["k"].item())
+        assert ACC_K_RANGE[0] <= k <= ACC_K_RANGE[1]
+    frame, truth = simulate_accuracy_population(9, ckpt, n_tasks=2, n_problems=24, n_samples=(32, 64))
+    assert len(frame) == 2 * len(ckpt) * 24 and set(frame["n_samples"]) == {32, 64}
+    assert (frame["n_correct"] <= frame["n_samples"]).all() and truth["tasks"].keys() == {"task_a", "task_b"}
+
+
+def test_accuracy_truth_is_scored_in_the_fits_normalisation():
+    """The standardised truth (E = 0) is the same law: same pass@k everywhere, same optimum."""
+    ckpt = TINY_ACCURACY.to_numpy(float)
+    truth = {"tasks": draw_accuracy_truth(np.random.default_rng(8), 2, ckpt)}
+    route = get_route("accuracy")
+    ref = (3e8, 4e10)
+    std = truth_coefficients(truth, route, ks=(64,), reference=ref)
+    assert np.all(std["E"].values == 0)
+    raw = xr.Dataset({c: (("draw", "task"), [[truth["tasks"][t][c] for t in sorted(truth["tasks"])]])
+                      for c in route.coefficient_names}, coords={"draw": [0], "task": sorted(truth["tasks"])})
+    assert not np.allclose(raw["theta1"].values, std["theta1"].values)  # a different normalisation ...
+    N, D = np.geomspace(1e7, 1e10, 5), np.geomspace(1e8, 1e12, 5)
+    for k in (1.0, 16.0):  # ... of the same law
+        np.testing.assert_allclose(route.metric(std.isel(draw=0), N, D, k), route.metric(raw.isel(draw=0), N, D, k),
+                                   rtol=1e-9)
+    opt = [route_optimum(route, c, [DEFAULT_BUDGET], Constraints()) for c in (std, raw)]
+    for q in ("N", "D", "k"):
+        np.testing.assert_allclose(opt[0][q].values, opt[1][q].values, rtol=1e-9)
+    with pytest.raises(ValueError):
+        truth_coefficients(truth, route, ks=(64,))
+
+
+def test_accuracy_design_from_samples_data():
+    frame, _ = simulate_accuracy_population(2, TINY_ACCURACY.to_numpy(float), n_tasks=2, n_problems=24,
+                                            n_samples=(32, 64))
+    design = design_from_data(from_frame(frame), route="accuracy")
+    assert (design.n_tasks, design.n_problems, design.ks) == (2, 24, (32, 64))
+    assert len(design.checkpoints) == len(TINY_ACCURACY)
+    with pytest.raises(InputError, match="samples data"):
+        design_from_data(from_frame(simulate_loss(seed=1, n_tasks=1)[0]), route="accuracy")
+
+
+def test_calibrate_accuracy_end_to_end_tiny():
+    """Two replicates of the accuracy pipeline, padded to one cell count and compiled once: the swap check
+    passes, the pinned E is not scored, ranks and intervals are well formed, and N* = C_inf / (2 k* T)."""
+    design = CalibrationDesign("accuracy", TINY_ACCURACY, ks=(64,), n_tasks=2, n_problems=24)
+    scores = calibrate(design, n_sims=2, seed=3, settings=SamplerSettings(draws=100, tune=150, chains=2))
+    quantities = list(scores["quantity"].values)
+    assert "E" not in quantities
+    assert set(quantities) == {"theta1", "theta2", "theta3", "theta4", "A", "alpha", "B", "beta", "logit_floor",
+                               "N", "D", "k", "metric"}
+    ranks = scores["rank"].values
+    assert np.all(np.isfinite(ranks)) and ranks.min() >= 0 and ranks.max() <= N_RANK
+    truth = scores["truth"]
+    np.testing.assert_allclose(truth.sel(quantity="N") * truth.sel(quantity="k") * 2, 2e9, rtol=1e-9)
+    assert np.all((truth.sel(quantity="metric") > 0) & (truth.sel(quantity="metric") < 1))
+    assert np.all(scores["lower_90"] <= scores["upper_90"]) and np.all(np.isfinite(scores["max_rhat"].values))
