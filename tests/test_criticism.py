@@ -11,8 +11,8 @@ import pytest
 import xarray as xr
 
 from bayes_t2.budget import SplitBudget
-from bayes_t2.criticism import (ExtrapolationWarning, compare_fits, data_compute_range, power_scale_log_weights,
-                                prior_sensitivity, weighted_interval)
+from bayes_t2.criticism import (ExtrapolationWarning, compare_fits, data_compute_range, data_tokens_per_param_range,
+                                power_scale_log_weights, prior_sensitivity, weighted_interval)
 from bayes_t2.errors import InputError
 from bayes_t2.fit import Fit, SamplerSettings, fit
 
@@ -114,6 +114,24 @@ def test_extrapolation_is_flagged_with_the_interval_width(loss_truth_fit):
     assert ratio == pytest.approx(widest, rel=0.01)  # printed to 3 significant digits
     n_near = near["N"].isel(budget=0)
     assert widest > float((n_near.quantile(0.95, ("chain", "draw")) / n_near.quantile(0.05, ("chain", "draw"))).max())
+
+
+def test_extrapolation_in_tokens_per_param_is_flagged(loss_truth_fit):
+    """A budget inside the data's compute range whose optimum over-trains far beyond any run in the data (a tiny
+    inference budget forces a small model): the data term is extrapolated, and the note says so."""
+    data, _, result = loss_truth_fit
+    lo, hi = data_tokens_per_param_range(result)
+    ratio = data.frame["tokens"] / data.frame["params"]
+    assert (lo, hi) == pytest.approx((ratio.min(), ratio.max()))
+    budget = SplitBudget(train_flops=2.56e19, inference_flops=2e7)  # N* k* <= 1e7 -> >= 4e4 tokens/param
+    with pytest.warns(ExtrapolationWarning, match="tokens per parameter") as caught:
+        opt = result.optimize([budget])
+    assert len(caught) == 1
+    note = str(caught[0].message)
+    assert "6ND" not in note  # inside the compute range: only the ratio is an extrapolation
+    tpp = float(opt["tokens_per_param"].isel(budget=0).median(("chain", "draw")).max())
+    assert tpp > 2 * hi
+    assert f"{tpp / hi:.3g}x the most in the data" in note
 
 
 def test_cli_compare_and_optimize_warning(loss_truth_fit, k_free_fit, tmp_path):
