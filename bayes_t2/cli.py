@@ -285,7 +285,7 @@ def calibrate(data: Annotated[Optional[list[Path]], typer.Argument(
               route: Annotated[str, typer.Option(help="Route to calibrate (loss or accuracy).")] = "loss",
               n_sims: Annotated[int, typer.Option("--n-sims", help="Simulated data sets.")] = 20,
               seed: Annotated[int, typer.Option(help="First data seed (replicates use seed, seed+1, ...).")] = 0,
-              noise: Annotated[float, typer.Option(help="Simulated log-loss noise sd.")] = 0.01,
+              noise: Annotated[float, typer.Option(help="Simulated log-loss noise sd (loss route).")] = 0.01,
               priors: Annotated[Optional[Path], typer.Option(help="TOML file overriding models/<route>.toml.")]
               = None,
               train_flops: Annotated[Optional[float], typer.Option(help="Training budget (default 2.56e19).")]
@@ -339,7 +339,7 @@ def _print_calibration(summ: dict) -> None:
         cells = [f"{c['coverage']:.0%} [{c['wilson_lower']:.0%}, {c['wilson_upper']:.0%}]"
                  for c in (r["coverage_50"], r["coverage_90"])]
         table.add_row(q, *cells, f"{r['inclusive_90']['coverage']:.0%}", f"{r['rank']['chi2_pvalue']:.2g}",
-                      "; ".join(r["flagged"]) or "ok")
+                      "; ".join(r["flagged"]) or ("ok, hardly informed by the design" if r.get("note") else "ok"))
     out.print(table)
 
 

@@ -80,6 +80,7 @@ def report(summ: dict) -> None:
         print(f"{q:>8}: 50% -> {c50['coverage']:.3f} [{c50['wilson_lower']:.3f}, {c50['wilson_upper']:.3f}]  "
               f"90% -> {c90['coverage']:.3f} [{c90['wilson_lower']:.3f}, {c90['wilson_upper']:.3f}]  "
               f"inclusive 90% {i90['coverage']:.3f}  rank p {r['rank']['chi2_pvalue']:.3g}  "
+              f"width/truth range {r.get('identification', {}).get('ratio', float('nan')):.2g}  "
               f"{'; '.join(r['flagged'])}")
     print(json.dumps(summ["diagnostics"]))
 

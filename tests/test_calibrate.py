@@ -275,3 +275,19 @@ def test_calibrate_accuracy_end_to_end_tiny():
     np.testing.assert_allclose(truth.sel(quantity="N") * truth.sel(quantity="k") * 2, 2e9, rtol=1e-9)
     assert np.all((truth.sel(quantity="metric") > 0) & (truth.sel(quantity="metric") < 1))
     assert np.all(scores["lower_90"] <= scores["upper_90"]) and np.all(np.isfinite(scores["max_rhat"].values))
+
+
+def test_identification_notes_a_quantity_the_data_do_not_inform():
+    """Posterior = the N(0, 1) prior while truths come from a population 10x narrower: intervals ~10x the
+    truths' range, coverage ~100%: noted as not informed. The exact conjugate posterior is not noted."""
+    rng = np.random.default_rng(4)
+    n = 400
+    theta = 0.1 * rng.standard_normal(n)
+    draws = xr.DataArray(rng.standard_normal((1000, 1, n)), dims=("sample", "quantity", "task"),
+                         coords={"quantity": ["theta"], "task": np.arange(n)})
+    truth = xr.DataArray(theta[None, :], dims=("quantity", "task"), coords={"quantity": ["theta"], "task": np.arange(n)})
+    rec = coverage_summary(score(draws, truth, rng))["theta"]
+    assert rec["identification"]["ratio"] > 5 and "hardly informed" in rec["note"]
+    assert rec["coverage_90"]["coverage"] > 0.97
+    good = coverage_summary(_conjugate_scores(600, 1.0, seed=1))["theta"]
+    assert good["identification"]["ratio"] < 1 and good["note"] == ""
