@@ -153,3 +153,22 @@ def test_cli_cluster_options_are_checked(tmp_path):
     assert proc.returncode == 2
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "not both" in lines[0], proc.stderr
+
+
+def test_accuracy_refit_of_same_shape_hits_the_cache(accuracy_truth_fit):
+    """The accuracy route keeps its counts in pm.Data: new counts with the same cells and checkpoints reuse the
+    compiled model, and the fit sees the new counts (not the cached ones)."""
+    data, _, first = accuracy_truth_fit
+    frame = data.frame.copy()
+    # swap 0 <-> 1 correct: a bijection on counts, so the distinct cells (the model's shape) stay the same
+    c = frame["n_correct"].to_numpy()
+    frame["n_correct"] = np.where(c == 0, 1, np.where(c == 1, 0, c))
+    new = from_frame(frame, source="swapped counts")
+    assert len(new.collapse_counts()) == len(data.collapse_counts())
+    other = fit(new, settings=SamplerSettings(draws=100, tune=100, chains=2, seed=3, pointwise=False),
+                progressbar=False)
+    assert samplers.stats.last_hit and samplers.stats.last_compile_seconds == 0.0
+    cells = new.collapse_counts()
+    np.testing.assert_array_equal(other.tree["observed_data"]["n_correct"].values, cells["n_correct"].to_numpy())
+    np.testing.assert_array_equal(other.tree["constant_data"]["weight"].values, cells["weight"].to_numpy())
+    assert not np.allclose(other.posterior["logit_mu_ref"].mean().values, first.posterior["logit_mu_ref"].mean().values)
