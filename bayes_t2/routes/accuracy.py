@@ -47,6 +47,19 @@ infinitely trained model (L -> 0). Any other normalisation (E', scale s') is the
 theta1 - theta2 E'/s', theta2' = theta2/s', A' = s' A, B' = s' B (likewise theta3, theta4):
 `standardize_coefficients` maps any coefficient set (e.g. a simulation's truth) to this one.
 
+Chance floor (``chance_floor = true`` in the spec, the default): an untrained model still solves a few problems
+by luck, so the Beta mean is ``mu = f + (1 - f) * sigmoid(theta1 + theta2 * L)`` with ``f = sigmoid(logit_floor)``
+per task (pooled like the rest; computed in log space, stable for mu ~ 1e-30). The floor is the 10th entry of
+the optimizer's theta (`T2_COEFFICIENTS`); it only matters far from any optimum, but the model, `accuracy_shapes`
+and `neg_pass_at_k_nb` all apply it, so fitted law and objective agree. Without it the first Pythia
+checkpoints (step 1-32: mean success 1e-8..4e-6 whatever the size) sit far above any power law and pull the
+D exponent into a second mode (full GSM8K set: r-hat 2.1); with it they sit on the floor (logit -14.0 +- 0.2,
+i.e. ~8e-7) and the whole set samples cleanly. A coefficient set without ``logit_floor`` has none (`NO_FLOOR`).
+
+Checkpoint noise (``[checkpoint_noise]``): each (task, checkpoint) unit's logit mu and log nu deviate from the
+floored law by Normal(0, sd_t) (Student-t optional), sd_t learnt per task: the model's discrepancy, without
+which counts from thousands of samples make the law's intervals far too narrow to cover new checkpoints.
+
 Shapes are bounded: logit mu and log nu pass through a smooth, monotone clip (`LOGIT_MU_BOUNDS`,
 `LOG_NU_BOUNDS`; the identity to within 1e-2 more than 5 units inside the bounds). This keeps the Beta shapes
 away from numerically degenerate corners (a or b -> 0 or inf) without hard walls; the same clip is applied in
