@@ -448,6 +448,10 @@ def summary(scores: xr.Dataset) -> dict[str, Any]:
                         "share_rhat_below_1.05": float(np.mean(rhat < 1.05)),
                         "divergences_total": int(np.nansum(scores["divergences"].values)),
                         "seconds_per_replicate": float(np.nanmean(scores["sampling_seconds"].values))},
+        "coverage_measures": {"coverage_<p>": "primary, judged by the truth's randomised rank (nominal under "
+                                               "calibration for discrete quantities too); the flags use it",
+                              "inclusive_<p>": "truth inside the equal-tailed interval, ends included (as "
+                                                "optimize reports it; conservative for the discrete k*, N*, D*)"},
         "quantities": coverage_summary(scores),
     }
 

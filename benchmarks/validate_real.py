@@ -103,7 +103,6 @@ def gadre_variant(name: str, settings, data_dir: Path, seed: int) -> dict:
     test = frame[frame["tokens_per_param"] > GADRE_TRAIN_MAX_RATIO].reset_index(drop=True)
     groups = train.groupby("train_data") if opts.get("groups") == "corpus" else [("all", train)]
     started = time.perf_counter()
-    rng = np.random.default_rng(seed)
     rows, elpd, elpd_var, bad_k, rhat, div = [], 0.0, 0.0, 0, 0.0, 0
     for group, part_train in groups:
         result = fit(from_frame(part_train[["task", "params", "tokens", "loss"]], source=f"gadre<=20:{group}"),
@@ -116,7 +115,7 @@ def gadre_variant(name: str, settings, data_dir: Path, seed: int) -> dict:
         elpd += float(loo.elpd)
         elpd_var += float(loo.se) ** 2
         bad_k += int(np.sum(np.asarray(loo.pareto_k) > 0.7))
-        rows += _predict_held_out(result, test[test["task"].isin(result.tasks)], rng)
+        rows += _predict_held_out(result, test[test["task"].isin(result.tasks)], seed)
     res = pd.DataFrame(rows)
     by_ratio = res.groupby(res["tokens_per_param"].round()).agg(
         n=("loss", "size"), median_abs_rel_error=("rel_error", lambda x: float(np.median(np.abs(x)))),
@@ -141,23 +140,18 @@ def gadre_variant(name: str, settings, data_dir: Path, seed: int) -> dict:
     return summary
 
 
-def _predict_held_out(result, test: pd.DataFrame, rng: np.random.Generator) -> list[dict]:
-    """Law median, relative error and 90% law / predictive (law x fitted noise on log loss) coverage per run."""
-    coefs = result.coefficients()
-    lik = result.spec["likelihood"]
+def _predict_held_out(result, test: pd.DataFrame, seed: int) -> list[dict]:
+    """Law median, relative error and 90% coverage of the law and of a new run (`Fit.predict`: the law with
+    the fitted noise on log loss) per held-out run."""
     rows = []
-    for task, part in test.groupby("task"):
-        c = coefs.sel(task=task)
+    for i, (task, part) in enumerate(test.groupby("task")):
         N = xr.DataArray(part["params"].to_numpy(float), dims="row")
         D = xr.DataArray(part["tokens"].to_numpy(float), dims="row")
-        law = result.route.metric(c, N, D, 1.0)
-        law = np.asarray(law.transpose("row", "chain", "draw").values).reshape(len(part), -1)
-        sigma = result.posterior["sigma"].sel(task=task).values.ravel()
-        eps = rng.standard_t(lik["nu"], size=law.shape) if lik["family"] == "student_t" else rng.standard_normal(law.shape)
-        pred = law * np.exp(sigma[None, :] * eps)
-        for i, (_, r) in enumerate(part.iterrows()):
-            l_lo, l_med, l_hi = np.quantile(law[i], [0.05, 0.5, 0.95])
-            p_lo, p_hi = np.quantile(pred[i], [0.05, 0.95])
+        law, pred = (result.predict(N, D, 1.0, new_checkpoint=new, seed=seed + i).sel(task=task)
+                     .transpose("row", "chain", "draw").values.reshape(len(part), -1) for new in (False, True))
+        for j, (_, r) in enumerate(part.iterrows()):
+            l_lo, l_med, l_hi = np.quantile(law[j], [0.05, 0.5, 0.95])
+            p_lo, p_hi = np.quantile(pred[j], [0.05, 0.95])
             rows.append({"task": task, "params": r["params"], "tokens_per_param": r["tokens_per_param"],
                          "loss": r["loss"], "median": l_med, "rel_error": (l_med - r["loss"]) / r["loss"],
                          "law_covered": l_lo <= r["loss"] <= l_hi, "pred_covered": p_lo <= r["loss"] <= p_hi})

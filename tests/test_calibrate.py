@@ -177,7 +177,7 @@ def test_calibrate_end_to_end_tiny(tmp_path):
     assert np.all(np.isfinite(scores["max_rhat"].values))
     paths = write_outputs(scores, tmp_path)
     summ = json.loads(paths["json"].read_text())
-    assert summ["n_replicates"] == 2
+    assert summ["n_replicates"] == 2 and set(summ["coverage_measures"]) == {"coverage_<p>", "inclusive_<p>"}
     for rec in summ["quantities"].values():
         for key in ("coverage_90", "inclusive_90"):
             assert 0 <= rec[key]["coverage"] <= 1 and rec[key]["n"] == 4
