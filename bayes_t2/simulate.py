@@ -8,7 +8,9 @@ evaluated on several tasks at several k, with the T2 loss law per task
 The truth is written beside the data as ``<stem>.truth.json``:
 ``{"route": "loss", "seed": …, "noise": …, "tasks": {task: {"E", "A", "alpha", "B", "beta", "G", "gamma"}}}``.
 
-Other routes register a simulator in `SIMULATORS`; `simulate(route, seed, **kw)` dispatches.
+Other routes register a simulator in `SIMULATORS`; `simulate(route, seed, **kw)` dispatches. For calibrating the
+accuracy route, `simulate_accuracy_population` draws each task's truth from `ACC_POPULATION` (with checkpoint
+deviations, the model's generative process) instead of using the fixed default truth.
 """
 
 from __future__ import annotations
@@ -285,7 +287,6 @@ ACC_DEVIATION_NU = 4.0
 ACC_MAX_PASS1 = (0.05, 0.7)
 ACC_MIN_PASS1 = 1e-2
 ACC_K_RANGE = (2, 60)
-ACC_SPLIT_BUDGET = (2.56e19, 2e9)
 
 
 def draw_accuracy_truth(rng: np.random.Generator, n_tasks: int,
@@ -317,7 +318,8 @@ def accuracy_truth_ok(coefs: Mapping[str, float], checkpoints: Sequence[tuple[fl
     in ACC_MAX_PASS1, and k* at the split budget (C_train 2.56e19, C_inf 2e9 per query) lies in ACC_K_RANGE."""
     import xarray as xr
 
-    from .budget import Constraints, SplitBudget
+    from .budget import Constraints
+    from .calibrate import DEFAULT_BUDGET
     from .fit import route_optimum
     from .routes.accuracy import AccuracyRoute, T2_COEFFICIENTS, accuracy_pass_at_k
 
@@ -326,8 +328,7 @@ def accuracy_truth_ok(coefs: Mapping[str, float], checkpoints: Sequence[tuple[fl
     if not (ACC_MAX_PASS1[0] <= p1.max() <= ACC_MAX_PASS1[1] and p1.min() <= ACC_MIN_PASS1):
         return False
     ds = xr.Dataset({c: (("draw",), [float(coefs[c])]) for c in T2_COEFFICIENTS}, coords={"draw": [0]})
-    budget = SplitBudget(train_flops=ACC_SPLIT_BUDGET[0], inference_flops=ACC_SPLIT_BUDGET[1])
-    k = float(route_optimum(AccuracyRoute, ds, [budget], Constraints())["k"].values.ravel()[0])
+    k = float(route_optimum(AccuracyRoute, ds, [DEFAULT_BUDGET], Constraints())["k"].values.ravel()[0])
     return ACC_K_RANGE[0] <= k <= ACC_K_RANGE[1]
 
 
