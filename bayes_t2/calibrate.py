@@ -32,7 +32,7 @@ import math
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -70,7 +70,9 @@ ACCURACY_DESIGN = dict(n_tasks=2, params=(14e6, 70e6, 410e6, 1.4e9, 6.9e9),
 class CalibrationDesign:
     """What every simulated replicate looks like: route, checkpoints, number of tasks, and per route the k
     values and log-loss noise (loss) or the problems per checkpoint and samples per problem (accuracy; `ks`
-    holds the choices of samples per problem, each problem draws one uniformly)."""
+    holds the choices of samples per problem, each problem draws one uniformly; `deviation_nu` the Student-t
+    degrees of freedom of the checkpoint deviations, None for normal ones — `calibrate` sets it from the
+    model's specification, so the truth follows the model's generative process)."""
 
     route: str
     checkpoints: pd.DataFrame = field(repr=False)
@@ -78,6 +80,7 @@ class CalibrationDesign:
     n_tasks: int
     noise: float = 0.01
     n_problems: int = 0
+    deviation_nu: float | None = None
 
     def simulate(self, seed: int) -> tuple[pd.DataFrame, dict]:
         if self.route == "loss":
@@ -86,7 +89,7 @@ class CalibrationDesign:
         if self.route == "accuracy":
             ckpt = self.checkpoints[["params", "tokens"]].to_numpy(float)
             return simulate_accuracy_population(seed, ckpt, n_tasks=self.n_tasks, n_problems=self.n_problems,
-                                                n_samples=self.ks)
+                                                n_samples=self.ks, deviation_nu=self.deviation_nu)
         raise InputError(f"calibration of route '{self.route}' is not available (loss, accuracy)")
 
 
@@ -414,6 +417,9 @@ def calibrate(design: CalibrationDesign, *, n_sims: int = 20, seed: int = 0, bud
     rng = np.random.default_rng([seed, 7919])
     n_cells = None
     if design.route == "accuracy":  # one cell count for all replicates (the compiled model is re-used)
+        from .routes.accuracy import deviation_nu
+
+        design = replace(design, deviation_nu=deviation_nu(sampler.spec))  # truth deviations as the model's
         n_cells = max(len(_observations(design, seed + i)[0]) for i in range(n_sims))
     done: list[xr.Dataset] = []
     for i in range(n_sims):
@@ -430,7 +436,7 @@ def _combine(done: list[xr.Dataset], seed: int, design: CalibrationDesign, budge
     scores.attrs.update({"route": design.route, "n_rank": N_RANK, "probs": json.dumps(list(PROBS)),
                          "budget": json.dumps(budget.as_dict()), "ks": json.dumps(list(design.ks)),
                          "n_checkpoints": len(design.checkpoints), "noise": design.noise,
-                         "n_problems": design.n_problems,
+                         "n_problems": design.n_problems, "deviation_nu": json.dumps(design.deviation_nu),
                          "sampler_settings": json.dumps({"draws": settings.draws, "tune": settings.tune,
                                                          "chains": settings.chains})})
     return scores

@@ -274,14 +274,13 @@ def simulate_accuracy(seed: int, n_tasks: int = 3, n_problems: int = 64,
 #: The accuracy-route population (for calibration): each task's T2 coefficients spread around the tasks of
 #: `routes.accuracy.DEFAULT_TRUTH` (normal: mean, sd; the size and data terms drawn through their value at
 #: (N_REF, D_REF), like the loss population, so the latent law keeps a Chinchilla-like shape), and its
-#: checkpoints scatter around the law by Student-t(ACC_DEVIATION_NU) deviations of logit(mu) and log(nu) with a
-#: per-task sd (log-normal), as the model assumes. theta2 < 0 always (more loss, lower accuracy).
+#: checkpoints scatter around the law by deviations of logit(mu) and log(nu) (normal or Student-t, as the
+#: model's spec says) with a per-task sd (log-normal). theta2 < 0 always (more loss, lower accuracy).
 ACC_POPULATION = {"theta1": (4.0, 0.7), "log_neg_theta2": (math.log(2.1), 0.12), "theta3": (0.25, 0.6),
                   "theta4": (0.25, 0.1), "E": (1.71, 0.08), "log_a_ref": (math.log(0.85), 0.2),
                   "alpha": (0.33, 0.025), "log_b_ref": (math.log(0.85), 0.3), "beta": (0.29, 0.025),
                   "logit_floor": (-15.5, 1.0), "log_sd_mu": (math.log(0.15), 0.4),
                   "log_sd_nu": (math.log(0.15), 0.4)}
-ACC_DEVIATION_NU = 4.0
 #: A drawn task is kept only if its law looks like a benchmark over the design (the best checkpoint's pass@1
 #: in this range, the worst below ACC_MIN_PASS1) and its optimum at the T2 split budget is interior in k.
 ACC_MAX_PASS1 = (0.05, 0.7)
@@ -334,11 +333,11 @@ def accuracy_truth_ok(coefs: Mapping[str, float], checkpoints: Sequence[tuple[fl
 
 def simulate_accuracy_population(seed: int, checkpoints: Sequence[tuple[float, float]], n_tasks: int = 2,
                                  n_problems: int = 64, n_samples: int | Sequence[int] = 128,
-                                 ) -> tuple[pd.DataFrame, dict]:
+                                 deviation_nu: float | None = None) -> tuple[pd.DataFrame, dict]:
     """Per-problem counts (the ``samples`` kind) from a truth drawn from `ACC_POPULATION`, with checkpoint
-    deviations: the model's generative process. Same columns as `routes.accuracy.simulate_samples`; the
-    truth dict also holds each task's deviation sds. Problems draw their number of samples uniformly from
-    `n_samples` when it is a sequence."""
+    deviations (normal, or Student-t with `deviation_nu` degrees of freedom): the model's generative process.
+    Same columns as `routes.accuracy.simulate_samples`; the truth dict also holds each task's deviation sds.
+    Problems draw their number of samples uniformly from `n_samples` when it is a sequence."""
     from .routes.accuracy import accuracy_shapes
 
     rng = np.random.default_rng(seed)
@@ -351,7 +350,7 @@ def simulate_accuracy_population(seed: int, checkpoints: Sequence[tuple[float, f
     tasks = draw_accuracy_truth(rng, n_tasks, ckpt)
     rows = []
     for task, coefs in tasks.items():
-        a, b = accuracy_shapes(coefs, ckpt[:, 0], ckpt[:, 1], rng=rng, noise_nu=ACC_DEVIATION_NU)
+        a, b = accuracy_shapes(coefs, ckpt[:, 0], ckpt[:, 1], rng=rng, noise_nu=deviation_nu)
         p = rng.beta(np.repeat(a, n_problems), np.repeat(b, n_problems))
         n = choices[rng.integers(0, choices.size, size=p.size)]
         rows.append(pd.DataFrame({"task": task, "model": [_model_name(N, D) for N, D in np.repeat(ckpt, n_problems, 0)],
@@ -360,7 +359,7 @@ def simulate_accuracy_population(seed: int, checkpoints: Sequence[tuple[float, f
                                   "problem": np.tile(np.arange(n_problems), len(ckpt)), "n_samples": n,
                                   "n_correct": rng.binomial(n, p)}))
     truth = {"route": "accuracy", "seed": int(seed), "n_problems": int(n_problems), "population": True,
-             "deviation_nu": ACC_DEVIATION_NU, "tasks": {t: {k: float(v) for k, v in c.items()}
+             "deviation_nu": deviation_nu, "tasks": {t: {k: float(v) for k, v in c.items()}
                                                          for t, c in tasks.items()}}
     return pd.concat(rows, ignore_index=True), truth
 

@@ -45,6 +45,8 @@ def main() -> None:
     ap.add_argument("--chains", type=int, default=2)
     ap.add_argument("--out", default="reports/calibration_full")
     ap.add_argument("--route", default="loss", choices=("loss", "accuracy"))
+    ap.add_argument("--priors", default=None, help="TOML overriding models/<route>.toml (the truth's checkpoint "
+                    "deviations follow its family on the accuracy route).")
     ap.add_argument("--single-task", action="store_true", help="One task, k = 1 only (see the docstring).")
     ap.add_argument("--rescore", default=None, help="Folder with a stored calibration.nc: summarise it only.")
     args = ap.parse_args()
@@ -68,6 +70,7 @@ def main() -> None:
     else:
         design, budget, constraints = default_design(args.route), DEFAULT_BUDGET, Constraints()
     scores = calibrate(design, n_sims=args.n_sims, seed=args.seed, budget=budget, constraints=constraints,
+                       priors=args.priors,
                        settings=SamplerSettings(draws=args.draws, tune=args.tune, chains=args.chains,
                                                 seed=args.seed), on_replicate=progress)
     report(summary(scores))

@@ -226,6 +226,10 @@ def test_accuracy_population_is_seeded_plausible_and_interior():
     frame, truth = simulate_accuracy_population(9, ckpt, n_tasks=2, n_problems=24, n_samples=(32, 64))
     assert len(frame) == 2 * len(ckpt) * 24 and set(frame["n_samples"]) == {32, 64}
     assert (frame["n_correct"] <= frame["n_samples"]).all() and truth["tasks"].keys() == {"task_a", "task_b"}
+    heavy, heavy_truth = simulate_accuracy_population(9, ckpt, n_tasks=2, n_problems=24, n_samples=(32, 64),
+                                                      deviation_nu=4.0)
+    assert heavy_truth["tasks"] == truth["tasks"] and heavy_truth["deviation_nu"] == 4.0 and truth["deviation_nu"] is None
+    assert not heavy["n_correct"].equals(frame["n_correct"])  # same truth, Student-t deviations
 
 
 def test_accuracy_truth_is_scored_in_the_fits_normalisation():
