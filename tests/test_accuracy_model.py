@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pandas as pd
 import pymc as pm
+import pytensor.tensor as pt
 import pytest
 
 from bayes_t2.errors import InputError
@@ -278,7 +279,12 @@ def test_recovery_two_tasks_nutpie(accuracy_truth_fit):
     assert ll.dims[-1] == "cell" and ll.sizes["cell"] == len(cells)
     draw = {v: idata.posterior[v].isel(chain=0, draw=0).values for v in
             [rv.name for rv in model.free_RVs]}
-    value_point = {model.rvs_to_values[rv].name: draw[rv.name] for rv in model.free_RVs}
+    value_point = {}  # on the sampler's (transformed) scale: sds are sampled as logs
+    for rv in model.free_RVs:
+        transform = model.rvs_to_transforms.get(rv)
+        value = draw[rv.name] if transform is None else transform.forward(
+            pt.as_tensor(draw[rv.name]), *rv.owner.inputs).eval()
+        value_point[model.rvs_to_values[rv].name] = value
     obs_logp = model.compile_logp(vars=model.observed_RVs, jacobian=False)(value_point)
     assert float(ll.isel(chain=0, draw=0).sum()) == pytest.approx(obs_logp, rel=1e-5)  # stored as float32
 
