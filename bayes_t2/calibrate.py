@@ -54,6 +54,8 @@ PROBS = (0.5, 0.9)
 #: Draws the truth is ranked among (thinned evenly from the posterior), so ranks lie in 0..N_RANK.
 N_RANK = 99
 RANK_BINS = 10
+#: Cells needed before the truths' 5-95% range means anything (the `identification` note).
+MIN_CELLS_IDENTIFICATION = 20
 #: Quantities of the optimum scored besides the law's coefficients (names as in Fit.optimize).
 OPTIMUM_QUANTITIES = ("N", "D", "k", "metric")
 #: Default calibration testbed: a smaller IsoFLOP suite than `simulate`'s default, three tasks.
@@ -223,7 +225,7 @@ def _identification(s: xr.Dataset) -> tuple[dict[str, float], str]:
     width = np.asarray((s["upper_90"] - s["lower_90"]).values, dtype=float).ravel()
     truth = np.asarray(s["truth"].values, dtype=float).ravel()
     width, truth = width[np.isfinite(width)], truth[np.isfinite(truth)]
-    if width.size == 0 or truth.size < 2:
+    if width.size == 0 or truth.size < MIN_CELLS_IDENTIFICATION:  # too few truths to have a range
         return {}, ""
     spread = float(np.subtract(*np.quantile(truth, [0.95, 0.05])))
     median_width = float(np.median(width))
