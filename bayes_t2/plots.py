@@ -513,15 +513,7 @@ def plot_headline(records: list[dict], *, title: str, lines: Sequence[str] = (),
                               float)
             table = ax_table.table(cellText=cells, colLabels=cols, cellLoc="center", loc="upper left",
                                    colWidths=list(widths / widths.sum()), bbox=(0, 0, 1, 1))
-            table.auto_set_font_size(False)
-            table.set_fontsize(7.5 if len(cols) * 14 > widths.sum() else 7)
-            for (row, col), cell in table.get_celld().items():
-                cell.set_edgecolor("0.75")
-                if row == 0:
-                    cell.set_text_props(fontweight="bold")
-                    cell.set_facecolor("0.93")
-                elif col == 0:
-                    cell.set_text_props(color=colors[cells[row - 1][0]], fontweight="bold")
+            _style_table(table, cells, colors, 7.5 if len(cols) * 14 > widths.sum() else 7)
         ax_table.set_title(f"At this budget: median [{prob:.0%} interval] over posterior draws", loc="left",
                            fontsize=9)
         grid = fig.add_gridspec(1, 3, left=0.1, right=0.97, bottom=0.08, top=0.36, wspace=0.08)
@@ -639,15 +631,7 @@ def plot_decision(ds: xr.Dataset, *, q: float = 0.1):
         widths = np.array([max(4, len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(cols)], float)
         table = ax_table.table(cellText=cells, colLabels=cols, cellLoc="center",
                                colWidths=list(widths / widths.sum()), bbox=(0, 0, 1, 1))
-        table.auto_set_font_size(False)
-        table.set_fontsize(7)
-        for (row, col), cell in table.get_celld().items():
-            cell.set_edgecolor("0.75")
-            if row == 0:
-                cell.set_text_props(fontweight="bold")
-                cell.set_facecolor("0.93")
-            elif col == 0:
-                cell.set_text_props(color=colors[cells[row - 1][0]], fontweight="bold")
+        _style_table(table, cells, colors, 7)
         ncols = min(len(tasks), 4)
         nrows = math.ceil(len(tasks) / ncols)
         top = 0.88 - height - 0.08
@@ -674,3 +658,16 @@ def plot_decision(ds: xr.Dataset, *, q: float = 0.1):
             axes.append(ax)
         axes[0].invert_yaxis()  # chosen on top, as in the table
     return fig, np.array([ax_table, *axes])
+
+
+def _style_table(table, cells, colors, fontsize: float) -> None:
+    """The report's table look: grey rules, a bold shaded header, task names (first column) in task colours."""
+    table.auto_set_font_size(False)
+    table.set_fontsize(fontsize)
+    for (row, col), cell in table.get_celld().items():
+        cell.set_edgecolor("0.75")
+        if row == 0:
+            cell.set_text_props(fontweight="bold")
+            cell.set_facecolor("0.93")
+        elif col == 0:
+            cell.set_text_props(color=colors[cells[row - 1][0]], fontweight="bold")
