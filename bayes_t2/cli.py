@@ -32,6 +32,15 @@ Scheduler = Annotated[Optional[str], typer.Option("--scheduler",
                                                   help="Run on the Dask scheduler at ADDRESS (tcp://host:8786).")]
 DrawsPerChunk = Annotated[Optional[int], typer.Option("--draws-per-chunk",
                                                       help="Posterior draws per Dask chunk (default: automatic).")]
+# the budget and constraints of every command that solves an optimum (`_budget_options` reads them)
+TrainFlops = Annotated[Optional[float], typer.Option(help="Training budget C_train = 6ND.")]
+InferenceFlops = Annotated[Optional[float], typer.Option(help="Per-query budget 2NkT.")]
+TotalFlops = Annotated[Optional[float], typer.Option(help="Total budget 6ND + 2NkTQ.")]
+Queries = Annotated[Optional[float], typer.Option(help="Queries Q over the model's life.")]
+TokensPerSample = Annotated[float, typer.Option(help="Tokens T per sample.")]
+MaxTokens = Annotated[Optional[float], typer.Option(help="Data wall: D <= this.")]
+MaxParams = Annotated[Optional[float], typer.Option(help="N <= this.")]
+KMax = Annotated[Optional[int], typer.Option(help="k <= this.")]
 
 
 def _budget_options(train_flops, inference_flops, total_flops, queries, tokens_per_sample, max_tokens,
@@ -94,14 +103,14 @@ def fit(data: Annotated[list[Path], typer.Argument(help="Evaluation data: CSV or
 
 @app.command()
 def optimize(fit_path: Annotated[Path, typer.Argument(help="Fit file from `bayes-t2 fit`.")],
-             train_flops: Annotated[Optional[float], typer.Option(help="Training budget C_train = 6ND.")] = None,
-             inference_flops: Annotated[Optional[float], typer.Option(help="Per-query budget 2NkT.")] = None,
-             total_flops: Annotated[Optional[float], typer.Option(help="Total budget 6ND + 2NkTQ.")] = None,
-             queries: Annotated[Optional[float], typer.Option(help="Queries Q over the model's life.")] = None,
-             tokens_per_sample: Annotated[float, typer.Option(help="Tokens T per sample.")] = 1.0,
-             max_tokens: Annotated[Optional[float], typer.Option(help="Data wall: D <= this.")] = None,
-             max_params: Annotated[Optional[float], typer.Option(help="N <= this.")] = None,
-             k_max: Annotated[Optional[int], typer.Option(help="k <= this.")] = None,
+             train_flops: TrainFlops = None,
+             inference_flops: InferenceFlops = None,
+             total_flops: TotalFlops = None,
+             queries: Queries = None,
+             tokens_per_sample: TokensPerSample = 1.0,
+             max_tokens: MaxTokens = None,
+             max_params: MaxParams = None,
+             k_max: KMax = None,
              prob: Prob = 0.9,
              json_path: Annotated[Optional[Path], typer.Option("--json", help="Write optimum.json here.")] = None,
              workers: Workers = None, scheduler: Scheduler = None, draws_per_chunk: DrawsPerChunk = None,
@@ -129,14 +138,14 @@ def optimize(fit_path: Annotated[Path, typer.Argument(help="Fit file from `bayes
 
 @app.command()
 def decide(fit_path: Annotated[Path, typer.Argument(help="Fit file from `bayes-t2 fit`.")],
-           train_flops: Annotated[Optional[float], typer.Option(help="Training budget C_train = 6ND.")] = None,
-           inference_flops: Annotated[Optional[float], typer.Option(help="Per-query budget 2NkT.")] = None,
-           total_flops: Annotated[Optional[float], typer.Option(help="Total budget 6ND + 2NkTQ.")] = None,
-           queries: Annotated[Optional[float], typer.Option(help="Queries Q over the model's life.")] = None,
-           tokens_per_sample: Annotated[float, typer.Option(help="Tokens T per sample.")] = 1.0,
-           max_tokens: Annotated[Optional[float], typer.Option(help="Data wall: D <= this.")] = None,
-           max_params: Annotated[Optional[float], typer.Option(help="N <= this.")] = None,
-           k_max: Annotated[Optional[int], typer.Option(help="k <= this.")] = None,
+           train_flops: TrainFlops = None,
+           inference_flops: InferenceFlops = None,
+           total_flops: TotalFlops = None,
+           queries: Queries = None,
+           tokens_per_sample: TokensPerSample = 1.0,
+           max_tokens: MaxTokens = None,
+           max_params: MaxParams = None,
+           k_max: KMax = None,
            target: Annotated[Optional[float], typer.Option(help="Metric value to reach (loss <= T, "
                                                                 "accuracy >= T).")] = None,
            risk: Annotated[str, typer.Option(help="mean | quantile:Q | cvar:Q | prob (P(reach --target)).")]
@@ -217,14 +226,14 @@ def predict(fit_path: Annotated[Path, typer.Argument(help="Fit file from `bayes-
 @app.command()
 def report(fit_path: Annotated[Path, typer.Argument(help="Fit file from `bayes-t2 fit`.")],
            out_path: Annotated[Path, typer.Option("--out", help="PDF report to write.")],
-           train_flops: Annotated[Optional[float], typer.Option(help="Training budget C_train = 6ND.")] = None,
-           inference_flops: Annotated[Optional[float], typer.Option(help="Per-query budget 2NkT.")] = None,
-           total_flops: Annotated[Optional[float], typer.Option(help="Total budget 6ND + 2NkTQ.")] = None,
-           queries: Annotated[Optional[float], typer.Option(help="Queries Q over the model's life.")] = None,
-           tokens_per_sample: Annotated[float, typer.Option(help="Tokens T per sample.")] = 1.0,
-           max_tokens: Annotated[Optional[float], typer.Option(help="Data wall: D <= this.")] = None,
-           max_params: Annotated[Optional[float], typer.Option(help="N <= this.")] = None,
-           k_max: Annotated[Optional[int], typer.Option(help="k <= this.")] = None,
+           train_flops: TrainFlops = None,
+           inference_flops: InferenceFlops = None,
+           total_flops: TotalFlops = None,
+           queries: Queries = None,
+           tokens_per_sample: TokensPerSample = 1.0,
+           max_tokens: MaxTokens = None,
+           max_params: MaxParams = None,
+           k_max: KMax = None,
            target: Annotated[Optional[float], typer.Option(help="Metric value to reach, for the decision "
                                                                 "pages (as decide).")] = None,
            risk: Annotated[str, typer.Option(help="mean | quantile:Q | cvar:Q | prob, for the decision pages "
@@ -292,12 +301,12 @@ def calibrate(data: Annotated[Optional[list[Path]], typer.Argument(
               = None,
               inference_flops: Annotated[Optional[float], typer.Option(help="Per-query budget (default 2e9).")]
               = None,
-              total_flops: Annotated[Optional[float], typer.Option(help="Total budget 6ND + 2NkTQ.")] = None,
-              queries: Annotated[Optional[float], typer.Option(help="Queries Q over the model's life.")] = None,
-              tokens_per_sample: Annotated[float, typer.Option(help="Tokens T per sample.")] = 1.0,
-              max_tokens: Annotated[Optional[float], typer.Option(help="Data wall: D <= this.")] = None,
-              max_params: Annotated[Optional[float], typer.Option(help="N <= this.")] = None,
-              k_max: Annotated[Optional[int], typer.Option(help="k <= this.")] = None,
+              total_flops: TotalFlops = None,
+              queries: Queries = None,
+              tokens_per_sample: TokensPerSample = 1.0,
+              max_tokens: MaxTokens = None,
+              max_params: MaxParams = None,
+              k_max: KMax = None,
               draws: int = 300, tune: int = 300, chains: int = 2, force: Force = False) -> None:
     """Simulation-based calibration: coverage of the intervals of the coefficients, N*, D*, k* and the metric."""
     from .budget import Constraints
@@ -378,14 +387,14 @@ def compare(fits: Annotated[list[Path], typer.Argument(help="Fit files of the sa
 
 @app.command()
 def sensitivity(fit_path: Annotated[Path, typer.Argument(help="Fit file from `bayes-t2 fit`.")],
-                train_flops: Annotated[Optional[float], typer.Option(help="Training budget C_train = 6ND.")] = None,
-                inference_flops: Annotated[Optional[float], typer.Option(help="Per-query budget 2NkT.")] = None,
-                total_flops: Annotated[Optional[float], typer.Option(help="Total budget 6ND + 2NkTQ.")] = None,
-                queries: Annotated[Optional[float], typer.Option(help="Queries Q over the model's life.")] = None,
-                tokens_per_sample: Annotated[float, typer.Option(help="Tokens T per sample.")] = 1.0,
-                max_tokens: Annotated[Optional[float], typer.Option(help="Data wall: D <= this.")] = None,
-                max_params: Annotated[Optional[float], typer.Option(help="N <= this.")] = None,
-                k_max: Annotated[Optional[int], typer.Option(help="k <= this.")] = None,
+                train_flops: TrainFlops = None,
+                inference_flops: InferenceFlops = None,
+                total_flops: TotalFlops = None,
+                queries: Queries = None,
+                tokens_per_sample: TokensPerSample = 1.0,
+                max_tokens: MaxTokens = None,
+                max_params: MaxParams = None,
+                k_max: KMax = None,
                 prob: Prob = 0.9,
                 json_path: Annotated[Optional[Path], typer.Option("--json", help="Write the records here.")] = None,
                 force: Force = False) -> None:
