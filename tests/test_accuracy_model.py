@@ -202,8 +202,12 @@ def test_model_structure_and_likelihood_at_the_truth(sim_two_tasks):
 
     std = {t: standardize_coefficients(c, n0, d0) for t, c in truth["tasks"].items()}
     point = model.initial_point()
-    for name in SAMPLED + ("logit_floor",):
+    for name in SAMPLED:
         point[name] = np.array([std[t][name] for t in model.coords["task"]])
+    # the floor is always non-centred: floor = loc + sd * z, so put it through z with loc = 0
+    floors = np.array([std[t]["logit_floor"] for t in model.coords["task"]])
+    point["logit_floor_loc"] = np.array(0.0)
+    point["logit_floor_z"] = floors / np.exp(point["logit_floor_sd_log__"])
     obs_logp = model.compile_logp(vars=model.observed_RVs, jacobian=False)(point)
     expected = 0.0
     for task, g in cells.groupby("task"):
