@@ -8,10 +8,11 @@ from contextlib import contextmanager
 
 
 @contextmanager
-def progress(description: str, total: float, enabled: bool) -> Iterator[Callable[[float], None]]:
-    """Yield advance(n): moves the bar by n of `total` (a no-op when not enabled). The bar disappears when done."""
+def progress(description: str, total: float, enabled: bool) -> Iterator[Callable[..., None]]:
+    """Yield advance(n=1, label=None): moves the bar by n of `total` and, given a label, names the step under way
+    beside the description (a no-op when not enabled). The bar disappears when done."""
     if not enabled:
-        yield lambda n=1: None
+        yield lambda n=1, label=None: None
         return
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -19,4 +20,10 @@ def progress(description: str, total: float, enabled: bool) -> Iterator[Callable
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                   console=Console(stderr=True), transient=True) as bar:
         task = bar.add_task(description, total=total)
-        yield lambda n=1: bar.advance(task, n)
+
+        def advance(n: float = 1, label: str | None = None) -> None:
+            bar.advance(task, n)
+            if label is not None:
+                bar.update(task, description=f"{description}: {label}")
+
+        yield advance

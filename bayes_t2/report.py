@@ -23,6 +23,7 @@ from . import __version__, plots
 from .budget import Budget, Constraints, check_feasible
 from .errors import InputError
 from .io import atomic_write, check_writable
+from .progress import progress as progress_bar
 from .summary import optimum_records
 
 TASKS_PER_PAGE = 3
@@ -99,13 +100,13 @@ def write_report(fit, path: str | Path, budget: Budget, constraints: Constraints
     titles: list[str] = []
 
     def write(tmp: Path) -> None:
-        with plots.style(PDF_RC), PdfPages(tmp) as pdf, _progress(progress, len(pages)) as advance:
+        with plots.style(PDF_RC), PdfPages(tmp) as pdf, progress_bar("report", len(pages), progress) as advance:
             info = pdf.infodict()
             info["Title"] = f"bayes-t2 report: {budget.label()}"
             info["Subject"] = f"data sha256 {fit.tree.attrs.get('data_sha256', 'unknown')}"
             info["Creator"] = f"bayes-t2 {__version__}"
             for title, build in pages:
-                advance(title)
+                advance(0, title)
                 try:
                     fig = build()
                 except InputError as err:
@@ -116,6 +117,7 @@ def write_report(fit, path: str | Path, budget: Budget, constraints: Constraints
                 finally:
                     plt.close(fig)
                 titles.append(title)
+                advance(1)
 
     atomic_write(path, write, overwrite=overwrite)
     return Report(path=path, pages=titles, problems=problems)
@@ -123,34 +125,6 @@ def write_report(fit, path: str | Path, budget: Budget, constraints: Constraints
 
 def _compute(budget: Budget) -> float:
     return float(getattr(budget, "train_flops", None) or getattr(budget, "total_flops"))
-
-
-def _progress(enabled: bool, total: int):
-    """A context giving advance(title): a rich progress bar over pages when interactive, else nothing."""
-    from contextlib import contextmanager
-
-    @contextmanager
-    def bar():
-        if not enabled:
-            yield lambda title: None
-            return
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
-        with Progress(TextColumn("report: {task.description:<28}"), BarColumn(), MofNCompleteColumn(),
-                      transient=True) as prog:
-            task = prog.add_task("", total=total)
-            started = [False]
-
-            def advance(title: str) -> None:
-                if started[0]:
-                    prog.advance(task)
-                started[0] = True
-                prog.update(task, description=title)
-
-            yield advance
-            prog.update(task, completed=total)
-
-    return bar()
 
 
 def _headline(fit, records, budget: Budget, constraints: Constraints, problems: list[str]):

@@ -143,6 +143,17 @@ def test_progress_bar_is_silent_when_off(capsys):
     assert capsys.readouterr() == ("", "")
 
 
+def test_progress_bar_names_steps_on_stderr_only(capsys):
+    """The report names the page under way (advance(0, title)) and moves on after it (advance(1))."""
+    from bayes_t2.progress import progress
+
+    with progress("report", 2, enabled=True) as advance:
+        for title in ("headline", "inputs"):
+            advance(0, title)
+            advance(1)
+    assert capsys.readouterr().out == ""
+
+
 def test_cli_cluster_options_are_checked(tmp_path):
     import subprocess
     import sys

@@ -365,16 +365,19 @@ def counts_likelihood(cells: pd.DataFrame, units: pd.DataFrame, unit_idx: np.nda
                   random=_beta_binomial_random, observed=observed, dims="cell")
 
 
-def chance_floor(priors: Mapping[str, Any], n_tasks: int, spec: Mapping[str, Any]):
+def chance_floor(priors: Mapping[str, Any], n_tasks: int, spec: Mapping[str, Any], unit_task):
     """The per-task chance floor ``logit_floor`` (dim task): pooled like the law's quantities when
-    ``chance_floor = true`` in the spec, else the constant `NO_FLOOR` (the law alone).
+    ``chance_floor = true`` in the spec, else the constant `NO_FLOOR` (the law alone, recorded so the
+    optimizer reads one variable either way). Returns the floor per unit (indexed by `unit_task`) for
+    `counts_likelihood`, or None when there is none.
 
     Always non-centred: counts that never reach the floor leave it, its mean and its spread at the prior,
     and there the centred form is a funnel (2 simulated tasks x 25 checkpoints: the floor and its mean
     mixed worst of all, ESS 53 of 300 draws)."""
     if spec["chance_floor"]:
-        return _pooled("logit_floor", priors["logit_floor"], n_tasks, spec["pooling"], centered=False)
-    return pm.Deterministic("logit_floor", pt.fill(pt.zeros(n_tasks), NO_FLOOR), dims="task")
+        return _pooled("logit_floor", priors["logit_floor"], n_tasks, spec["pooling"], centered=False)[unit_task]
+    pm.Deterministic("logit_floor", pt.fill(pt.zeros(n_tasks), NO_FLOOR), dims="task")
+    return None
 
 
 def build_accuracy_model(cells: pd.DataFrame, config: Mapping[str, Any] | None = None) -> pm.Model:
@@ -411,7 +414,7 @@ def build_accuracy_model(cells: pd.DataFrame, config: Mapping[str, Any] | None =
         x_d = pm.Data("log_tokens_scaled", np.log(units["tokens"].to_numpy(float) / d0), dims="task_checkpoint")
 
         q = {name: _pooled(name, priors[name], len(tasks), spec["pooling"]) for name in SAMPLED}
-        floor = chance_floor(priors, len(tasks), spec)
+        floor = chance_floor(priors, len(tasks), spec, t)
         alpha = pm.Deterministic("alpha", pt.exp(q["log_alpha"]), dims="task")
         beta = pm.Deterministic("beta", pt.exp(q["log_beta"]), dims="task")
         w = pm.Deterministic("w", pm.math.sigmoid(q["logit_w"]), dims="task")
@@ -421,7 +424,7 @@ def build_accuracy_model(cells: pd.DataFrame, config: Mapping[str, Any] | None =
         # standardised difficulty per (task, checkpoint) unit, then the Beta law of per-problem success
         z = w[t] * _boxcox_pt(x_n, alpha[t]) + (1.0 - w[t]) * _boxcox_pt(x_d, beta[t])
         counts_likelihood(cells, units, unit_idx, t, q["logit_mu_ref"][t] - slope_mu[t] * z,
-                          q["log_nu_ref"][t] + slope_nu[t] * z, noise, floor[t] if spec["chance_floor"] else None)
+                          q["log_nu_ref"][t] + slope_nu[t] * z, noise, floor)
 
         # the T2 coefficients in the pinned normalisation (E = 0, unit log-slope of L at the reference)
         level = w / alpha + (1.0 - w) / beta

@@ -66,10 +66,9 @@ def build_joint_model(loss_frame: pd.DataFrame, cells: pd.DataFrame, loss_spec: 
         q = {name: _pooled(name, spec["priors"][name], len(tasks), spec["pooling"]) for name in JOINT_SAMPLED}
         slope_mu = pm.Deterministic("slope_mu", pt.exp(q["log_slope_mu"]), dims="task")
         slope_nu = q["slope_nu"]
-        floor = chance_floor(spec["priors"], len(tasks), spec)
+        floor = chance_floor(spec["priors"], len(tasks), spec, t)
         counts_likelihood(cells, units, unit_idx, t, q["logit_mu_ref"][t] - slope_mu[t] * z,
-                          q["log_nu_ref"][t] + slope_nu[t] * z, spec["checkpoint_noise"],
-                          floor[t] if spec["chance_floor"] else None)
+                          q["log_nu_ref"][t] + slope_nu[t] * z, spec["checkpoint_noise"], floor)
         pm.Deterministic("mu_ref", pm.math.sigmoid(q["logit_mu_ref"]), dims="task")
         pm.Deterministic("nu_ref", pt.exp(q["log_nu_ref"]), dims="task")
         pm.Deterministic("theta1", q["logit_mu_ref"] + slope_mu * L_ref / S, dims="task")
