@@ -77,6 +77,7 @@ def run_one(sampler: str, name: str, start: int, max_draws: int, seed: int, targ
         d = diagnose(tree, coefs)
         attempts.append({"draws": draws, "sample_s": sample_s, "min_ess": d.min_ess_bulk, "divergences": d.divergences,
                          "max_rhat": d.max_rhat})
+        print(json.dumps({"attempt": attempts[-1], "compile_s": compile_s}), file=sys.stderr, flush=True)
         reliable = d.min_ess_bulk >= target and d.divergences == 0
         if reliable or draws * 2 > max_draws:
             break
@@ -89,6 +90,16 @@ def run_one(sampler: str, name: str, start: int, max_draws: int, seed: int, targ
     means = {v: np.asarray(post[v].mean(("chain", "draw"))).tolist() for v in varying}
     return {"sampler": sampler, "data": name, "rows": len(data), "compile_s": compile_s, "reliable": reliable,
             "attempts": attempts, "means": means, "mcse": {v: np.asarray(mcse[v]).tolist() for v in varying}}
+
+
+def finished_attempts(stderr: str) -> list[dict]:
+    """The attempts a child reported (one JSON line each on stderr) before it was stopped: a timed-out sampler
+    still says how far it got."""
+    out = []
+    for line in stderr.splitlines():
+        if line.startswith('{"attempt"'):
+            out.append(json.loads(line)["attempt"])
+    return out
 
 
 def agree(a: dict, b: dict) -> tuple[bool, float]:
@@ -138,9 +149,12 @@ def main(argv: list[str] | None = None) -> int:
                 stdout, stderr = proc.communicate(timeout=args.timeout)
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
-                proc.communicate()
-                print(f"{name:<9} {'':>6} {sampler:<8} timed out after {args.timeout:.0f} s", flush=True)
-                results.append({"sampler": sampler, "data": name, "timed_out": True})
+                _, stderr = proc.communicate()
+                done = finished_attempts(stderr)
+                print(f"{name:<9} {'':>6} {sampler:<8} timed out after {args.timeout:.0f} s; finished: "
+                      + ("; ".join(f"{a['draws']} draws in {a['sample_s']:.0f} s, min ESS {a['min_ess']:.0f}, "
+                                   f"{a['divergences']} div" for a in done) or "no attempt"), flush=True)
+                results.append({"sampler": sampler, "data": name, "timed_out": True, "attempts": done})
                 continue
             if proc.returncode != 0:
                 print(f"{name:<9} {sampler:<8} failed: {stderr.strip().splitlines()[-1:]}", flush=True)

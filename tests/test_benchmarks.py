@@ -49,3 +49,16 @@ def test_bench_sampling_samplers_agree(capsys):
     out = capsys.readouterr().out
     assert rc == 0, out
     assert "nutpie vs pymc" in out and "-> agree" in out
+
+
+def test_bench_sampling_timeout_keeps_the_finished_attempts():
+    """A sampler stopped at the time limit still reports the attempts its child finished (JSON lines on stderr,
+    among the sampler's own messages)."""
+    import json
+
+    first = {"draws": 500, "sample_s": 1010.0, "min_ess": 212.0, "divergences": 0, "max_rhat": 1.02}
+    stderr = "\n".join(["Sampling 2 chains for 500 tune and 500 draw iterations",
+                        json.dumps({"attempt": first, "compile_s": 5.0}),
+                        "Sampling 2 chains for 1000 tune and 1000 draw iterations", "Traceback (most recent call"])
+    assert load("bench_sampling").finished_attempts(stderr) == [first]
+    assert load("bench_sampling").finished_attempts("no attempt yet") == []
