@@ -4,8 +4,9 @@ memory of the optimizer sweep on a large posterior.
     python benchmarks/bench_scale.py [--problems 1e3,1e4,1e5,1e6] [--memory-draws 100000 --memory-budgets 200]
     python benchmarks/bench_scale.py --tiny        # seconds: the smoke test tests/test_benchmarks.py runs
 
-1. Fit: per-problem counts are simulated from the accuracy law (`simulate_samples`, 2 tasks, a 5 x 5 Pythia-like
-   checkpoint grid, 32 samples per problem), collapsed to distinct (task, checkpoint, n_samples, n_correct)
+1. Fit: per-problem counts are simulated from the model's generative process (`simulate_accuracy_population`:
+   checkpoints scatter around the law; `--no-deviations`: exactly on the default law, `simulate_samples`; 2 tasks,
+   a 5 x 5 Pythia-like checkpoint grid, 32 samples per problem), collapsed to distinct (task, checkpoint, n_samples, n_correct)
    cells (`collapse_samples`, the sufficient statistics), and the accuracy model is sampled with nutpie
    (compile time reported apart). Sampling time follows the number of cells, which saturates at
    tasks x checkpoints x (n_samples + 1), not the number of problems.
@@ -33,15 +34,24 @@ GRID = [(n, d) for n in (14e6, 160e6, 1.0e9, 2.8e9, 12e9) for d in (2_097_152.0 
 
 
 def fit_accuracy(n_problems_total: int, *, n_tasks: int, n_samples: int, draws: int, tune: int, seed: int,
-                 checkpoints=GRID) -> dict:
-    """Simulate ~n_problems_total per-problem rows, collapse them, fit; timings and sizes."""
+                 checkpoints=GRID, deviations: bool = True) -> dict:
+    """Simulate ~n_problems_total per-problem rows, collapse them, fit; timings and sizes.
+
+    deviations: the model's own generative process (a truth from `ACC_POPULATION`, each checkpoint off the law
+    as real checkpoints are); False: every checkpoint exactly on the default law, a corner the model's
+    deviation terms fit badly once counts are huge (README)."""
     from bayes_t2 import samplers
     from bayes_t2.routes.accuracy import accuracy_config, build_accuracy_model, collapse_samples, \
         simulate_samples
+    from bayes_t2.simulate import simulate_accuracy_population
 
     per = max(1, round(n_problems_total / (n_tasks * len(checkpoints))))
-    frame, _ = simulate_samples(seed, n_tasks=n_tasks, checkpoints=checkpoints, n_problems=per,
-                                n_samples=n_samples)
+    if deviations:
+        frame, _ = simulate_accuracy_population(seed, checkpoints, n_tasks=n_tasks, n_problems=per,
+                                                n_samples=n_samples)
+    else:
+        frame, _ = simulate_samples(seed, n_tasks=n_tasks, checkpoints=checkpoints, n_problems=per,
+                                    n_samples=n_samples)
     t0 = time.perf_counter()
     cells = collapse_samples(frame)
     collapse_s = time.perf_counter() - t0
@@ -141,6 +151,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--budgets-per-chunk", type=int, default=8)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--skip-fit", action="store_true", help="memory part only")
+    ap.add_argument("--no-deviations", action="store_true", help="fit part: checkpoints exactly on the law "
+                    "(default: the model's generative process, with checkpoint deviations)")
     ap.add_argument("--tiny", action="store_true", help="seconds-long smoke run (tests)")
     ap.add_argument("--memory-child", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -155,13 +167,14 @@ def main(argv: list[str] | None = None) -> int:
     if not args.skip_fit:
         checkpoints = GRID[::6] if args.tiny else GRID
         print(f"accuracy route, {args.tasks} tasks x {len(checkpoints)} checkpoints, {args.n_samples} samples per "
-              f"problem, nutpie 2 chains x {args.tune}+{args.draws}")
+              f"problem, checkpoints {'on the law' if args.no_deviations else 'off the law (deviations)'}, "
+              f"nutpie 2 chains x {args.tune}+{args.draws}")
         print(f"{'problems':>10} {'cells':>7} {'collapse s':>10} {'compile s':>9} {'sample s':>8} "
               f"{'steps/draw':>10} {'div':>4}")
         rows = []
         for p in [int(float(x)) for x in args.problems.split(",")]:
             r = fit_accuracy(p, n_tasks=args.tasks, n_samples=args.n_samples, draws=args.draws, tune=args.tune,
-                             seed=args.seed, checkpoints=checkpoints)
+                             seed=args.seed, checkpoints=checkpoints, deviations=not args.no_deviations)
             rows.append(r)
             print(f"{r['problems']:>10,} {r['cells']:>7,} {r['collapse_s']:>10.3f} {r['compile_s']:>9.1f} "
                   f"{r['sample_s']:>8.1f} {r['steps_per_draw']:>10.1f} {r['divergences']:>4}", flush=True)
