@@ -58,7 +58,7 @@ def test_bench_sampling_timeout_keeps_the_finished_attempts():
 
     first = {"draws": 500, "sample_s": 1010.0, "min_ess": 212.0, "divergences": 0, "max_rhat": 1.02}
     stderr = "\n".join(["Sampling 2 chains for 500 tune and 500 draw iterations",
-                        json.dumps({"attempt": first, "compile_s": 5.0}),
+                        json.dumps({"attempt": first}),
                         "Sampling 2 chains for 1000 tune and 1000 draw iterations", "Traceback (most recent call"])
     assert load("bench_sampling").finished_attempts(stderr) == [first]
     assert load("bench_sampling").finished_attempts("no attempt yet") == []
