@@ -8,8 +8,8 @@ memory of the optimizer sweep on a large posterior.
    checkpoints scatter around the law; `--no-deviations`: exactly on the default law, `simulate_samples`;
    2 tasks, a 5 x 5 Pythia-like checkpoint grid, 32 samples per problem), collapsed to distinct (task,
    checkpoint, n_samples, n_correct) cells (`collapse_samples`, the sufficient statistics), and the accuracy
-   model is sampled with nutpie (compile time reported apart). Sampling time follows the number of cells, which saturates at
-   tasks x checkpoints x (n_samples + 1), not the number of problems.
+   model is sampled with nutpie (compile time reported apart). Sampling time follows the number of cells,
+   which saturates at tasks x checkpoints x (n_samples + 1), not the number of problems.
 2. Memory: `optimize` on draws x budgets in a fresh subprocess each (peak RSS from resource.getrusage, minus
    the same process's peak before the sweep): the whole sweep held at once (`Fit.optimize`) against the
    records solved a chunk of budgets at a time, with the posterior chunked over draws by dask
