@@ -423,6 +423,78 @@ def sensitivity(fit_path: Annotated[Path, typer.Argument(help="Fit file from `ba
         out.print(f"wrote {json_path}")
 
 
+@app.command()
+def backtest(data: Annotated[list[Path], typer.Argument(help="Evaluation data: CSV or Parquet files.")],
+             holdout: Annotated[str, typer.Option(help="Hold out the checkpoints with the largest: "
+                                                  "largest-params | largest-compute | largest-tokens.")]
+             = "largest-params",
+             fraction: Annotated[float, typer.Option(help="Share of the checkpoints held out (whole sizes).")]
+             = 0.25,
+             route: Annotated[Optional[str], typer.Option(help="loss or accuracy (default: from the columns).")] = None,
+             priors: Annotated[Optional[Path], typer.Option(help="TOML file overriding models/<route>.toml.")] = None,
+             columns: Annotated[Optional[str], typer.Option(help="Map column names, e.g. params=N,tokens=D.")] = None,
+             draws: int = 500, tune: int = 500, chains: int = 2, seed: int = 0,
+             sampler: Annotated[str, typer.Option(help="nutpie (default), pymc or numpyro.")] = "nutpie",
+             json_path: Annotated[Optional[Path], typer.Option("--json", help="Write summary and points here.")]
+             = None,
+             fig_path: Annotated[Optional[Path], typer.Option("--out", help="Write the figure here (.png/.pdf).")]
+             = None,
+             force: Force = False) -> None:
+    """Fit on the smaller part of the data, predict the held-out larger part, and report how the 50% and 90%
+    intervals of a new checkpoint covered it."""
+    from .backtest import backtest as run, plot_backtest
+    from .data import parse_column_map, read_data
+    from .fit import SamplerSettings
+    from .io import atomic_write, check_writable, write_json
+
+    for path in (json_path, fig_path):
+        if path:
+            check_writable(path, overwrite=force)
+    settings = SamplerSettings(draws=draws, tune=tune, chains=chains, seed=seed, sampler=sampler, pointwise=False)
+    evaluation = read_data(data, columns=parse_column_map(columns))
+    result = run(evaluation, holdout=holdout, fraction=fraction, route=route, priors=priors, settings=settings,
+                 progressbar=_interactive())
+    s = result.summary
+    error_key = next(k for k in s if k.startswith("median_abs_"))
+    out.print(f"fitted {s['n_train_rows']} rows ({s['n_train_checkpoints']} checkpoints) with "
+              f"{s['threshold_quantity']} < {s['threshold']:.3g}; predicted {s['n_points']} held-out points "
+              f"({s['n_test_checkpoints']} checkpoints, up to {s['max_distance']:.2f} decades beyond)")
+    table = Table(title=f"backtest, {s['holdout']} ({s['route']} route)")
+    for col in ("distance (decades)", "points", "50% coverage", "90% coverage", error_key.replace("_", " ")):
+        table.add_column(col, justify="right")
+    for b in s["by_distance"]:
+        e = b[error_key]
+        label = "0 (inside)" if b["distance_to"] <= 1e-12 else \
+            f"{0 if b['distance_from'] <= 1e-12 else b['distance_from']:.2g}-{b['distance_to']:.2g}"
+        table.add_row(label, str(b["n"]), f"{b['coverage50']:.0%}",
+                      f"{b['coverage90']:.0%}", "-" if e is None else f"{e:.3g}")
+    e = s[error_key]
+    table.add_row("all", str(s["n_points"]), f"{s['coverage50']:.0%}", f"{s['coverage90']:.0%}",
+                  "-" if e is None else f"{e:.3g}")
+    out.print(table)
+    out.print(f"PIT: {s['share_observed_below_median']:.0%} of observations below the predictive median; "
+              f"KS distance from uniform {s['pit_ks']:.2f}")
+    d = s["diagnostics"]
+    out.print(f"fit diagnostics: max r-hat {d['max_rhat']:.3f}, min bulk ESS {d['min_ess_bulk']:.0f}, "
+              f"divergences {d['divergences']}")
+    for note in d["warnings"]:
+        err.print(f"[yellow]warning:[/yellow] {note}")
+    if json_path:
+        write_json(json_path, result.records(), overwrite=force)
+        out.print(f"wrote {json_path}")
+    if fig_path:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, _ = plot_backtest(result)
+        atomic_write(fig_path, lambda p: fig.savefig(p, dpi=130, format=fig_path.suffix.lstrip(".") or "png"),
+                     overwrite=force)
+        plt.close(fig)
+        out.print(f"wrote {fig_path}")
+
+
 def _interactive() -> bool:
     return sys.stderr.isatty() and not os.environ.get("CI")
 

@@ -1,0 +1,322 @@
+"""Backtest: fit a law on the smaller part of the data, predict the held-out larger part, score the intervals.
+
+Every optimum the package reports is an extrapolation to more compute than the data hold, so the question a
+user needs answered is not "is the model calibrated against itself" (simulation-based calibration) but "did
+intervals like these hold when this kind of law was extrapolated on real runs". A backtest answers it on the
+user's own data: the checkpoints with the largest parameters (or compute 6ND, or tokens) are held out, the
+route's model is fitted to the rest, and each held-out observation is compared with the posterior predictive of
+a *new* checkpoint at its (N, D, k) -- the law, a fresh checkpoint effect and whatever discrepancy term the
+model carries (`Fit.predict(new_checkpoint=True)`).
+
+Scores per held-out point: the predictive median, the equal-tailed 50% and 90% intervals, the PIT value (the
+predictive probability below the observation, ties split uniformly with a seed) and the error of the median:
+relative error for a loss, log-odds error for pass@k. The extrapolation distance of a point is how many decades
+its parameters, tokens and compute lie beyond the largest in the training part (0 when inside).
+
+One function, `backtest`, serves the CLI (`bayes-t2 backtest`), the Python API and the benchmarks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from .data import EvalData
+from .errors import InputError
+
+#: holdout name -> the checkpoint quantity whose largest values are held out
+HOLDOUTS: dict[str, str] = {"largest-params": "params", "largest-compute": "compute",
+                            "largest-tokens": "tokens"}
+DEFAULT_HOLDOUT = "largest-params"
+#: share of the checkpoints held out (whole groups of equal key: every run of a held-out size goes)
+DEFAULT_FRACTION = 0.25
+#: quantiles of the predictive kept per point (5%, 25%, 50%, 75%, 95%)
+QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
+
+
+@dataclass(frozen=True)
+class Split:
+    """The training and held-out parts of a data set, and the key value where they were cut."""
+
+    train: EvalData
+    test: EvalData
+    holdout: str
+    threshold: float  # held-out checkpoints have key >= threshold
+    n_train_checkpoints: int
+    n_test_checkpoints: int
+
+
+@dataclass
+class BacktestResult:
+    """Per-point scores (`points`, a DataFrame) and their summary (`summary`, a JSON-ready dict)."""
+
+    points: pd.DataFrame
+    summary: dict[str, Any]
+    fit: Any = field(default=None, repr=False)
+
+    def records(self) -> dict[str, Any]:
+        """The `--json` document: {"summary": {...}, "points": [{...}, ...]}."""
+        return {"summary": self.summary, "points": self.points.to_dict(orient="records")}
+
+
+# ------------------------------------------------------------------------------------------------- splitting
+def split_data(data: EvalData, holdout: str = DEFAULT_HOLDOUT, fraction: float = DEFAULT_FRACTION) -> Split:
+    """Hold out the checkpoints with the largest key (params, compute or tokens), about `fraction` of them.
+
+    Whole groups of equal key go together (all runs of one model size are held out or none), and the cut is
+    the smallest group boundary that holds out at least `fraction` of the checkpoints, so the training part
+    never contains a run as large as a held-out one in the chosen quantity.
+    """
+    if holdout not in HOLDOUTS:
+        raise InputError(f"--holdout must be one of {', '.join(HOLDOUTS)}, got {holdout!r}")
+    if not 0 < fraction < 1:
+        raise InputError(f"--fraction must be in (0, 1), got {fraction}")
+    key = HOLDOUTS[holdout]
+    frame = data.frame
+    row_key = 6.0 * frame["params"] * frame["tokens"] if key == "compute" else frame[key]
+    # checkpoints: distinct (params, tokens) pairs (a model name adds nothing to the key)
+    ck = frame[["params", "tokens"]].drop_duplicates()
+    ck_key = np.sort((6.0 * ck["params"] * ck["tokens"] if key == "compute" else ck[key]).to_numpy(float))[::-1]
+    values = np.unique(ck_key)[::-1]  # descending distinct keys
+    n_ck = len(ck_key)
+    threshold, held = None, 0
+    for v in values:
+        held = int(np.sum(ck_key >= v))
+        threshold = float(v)
+        if held >= fraction * n_ck:
+            break
+    assert threshold is not None
+    is_test = (row_key >= threshold).to_numpy()
+    train_frame, test_frame = frame[~is_test], frame[is_test]
+    if train_frame["params"].nunique() < 2 or len(train_frame[["params", "tokens"]].drop_duplicates()) < 3:
+        raise InputError(f"--holdout {holdout} --fraction {fraction:g} leaves fewer than 3 checkpoints of at least "
+                         f"2 model sizes to fit; lower --fraction or give more runs")
+    if held == n_ck or test_frame.empty:
+        raise InputError(f"--holdout {holdout} --fraction {fraction:g} holds out every checkpoint")
+    # a held-out task the training part never saw cannot be predicted: drop it (said in the summary)
+    test_frame = test_frame[test_frame["task"].isin(set(train_frame["task"]))]
+    if test_frame.empty:
+        raise InputError(f"--holdout {holdout}: no held-out run belongs to a task seen in the training part")
+    part = lambda f: replace(data, frame=f.reset_index(drop=True))  # noqa: E731 - already validated rows
+    n_test_ck = len(test_frame[["params", "tokens"]].drop_duplicates())
+    return Split(train=_fresh(part(train_frame)), test=_fresh(part(test_frame)), holdout=holdout,
+                 threshold=threshold, n_train_checkpoints=n_ck - held, n_test_checkpoints=n_test_ck)
+
+
+def _fresh(data: EvalData) -> EvalData:
+    """A copy without cached properties of the whole data (tasks, checkpoints, hash are per part)."""
+    return EvalData(kind=data.kind, frame=data.frame, sources=data.sources, dropped_rows=data.dropped_rows)
+
+
+# ------------------------------------------------------------------------------------------------ predicting
+def _distances(points: pd.DataFrame, train: pd.DataFrame) -> pd.DataFrame:
+    """Decades beyond the training part's largest params, tokens and compute (0 inside the range)."""
+    out = {}
+    for name, x, ref in (("params", points["params"], train["params"].max()),
+                         ("tokens", points["tokens"], train["tokens"].max()),
+                         ("compute", 6 * points["params"] * points["tokens"],
+                          float((6 * train["params"] * train["tokens"]).max()))):
+        out[f"distance_{name}"] = np.maximum(0.0, np.log10(np.asarray(x, float) / float(ref)))
+    # tokens per parameter outside the training part's range, either side (an IsoFLOP suite's largest models
+    # at its smallest budgets are trained on far fewer tokens per parameter than any smaller model was)
+    ratio = np.log10(np.asarray(points["tokens"] / points["params"], float))
+    train_ratio = np.log10(np.asarray(train["tokens"] / train["params"], float))
+    out["distance_tokens_per_param"] = np.maximum(0.0, np.maximum(train_ratio.min() - ratio, ratio - train_ratio.max()))
+    return pd.DataFrame(out, index=points.index)
+
+
+def _loss_predictive(fit, test: EvalData, seed: int) -> tuple[pd.DataFrame, np.ndarray]:
+    """Held-out loss rows and a new checkpoint's predictive draws for each (rows x draws)."""
+    obs = fit.route.observations(test)
+    point = xr.DataArray(np.arange(len(obs)), dims="point")
+    N = xr.DataArray(obs["params"].to_numpy(float), coords={"point": point}, dims="point")
+    D = xr.DataArray(obs["tokens"].to_numpy(float), coords={"point": point}, dims="point")
+    K = xr.DataArray(obs["k"].to_numpy(float), coords={"point": point}, dims="point")
+    pred = fit.predict(N, D, K, new_checkpoint=True, seed=seed)
+    task = xr.DataArray(obs["task"].to_numpy(str), dims="point")
+    draws = pred.sel(task=task).stack(sample=("chain", "draw")).transpose("point", "sample").values
+    points = obs.rename(columns={"loss": "observed"})[["task", "params", "tokens", "k", "observed"]]
+    return points, np.asarray(draws, dtype=float)
+
+
+def _accuracy_predictive(fit, test: EvalData, seed: int, max_draws: int = 400) -> tuple[pd.DataFrame, np.ndarray]:
+    """Held-out (task, checkpoint, k) points with their empirical pass@k, and per point the predictive draws of
+    that same statistic: a new checkpoint's Beta shapes (law + fresh checkpoint deviation), fresh problems
+    p ~ Beta(a, b) with the checkpoint's own sample counts, c ~ Binomial(n, p), then the mean unbiased pass@k
+    over its problems. k runs over 1, 2, 4, ... up to the smallest sample count of the checkpoint."""
+    from .passk import unbiased_pass_at_k
+    from .routes.accuracy import accuracy_shapes, deviation_nu
+
+    rng = np.random.default_rng(seed)
+    post = fit.posterior
+    names = list(fit.route.coefficient_names) + [v for v in fit.route.noise_names if v in post]
+    flat_all = {name: post[name].stack(sample=("chain", "draw")).transpose("sample", ...) for name in names}
+    n_all = flat_all[names[0]].sizes["sample"]
+    pick = np.sort(rng.choice(n_all, size=min(max_draws, n_all), replace=False))
+    rows, draws = [], []
+    for (task, N, D), g in test.frame.groupby(["task", "params", "tokens"], sort=True):
+        flat = {name: np.asarray(v.isel(sample=pick).sel(task=task).values, float) for name, v in flat_all.items()}
+        a, b = accuracy_shapes(flat, float(N), float(D), rng=rng, noise_nu=deviation_nu(fit.spec))
+        n = g["n_samples"].to_numpy(np.int64)
+        c_obs = g["n_correct"].to_numpy(np.int64)
+        p = rng.beta(np.asarray(a)[:, None], np.asarray(b)[:, None], size=(len(pick), len(n)))
+        c = rng.binomial(n[None, :], p)
+        for k in 2.0 ** np.arange(int(np.floor(np.log2(n.min()))) + 1):
+            rows.append({"task": task, "params": float(N), "tokens": float(D), "k": float(k),
+                         "observed": float(np.mean(unbiased_pass_at_k(n, c_obs, k)))})
+            draws.append(unbiased_pass_at_k(n[None, :], c, k).mean(axis=1))
+    return pd.DataFrame(rows), np.asarray(draws, dtype=float)
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.asarray(p, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.log(p) - np.log1p(-p)
+
+
+def score_points(points: pd.DataFrame, draws: np.ndarray, metric_name: str, seed: int) -> pd.DataFrame:
+    """Quantiles, interval coverage, randomised PIT and the median's error for every held-out point."""
+    rng = np.random.default_rng(seed)
+    out = points.copy()
+    q = np.quantile(draws, QUANTILES, axis=1)
+    for p, v in zip(QUANTILES, q):
+        out[f"q{int(round(p * 100)):02d}"] = v
+    obs = out["observed"].to_numpy(float)
+    below, ties = np.mean(draws < obs[:, None], axis=1), np.mean(draws == obs[:, None], axis=1)
+    out["pit"] = below + rng.uniform(size=len(obs)) * ties
+    out["covered50"] = (out["q25"] <= obs) & (obs <= out["q75"])
+    out["covered90"] = (out["q05"] <= obs) & (obs <= out["q95"])
+    if metric_name == "loss":
+        out["error"] = (out["q50"] - obs) / obs  # relative error of the median
+    else:
+        with np.errstate(invalid="ignore"):
+            out["error"] = _logit(out["q50"].to_numpy()) - _logit(obs)  # log-odds error (inf/NaN at 0 or 1)
+        out.loc[~np.isfinite(out["error"]), "error"] = np.nan
+    out["metric_name"] = metric_name
+    return out
+
+
+def summarize(points: pd.DataFrame, metric_name: str) -> dict[str, Any]:
+    """Coverage of the 50% and 90% intervals, the median absolute and the mean signed error, PIT spread."""
+    err = points["error"].dropna()
+    pit = points["pit"].to_numpy(float)
+    error_name = "relative_error" if metric_name == "loss" else "logodds_error"
+    bins = np.array([0.0, 1e-12, 0.25, 0.5, 1.0, np.inf])
+    dist = points["distance"].to_numpy(float)
+    by_distance = []
+    for lo, hi in zip(bins[:-1], bins[1:]):
+        m = (dist >= lo) & (dist < hi)
+        if m.any():
+            e = points.loc[m, "error"].dropna()
+            by_distance.append({"distance_from": float(lo), "distance_to": float(hi), "n": int(m.sum()),
+                                "coverage50": float(points.loc[m, "covered50"].mean()),
+                                "coverage90": float(points.loc[m, "covered90"].mean()),
+                                f"median_abs_{error_name}": float(np.median(np.abs(e))) if len(e) else None})
+    return {
+        "n_points": int(len(points)),
+        "coverage50": float(points["covered50"].mean()),
+        "coverage90": float(points["covered90"].mean()),
+        f"median_abs_{error_name}": float(np.median(np.abs(err))) if len(err) else None,
+        f"mean_{error_name}": float(err.mean()) if len(err) else None,
+        "n_error": int(len(err)),
+        "share_observed_below_median": float(np.mean(pit < 0.5)),
+        "pit_ks": float(_ks_uniform(pit)),
+        "max_distance": float(dist.max()) if len(dist) else 0.0,
+        "share_outside_tokens_per_param": float(np.mean(points["distance_tokens_per_param"] > 0))
+        if "distance_tokens_per_param" in points else None,
+        "by_distance": by_distance,
+    }
+
+
+def _ks_uniform(u: np.ndarray) -> float:
+    """Kolmogorov-Smirnov distance of the PIT values from Uniform(0, 1) (0: perfectly calibrated)."""
+    u = np.sort(np.asarray(u, float))
+    n = len(u)
+    if n == 0:
+        return float("nan")
+    i = np.arange(1, n + 1)
+    return float(max(np.max(i / n - u), np.max(u - (i - 1) / n)))
+
+
+# ---------------------------------------------------------------------------------------------------- public
+def backtest(data: EvalData, *, holdout: str = DEFAULT_HOLDOUT, fraction: float = DEFAULT_FRACTION,
+             route: str | None = None, priors: str | Path | dict | None = None, settings: Any = None,
+             seed: int | None = None, progressbar: bool = False) -> BacktestResult:
+    """Fit on the smaller part of `data`, predict the held-out larger part, and score the predictions.
+
+    holdout: `largest-params`, `largest-compute` (6ND) or `largest-tokens`; fraction: share of the checkpoints
+    held out. settings: `SamplerSettings` (default 2 chains x 500 + 500, no pointwise groups); seed: of the
+    predictive draws and PIT ties (default: the sampler's seed). Returns per-point scores and their summary.
+    """
+    from .fit import SamplerSettings, fit as run_fit, route_for
+
+    if data.kind not in ("loss", "samples"):
+        raise InputError(f"a backtest needs loss or samples data, not '{data.kind}'")
+    settings = settings or SamplerSettings(draws=500, tune=500, chains=2, pointwise=False)
+    seed = settings.seed if seed is None else seed
+    route_obj = route_for(data, route)
+    split = split_data(data, holdout, fraction)
+    result = run_fit(split.train, route=route_obj.name, priors=priors, settings=settings, progressbar=progressbar)
+    if route_obj.metric_name == "loss":
+        points, draws = _loss_predictive(result, split.test, seed)
+    else:
+        points, draws = _accuracy_predictive(result, split.test, seed)
+    scored = score_points(points, draws, route_obj.metric_name, seed + 1)
+    scored = pd.concat([scored, _distances(scored, split.train.frame)], axis=1)
+    scored["distance"] = scored[f"distance_{HOLDOUTS[holdout]}"]
+    diag = result.diagnostics()
+    summary = {
+        "route": route_obj.name, "metric_name": route_obj.metric_name, "holdout": holdout,
+        "fraction": fraction, "threshold": split.threshold, "threshold_quantity": HOLDOUTS[holdout],
+        "n_train_rows": len(split.train), "n_test_rows": len(split.test),
+        "n_train_checkpoints": split.n_train_checkpoints, "n_test_checkpoints": split.n_test_checkpoints,
+        "tasks": list(split.train.tasks), "sources": list(data.sources),
+        **summarize(scored, route_obj.metric_name),
+        "diagnostics": {"max_rhat": diag.max_rhat, "min_ess_bulk": diag.min_ess_bulk,
+                        "divergences": diag.divergences, "warnings": diag.warnings},
+        "sampler": {"draws": settings.draws, "tune": settings.tune, "chains": settings.chains,
+                    "seed": settings.seed, "sampler": settings.sampler},
+        "model_spec": result.spec,
+    }
+    return BacktestResult(points=scored.reset_index(drop=True), summary=summary, fit=result)
+
+
+def plot_backtest(result: BacktestResult):
+    """Predicted against observed for every held-out point, as the error of the prediction against the
+    extrapolation distance: median with 50% and 90% intervals (relative to the observation for a loss, in
+    log-odds for pass@k), and the PIT histogram. Returns (fig, axes)."""
+    import matplotlib.pyplot as plt
+
+    pts, s = result.points, result.summary
+    is_loss = s["metric_name"] == "loss"
+    obs = pts["observed"].to_numpy(float)
+
+    def rel(col: str) -> np.ndarray:
+        v = pts[col].to_numpy(float)
+        return v / obs - 1 if is_loss else _logit(v) - _logit(obs)
+
+    fig, (ax, ax_pit) = plt.subplots(1, 2, figsize=(11, 4.2), gridspec_kw={"width_ratios": [2.2, 1]})
+    x = pts["distance"].to_numpy(float)
+    rng = np.random.default_rng(0)
+    x = x + rng.uniform(-0.012, 0.012, size=len(x)) * max(float(np.ptp(x)), 0.2)  # jitter: points share sizes
+    color = np.where(pts["covered90"], "tab:blue", "tab:red")
+    ax.vlines(x, rel("q05"), rel("q95"), color=color, alpha=0.35, lw=1)
+    ax.vlines(x, rel("q25"), rel("q75"), color=color, alpha=0.8, lw=2.5)
+    ax.scatter(x, rel("q50"), s=10, color="k", zorder=3, label="predictive median")
+    ax.axhline(0, color="0.3", lw=0.8)
+    ax.set_xlabel(f"extrapolation distance: decades of {s['threshold_quantity']} beyond the training data")
+    ax.set_ylabel("prediction / observed - 1" if is_loss else "logit(prediction) - logit(observed)")
+    ax.set_title(f"{s['holdout']}: 90% intervals cover {s['coverage90']:.0%}, 50% cover {s['coverage50']:.0%} "
+                 f"of {s['n_points']} held-out points", fontsize=10)
+    ax.legend(loc="best", fontsize=8, title="bars: 50% / 90% intervals (red: miss)", title_fontsize=8)
+    ax_pit.hist(pts["pit"], bins=np.linspace(0, 1, 11), color="0.6", edgecolor="white")
+    ax_pit.axhline(len(pts) / 10, color="k", lw=0.8, ls="--")
+    ax_pit.set_xlabel("PIT (predictive probability below the observation)")
+    ax_pit.set_title("flat if calibrated", fontsize=10)
+    fig.tight_layout()
+    return fig, (ax, ax_pit)
