@@ -24,7 +24,17 @@ out = Console(width=None if sys.stdout.isatty() else 200)
 err = Console(stderr=True, soft_wrap=True)
 
 Force = Annotated[bool, typer.Option("--force", help="Replace output files that already exist.")]
-Prob = Annotated[float, typer.Option("--prob", help="Probability mass of the equal-tailed intervals.")]
+
+
+def _check_prob(value: float) -> float:
+    """--prob is a probability mass strictly between 0 and 1 (checked while parsing, before any fit is read)."""
+    if not 0.0 < value < 1.0:  # also false for nan
+        raise typer.BadParameter(f"must be strictly between 0 and 1, got {value:g}")
+    return value
+
+
+Prob = Annotated[float, typer.Option("--prob", help="Probability mass of the equal-tailed intervals.",
+                                     callback=_check_prob)]
 # scale-out options: any command that sweeps the posterior takes these and wraps its work in
 # `with dask_client(workers, scheduler) as client:` (bayes_t2.cluster)
 Workers = Annotated[Optional[int], typer.Option("--workers", help="Run on a local Dask cluster of N workers.")]
@@ -564,29 +574,57 @@ def _print_decision(records: list[dict], attrs: dict) -> None:
     out.print(table)
 
 
-def main() -> None:
-    """Entry point: run the app, turning errors into one line and an exit code."""
-    warnings.formatwarning = lambda message, *args, **kwargs: f"bayes-t2: warning: {message}\n"  # one line
+def _click_error_types() -> tuple[type, ...]:
+    """Click's exception base class(es): typer may vendor its own copy of click, so the plain `click` package's
+    classes alone would miss its usage errors (a non-numeric `--train-flops` would then exit 1)."""
+    import typer
+
+    found = [c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException"]
     try:
-        app(standalone_mode=False)
+        import click
+
+        found.append(click.ClickException)
+    except ImportError:  # pragma: no cover - typer without a separate click
+        pass
+    return tuple(dict.fromkeys(found))
+
+
+def _fail(message: str, code: int) -> None:
+    """One line on stderr, then exit with `code`."""
+    sys.stderr.write(f"bayes-t2: {' '.join(str(message).split())}\n")
+    sys.exit(code)
+
+
+def main(argv: Optional[list[str]] = None) -> None:
+    """Entry point: run the app, turning every error into one line on stderr and an exit code.
+
+    2: bad input or usage (`InputError`, click's usage errors: a non-numeric option, a missing argument, an
+    unknown option); 1: anything else (a bug or the machine). Never a traceback. `argv` (without the program
+    name) lets tests run the command line in-process.
+    """
+    warnings.formatwarning = lambda message, *args, **kwargs: f"bayes-t2: warning: {message}\n"  # one line
+    click_errors = _click_error_types()
+    try:
+        code = app(args=argv, standalone_mode=False, prog_name="bayes-t2")
     except InputError as e:
-        sys.stderr.write(f"bayes-t2: error: {e}\n")
-        sys.exit(2)
+        _fail(f"error: {e}", 2)
     except SystemExit:
         raise
     except KeyboardInterrupt:
-        sys.stderr.write("bayes-t2: interrupted\n")
-        sys.exit(1)
+        _fail("interrupted", 1)
     except Exception as e:  # noqa: BLE001 - a CLI shows one line, never a traceback
-        import click
-
-        if isinstance(e, click.exceptions.ClickException):
-            e.show()
-            sys.exit(e.exit_code)
-        if isinstance(e, click.exceptions.Abort):
-            sys.exit(1)
-        sys.stderr.write(f"bayes-t2: failed: {type(e).__name__}: {' '.join(str(e).split())}\n")
-        sys.exit(1)
+        if isinstance(e, click_errors):
+            if type(e).__name__ == "NoArgsIsHelpError":  # the help is already on stdout
+                sys.exit(2)
+            code = int(getattr(e, "exit_code", 1))
+            ctx = getattr(e, "ctx", None)
+            hint = f" (see '{ctx.command_path} --help')" if code == 2 and ctx is not None else ""
+            _fail(f"error: {e.format_message()}{hint}", code)
+        if type(e).__name__ == "Abort":  # click's / typer's Abort: the user stopped an interactive prompt
+            _fail("aborted", 1)
+        _fail(f"failed: {type(e).__name__}: {e}", 1)
+    if isinstance(code, int) and code:  # typer.Exit(code) under standalone_mode=False is returned, not raised
+        sys.exit(code)
 
 
 if __name__ == "__main__":

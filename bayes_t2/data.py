@@ -56,6 +56,10 @@ INT_COLUMNS: tuple[str, ...] = ("k", "n_samples", "n_correct", "n_problems")
 CANONICAL_COLUMNS: tuple[str, ...] = ("task", "model", "params", "tokens", "k", "loss", "problem", "n_samples",
                                       "n_correct", "pass_at_k", "n_problems")
 
+#: Largest integer count accepted (k, n_samples, n_correct, n_problems): every integer up to 2**53 is exact in
+#: float64, the type the models compute in.
+MAX_COUNT = 2**53
+
 _CSV_SUFFIXES = (".csv", ".csv.gz")
 _PARQUET_SUFFIXES = (".parquet", ".pq")
 
@@ -294,36 +298,124 @@ def _read_file(path: Path, source: str, label_names: set[str]) -> pd.DataFrame:
     if path.is_dir():
         raise InputError("is a directory, expected a data file", source=source)
     if kind == "csv":
-        gz = path.name.lower().endswith(".gz")
-        try:
-            with (gzip.open(path, "rb") if gz else open(path, "rb")) as fh:
-                head = fh.read(65536)
-        except Exception as err:  # noqa: BLE001 - any failure to open is the user's file problem
-            raise InputError(f"cannot read {'gzip-compressed ' if gz else ''}CSV file ({_one_line(err)})",
-                             source=source) from None
-        if not head.strip():
-            raise InputError("empty file (no header and no rows)", source=source)
-        if b"\x00" in head:
-            raise InputError("not a text CSV file (binary content)", source=source)
-        try:
-            frame = pd.read_csv(path, dtype={c: str for c in label_names}, compression="gzip" if gz else None,
-                                skipinitialspace=True)
-        except pd.errors.EmptyDataError:
-            raise InputError("empty file (no header and no rows)", source=source) from None
-        except UnicodeDecodeError:
-            raise InputError("cannot decode the file as UTF-8 text; is it really a CSV file?",
-                             source=source) from None
-        except Exception as err:  # noqa: BLE001 - never a raw pandas traceback
-            raise InputError(f"cannot parse as CSV ({_one_line(err)})", source=source) from None
+        frame, header = _read_csv(path, source, label_names)
     else:
+        import pyarrow.parquet as pq
+
         try:
-            frame = pd.read_parquet(path)
+            parquet = pq.ParquetFile(path)
+            _check_header(parquet.schema_arrow.names, source)  # before pyarrow/pandas trip over a repeat
+            frame = parquet.read().to_pandas()
+        except InputError:
+            raise
         except Exception as err:  # noqa: BLE001 - never a raw pyarrow traceback
             raise InputError(f"cannot read as a Parquet file ({_one_line(err)})", source=source) from None
-    frame.columns = [str(c).strip() for c in frame.columns]
+        header = [str(c) for c in frame.columns]
+    _check_header(header, source)
+    frame.columns = [str(c).strip() for c in header]
     if len(frame) == 0:
         raise InputError(f"no data rows (header only: {', '.join(frame.columns)})", source=source)
     return frame.reset_index(drop=True)
+
+
+def _read_csv(path: Path, source: str, label_names: set[str]) -> tuple[pd.DataFrame, list[str]]:
+    """The CSV as a frame plus its header exactly as written (pandas renames a repeated name `x` to `x.1`
+    silently, so duplicates are judged on the raw header).
+
+    A row with more fields than the header is an error naming that row: pandas would otherwise either stop
+    with a tokenizer message or, when every row has one field too many, silently take the first column as
+    the index and shift every other column by one.
+    """
+    gz = path.name.lower().endswith(".gz")
+    compression = "gzip" if gz else None
+    try:
+        with (gzip.open(path, "rb") if gz else open(path, "rb")) as fh:
+            head = fh.read(65536)
+    except Exception as err:  # noqa: BLE001 - any failure to open is the user's file problem
+        raise InputError(f"cannot read {'gzip-compressed ' if gz else ''}CSV file ({_one_line(err)})",
+                         source=source) from None
+    if not head.strip():
+        raise InputError("empty file (no header and no rows)", source=source)
+    if b"\x00" in head:
+        raise InputError("not a text CSV file (binary content)", source=source)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            header_frame = pd.read_csv(path, header=None, nrows=1, dtype=str, compression=compression,
+                                       keep_default_na=False, skipinitialspace=True)
+            header = [str(c).strip() for c in header_frame.iloc[0].tolist()]
+            frame = pd.read_csv(path, dtype={c: str for c in label_names}, compression=compression,
+                                skipinitialspace=True, index_col=False)
+    except pd.errors.EmptyDataError:
+        raise InputError("empty file (no header and no rows)", source=source) from None
+    except UnicodeDecodeError:
+        raise InputError("cannot decode the file as UTF-8 text; is it really a CSV file?", source=source) from None
+    except (pd.errors.ParserError, pd.errors.ParserWarning) as err:
+        _raise_field_count(path, gz, source)
+        raise InputError(f"cannot parse as CSV ({_one_line(err)})", source=source) from None
+    except (EOFError, OSError, gzip.BadGzipFile) as err:
+        what = "gzip-compressed CSV file is damaged or truncated" if gz else "cannot read the CSV file"
+        raise InputError(f"{what} ({_one_line(err)})", source=source) from None
+    except Exception as err:  # noqa: BLE001 - never a raw pandas traceback
+        raise InputError(f"cannot parse as CSV ({_one_line(err)})", source=source) from None
+    if len(header) != len(frame.columns):  # cannot happen after the checks above; never shift columns silently
+        raise InputError(f"the header has {len(header)} names but pandas read {len(frame.columns)} columns",
+                         source=source)
+    _check_separator(header, source)
+    unnamed = [i for i, name in enumerate(header) if not name]
+    if unnamed:  # trailing empty columns (a comma at the end of every line) carry nothing: drop them
+        filled = [i for i in unnamed if frame.iloc[:, i].notna().any()]
+        if filled:
+            raise InputError(f"column {filled[0] + 1} has values but no name in the header", source=source)
+        keep = [i for i in range(len(header)) if header[i]]
+        frame, header = frame.iloc[:, keep], [header[i] for i in keep]
+    return frame, header
+
+
+def _check_separator(header: Sequence[str], source: str) -> None:
+    """A one-column header holding ';', tab or '|' is a file in another CSV dialect: say so."""
+    if len(header) == 1 and any(sep in header[0] for sep in (";", "\t", "|")):
+        sep = next(s for s in (";", "\t", "|") if s in header[0])
+        raise InputError(f"the header is one column, {_short(header[0])!r}: the file seems to be separated by "
+                         f"{sep!r}; bayes-t2 reads comma-separated files (use a '.' decimal point and no "
+                         f"thousands separators)", source=source)
+
+
+def _raise_field_count(path: Path, gz: bool, source: str) -> None:
+    """Find the first row whose field count differs from the header's and raise an InputError naming it.
+
+    Rows are counted as the reader counts them: data rows after the header, blank lines skipped."""
+    import csv
+    import io
+
+    try:
+        with (gzip.open(path, "rb") if gz else open(path, "rb")) as raw:
+            text = io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
+            rows = (r for r in csv.reader(text, skipinitialspace=True) if r and any(f.strip() for f in r))
+            header = next(rows, None)
+            if header is None:
+                return
+            _check_separator([f.strip() for f in header], source)
+            for i, row in enumerate(rows, start=1):
+                if len(row) > len(header):
+                    raise InputError(f"{len(row)} fields, but the header has {len(header)} names (a comma inside "
+                                     f"an unquoted value, such as a thousands separator or a decimal comma?)",
+                                     source=source, row=i)
+    except InputError:
+        raise
+    except Exception:  # noqa: BLE001 - fall back to the parser's own message
+        return
+
+
+def _check_header(header: Sequence[str], source: str) -> None:
+    """Column names must be distinct (after trimming spaces): a repeated name would be renamed or shadowed."""
+    names = [str(c).strip() for c in header]
+    seen: set[str] = set()
+    dupes = [c for c in names if c in seen or seen.add(c)]
+    if dupes:
+        listed = ", ".join(f"'{c}'" for c in dict.fromkeys(dupes))
+        raise InputError(f"duplicate column name{'s' if len(set(dupes)) > 1 else ''} {listed}; every column "
+                         f"needs its own name", source=source, column=dupes[0])
 
 
 def _detect_kind(columns: Sequence[str], source: str) -> str:
@@ -358,9 +450,7 @@ def _prepare(raw: pd.DataFrame, source: str, column_map: Mapping[str, str], kind
                                  f"'{canonical}' column", source=source)
             rename[user] = canonical
         frame = frame.rename(columns=rename)
-    dupes = sorted({c for c in frame.columns if list(frame.columns).count(c) > 1})
-    if dupes:
-        raise InputError(f"duplicate column names {', '.join(dupes)}", source=source)
+    _check_header(list(frame.columns), source)
     # 2. kind and required columns
     kind = kind or _detect_kind(list(frame.columns), source)
     required = COMMON_REQUIRED + REQUIRED[kind]
@@ -458,7 +548,10 @@ def _numeric(col: str, raw: pd.Series, checks: list) -> pd.Series:
         with np.errstate(invalid="ignore"):
             frac = finite & ~out_of_range & (values != np.floor(values))
         checks.append((col, frac, lambda i: f"must be an integer, got {_fmt(values[i])}"))
-        ints = np.where(finite, values, 0).round().astype(np.int64)
+        # beyond 2**53 a float no longer holds every integer, and beyond 2**63 int64 wraps around
+        huge = finite & ~out_of_range & (np.abs(np.where(finite, values, 0)) > MAX_COUNT)
+        checks.append((col, huge, lambda i: f"too large, got {_fmt(values[i])} (at most {MAX_COUNT:.0f})"))
+        ints = np.where(finite & ~huge, values, 0).round().astype(np.int64)
         return pd.Series(ints, dtype=np.int64)
     return pd.Series(values, dtype=np.float64)
 

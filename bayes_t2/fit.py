@@ -75,14 +75,17 @@ class Diagnostics:
 
 def route_for(data: EvalData, route: str | None = None):
     """The route object for a data set: chosen from its kind unless forced."""
+    source = ", ".join(getattr(data, "sources", ())) or None
     name = route or next((r for r, kind in KIND_FOR_ROUTE.items() if kind == data.kind), None)
     if name is None:
-        raise InputError(f"data of kind '{data.kind}' cannot be fitted yet; use loss or samples data")
+        raise InputError(f"data of kind '{data.kind}' cannot be fitted yet; use loss or samples data",
+                         source=source)
     if name not in KIND_FOR_ROUTE:
         raise InputError(f"unknown route '{name}'; choose one of {', '.join(KIND_FOR_ROUTE)}")
     expected = KIND_FOR_ROUTE[name]
     if expected != data.kind:
-        raise InputError(f"--route {name} needs '{expected}' data, but the data are of kind '{data.kind}'")
+        raise InputError(f"--route {name} needs '{expected}' data, but the data are of kind '{data.kind}'",
+                         source=source)
     return get_route(name)
 
 

@@ -229,7 +229,7 @@ def test_no_files():
     ("random.pq", np.random.default_rng(0).bytes(4096), "Parquet"),
     ("notgzip.csv.gz", LOSS_CSV.encode(), "gzip"),
     ("latin1.csv", "task,params,tokens,loss\ncaf\xe9,1e7,1e9,2\n".encode("latin-1"), "UTF-8"),
-    ("ragged.csv", b"task,params,tokens,loss\na,1e7,1e9,2\na,1e7,1e9,2,5,6\n", "cannot parse"),
+    ("quote.csv", b'task,params,tokens,loss\n"a,1e7,1e9,2\n', "cannot parse"),
 ])
 def test_corrupt_files(tmp_path, name, content, fragment):
     path = tmp_path / name
@@ -505,3 +505,64 @@ def test_real_files_together_must_share_kind():
     a, b = _shared("porian_isoflop_losses.csv"), _shared("pythia_gsm8k_samples.csv")
     with pytest.raises(InputError, match="same kind"):
         read_data([a, b])
+
+
+@pytest.mark.parametrize("content, row, fragment", [
+    (b"task,params,tokens,loss\na,1e7,1e9,2\na,1e7,1e9,2,5,6\n", 2, "6 fields, but the header has 4"),
+    # every row one field too many: pandas would take column 1 as the index and shift the others silently
+    (b"params,tokens,loss\na,1e7,1e9,2\nb,1e7,1e9,3\n", 1, "4 fields, but the header has 3"),
+    (b"task,params,tokens,loss\na,1,000,000,1e9,2\n", 1, "thousands separator"),
+])
+def test_too_many_fields_names_the_row(tmp_path, content, row, fragment):
+    path = tmp_path / "ragged.csv"
+    path.write_bytes(content)
+    with pytest.raises(InputError) as info:
+        read_data(path)
+    assert_names(info.value, path, row, None, fragment)
+
+
+@pytest.mark.parametrize("header, column", [
+    ("task,params,tokens,loss,loss", "loss"),
+    ("task,params, params,tokens,loss", "params"),   # the same name once spaces are trimmed
+])
+def test_duplicate_column_names_are_an_error(tmp_path, header, column):
+    """pandas renames a repeated `loss` to `loss.1` silently; the reader refuses the file instead."""
+    path = tmp_path / "dupe.csv"
+    path.write_text(header + "\n" + ",".join(["a"] + ["2"] * (header.count(","))) + "\n")
+    with pytest.raises(InputError) as info:
+        read_data(path)
+    assert_names(info.value, path, None, column, "duplicate column name")
+
+
+def test_duplicate_column_after_mapping(tmp_path):
+    path = tmp_path / "map.csv"
+    path.write_text("task,N,params,tokens,loss\na,1e8,1e8,1e9,2\n")
+    with pytest.raises(InputError) as info:
+        read_data(path, columns={"params": "N"})
+    assert "already has a 'params' column" in str(info.value) and str(path) in str(info.value)
+
+
+def test_other_separators_are_named(tmp_path):
+    path = tmp_path / "semi.csv"
+    path.write_text("task;params;tokens;loss\na;1e8;1e9;2,5\n")
+    with pytest.raises(InputError) as info:
+        read_data(path)
+    assert_names(info.value, path, None, None, "separated by ';'")
+
+
+def test_counts_beyond_exact_integers_are_rejected(tmp_path):
+    path = tmp_path / "big.csv"
+    path.write_text("task,params,tokens,problem,n_samples,n_correct\na,1e8,1e9,p,1e30,1\n")
+    with pytest.raises(InputError) as info:
+        read_data(path)
+    assert_names(info.value, path, 1, "n_samples", "too large")
+
+
+def test_trailing_empty_column_is_dropped_but_unnamed_values_are_not(tmp_path):
+    path = tmp_path / "trail.csv"
+    path.write_text("task,params,tokens,loss,\na,1e8,1e9,2,\n")
+    assert list(read_data(path).frame.columns) == ["task", "params", "tokens", "k", "loss"]
+    path.write_text("task,,tokens,loss\na,1e8,1e9,2\n")
+    with pytest.raises(InputError) as info:
+        read_data(path)
+    assert_names(info.value, path, None, None, "column 2 has values but no name")
