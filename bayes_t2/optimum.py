@@ -67,7 +67,6 @@ OBJECTIVE_TYPE = types.FunctionType(OBJECTIVE_SIGNATURE)
 OUTPUTS = ("N", "D", "k", "metric", "chinchilla_metric", "chinchilla_metric_k1")
 
 SPLIT, TOTAL = 0.0, 1.0
-_INVPHI = (math.sqrt(5.0) - 1.0) / 2.0
 _XATOL = 1e-10  # final bracket width in log N, relative to max(1, |log N|)
 _JIT = dict(cache=True, nogil=True, fastmath=False, error_model="numpy")  # 1/0 -> inf, no exceptions
 
@@ -357,45 +356,235 @@ def _k_of_n(c, N, kmax):
     return max(1.0, min(kmax, np.floor(c / N)))
 
 
+#
+# Nothing about an arbitrary objective is unimodal: the accuracy route's log(1 - pass@k) can have one local
+# optimum near the fixed-k optimum and another at the smallest model (most samples). So the search first
+# SCANS designs spread over the whole feasible set, then POLISHES the best few with bounded Brent inside the
+# cell between their scan neighbours (within one constant-k segment, so the objective is smooth there). The
+# scan resolves any local minimum whose basin is wider than the scan's spacing; the tests compare it with an
+# independent dense-grid solver (bayes_t2/reference.py) on populations that have two separated minima.
+
+_SPLIT_GRID = 48      # log-spaced N over [min_params, hi], each at the k it affords
+_SPLIT_FULL = 192     # scan every constant-k segment end when there are at most this many segments
+_SMALL_K = 32         # otherwise every k up to kmin + _SMALL_K - 1 ...
+_GEO_K = 64           # ... plus this many geometrically spaced k up to the largest, then refine by integer search
+_POLISH = 4           # scan cells polished by Brent
+_REFINE = 3           # local minima of a geometric k scan refined to the integer
+_TOTAL_GRID = 16      # log-spaced N per k (total budget), plus the data wall and a few training shares
+_TOTAL_FULL = 48      # total budget: every k when there are at most this many
+_TOTAL_SMALL = 16
+_TOTAL_GEO = 24
+_TRAIN_SHARES = (0.5, 0.2, 0.05, 0.01, 1e-3)  # training's share of C: resolves optima where inference dominates
+
+
 @numba.njit(**_JIT)
-def _split_segment(f, theta, Ct, Dmax, c, lo, hi, kmax, k):
-    """Best N in the segment where k samples are affordable; (N, value) or (nan, inf) if it is empty."""
-    nhi = min(hi, c / k)
-    nlo = lo if k >= kmax else max(lo, c / (k + 1.0))
-    if not nlo <= nhi:
-        return np.nan, np.inf
-    return _brent(f, theta, 0, Ct, Dmax, k, 0.0, nlo, nhi)
+def _top_indices(vals, n, m):
+    """Indices of the (at most) m smallest finite values among vals[:n], best first."""
+    out = np.full(m, -1, dtype=np.int64)
+    for j in range(m):
+        bi, bv = -1, np.inf
+        for i in range(n):
+            if vals[i] < bv:
+                taken = False
+                for q in range(j):
+                    if out[q] == i:
+                        taken = True
+                if not taken:
+                    bi, bv = i, vals[i]
+        out[j] = bi
+    return out
+
+
+@numba.njit(**_JIT)
+def _geometric_ks(k0, k1, m):
+    """Up to m distinct integers from k0 to k1 (both included), geometrically spaced."""
+    out = np.empty(m + 2)
+    n = 0
+    r = math.log(k1 / k0)
+    for i in range(m):
+        k = np.floor(k0 * math.exp(r * i / (m - 1)) + 0.5) if m > 1 else k0
+        k = min(max(k, k0), k1)
+        if n == 0 or k > out[n - 1]:
+            out[n] = k
+            n += 1
+    if out[n - 1] < k1:
+        out[n] = k1
+        n += 1
+    return out[:n]
+
+
+@numba.njit(**_JIT)
+def _k_value(f, theta, kind, p, k):
+    """(N, value) of the best design found with exactly k samples.
+
+    kind 0 (split, p = [C_train, max_tokens, C_inf/(2T), lo, hi]): the right end of k's segment, tight.
+    kind 1 (total, p = [C, 2TQ, max_tokens, lo, hi]): the global inner search over N.
+    """
+    if kind == 0:
+        n = min(p[4], p[2] / k)
+        return n, f(theta, n, min(p[0] / (6.0 * n), p[1]), k)
+    return _total_inner(f, theta, p[0], p[1], p[2], p[3], p[4], k)
+
+
+@numba.njit(**_JIT)
+def _k_golden(f, theta, kind, p, ka, kb):
+    """Best integer k in [ka, kb] -> (k, N, value), by golden section on the integers.
+
+    Used only between the scan neighbours of a local minimum of a geometric k scan, where the profile is
+    locally unimodal at the scan's resolution."""
+    a, b = ka, kb
+    while b - a > 4.0:
+        m1 = a + np.floor(0.381966 * (b - a))
+        m2 = b - np.floor(0.381966 * (b - a))
+        if m2 <= m1:
+            m2 = m1 + 1.0
+        _, v1 = _k_value(f, theta, kind, p, m1)
+        _, v2 = _k_value(f, theta, kind, p, m2)
+        if v1 <= v2:
+            b = m2
+        else:
+            a = m1
+    bk, bn, bv = np.nan, np.nan, np.inf
+    k = a
+    while k <= b:
+        n, v = _k_value(f, theta, kind, p, k)
+        if v < bv:
+            bk, bn, bv = k, n, v
+        k += 1.0
+    return bk, bn, bv
+
+
+@numba.njit(**_JIT)
+def _k_scan(f, theta, kind, p, k0, k1, nfull, nsmall, ngeo):
+    """Scan k over the integers [k0, k1] -> (ks, Ns, values) of the designs visited.
+
+    Every k when there are at most `nfull`; otherwise every k below k0 + nsmall, a geometric grid above, and
+    the `_REFINE` best local minima of that grid refined to the integer by `_k_golden` between their grid
+    neighbours (the refined k and its two neighbours are returned too)."""
+    if k1 - k0 + 1.0 <= nfull:
+        ks = np.arange(k0, k1 + 1.0)
+    else:
+        geo = _geometric_ks(k0 + nsmall, k1, ngeo)
+        ks = np.concatenate((np.arange(k0, k0 + nsmall), geo))
+    m = ks.shape[0]
+    ns = np.empty(m + 3 * _REFINE)
+    vs = np.empty(m + 3 * _REFINE)
+    kk = np.empty(m + 3 * _REFINE)
+    for i in range(m):
+        kk[i] = ks[i]
+        ns[i], vs[i] = _k_value(f, theta, kind, p, ks[i])
+    n = m
+    if k1 - k0 + 1.0 > nfull:
+        # local minima of the scan (in k order), best first
+        loc = np.full(m, np.inf)
+        for i in range(m):
+            left = vs[i - 1] if i > 0 else np.inf
+            right = vs[i + 1] if i < m - 1 else np.inf
+            if vs[i] <= left and vs[i] <= right:
+                loc[i] = vs[i]
+        top = _top_indices(loc, m, _REFINE)
+        for j in range(_REFINE):
+            i = top[j]
+            if i < 0 or ks[i] <= k0 + nsmall - 1.0:
+                continue  # no minimum, or one among the exhaustively scanned small k
+            ka = ks[i - 1] + 1.0 if i > 0 else k0
+            kb = ks[i + 1] - 1.0 if i < m - 1 else k1
+            kr, _, _ = _k_golden(f, theta, kind, p, ka, kb)
+            if not kr >= k0:
+                continue
+            for dk in (-1.0, 0.0, 1.0):
+                k = kr + dk
+                if k0 <= k <= k1:
+                    kk[n] = k
+                    ns[n], vs[n] = _k_value(f, theta, kind, p, k)
+                    n += 1
+    return kk[:n], ns[:n], vs[:n]
+
+
+@numba.njit(**_JIT)
+def _sorted_unique(pts, ks, n):
+    """Sort the first n (N, k) pairs by N (ties by k) and drop exact duplicates -> (pts, ks)."""
+    key = np.empty(n)
+    for i in range(n):
+        key[i] = pts[i]
+    order = np.argsort(key, kind="mergesort")
+    out_n = np.empty(n)
+    out_k = np.empty(n)
+    m = 0
+    for i in range(n):
+        N, k = pts[order[i]], ks[order[i]]
+        if m > 0 and out_n[m - 1] == N and out_k[m - 1] == k:
+            continue
+        out_n[m] = N
+        out_k[m] = k
+        m += 1
+    return out_n[:m], out_k[:m]
 
 
 @numba.njit(**_JIT)
 def _split_search(f, theta, Ct, Ci, T, Dmax, lo, maxN, kmax):
-    """Minimise f over the split budget (C_train, C_inf per query, T tokens/sample) -> (N, D, k, value)."""
+    """Minimise f over the split budget (C_train, C_inf per query, T tokens/sample) -> (N, D, k, value).
+
+    Scan: a log grid in N (each point at the k it affords), the data wall, and the right end of constant-k
+    segments (all of them, or small k + a geometric subset refined to the integer around its local minima);
+    polish: bounded Brent over the `_POLISH` best scan points' cells (between their scan neighbours, inside
+    their own segment, ends included)."""
     c = Ci / (2.0 * T)
     hi = min(maxN, c)
     if not lo <= hi:
         return np.nan, np.nan, np.nan, np.nan
-    K = max(1.0, min(kmax, np.floor(c / lo)))
-    # continuous relaxation (k real)
-    nr, _ = _brent(f, theta, 1, Ct, Dmax, c, kmax, lo, hi)
-    kr = _k_of_n(c, nr, kmax)
-    # fixed-k optimum (for the loss law: the k-free Chinchilla optimum), and the segment that holds it
-    nf, _ = _brent(f, theta, 0, Ct, Dmax, kr, 0.0, lo, hi)
-    kf = _k_of_n(c, nf, kmax)
-    cands = np.array([kr - 1.0, kr, kr + 1.0, kr + 2.0, kf, kf + 1.0])
-    bn, bk, bv = np.nan, np.nan, np.inf
-    for i in range(cands.shape[0]):
-        k = cands[i]
-        if k < 1.0 or k > K:
+    kmin = _k_of_n(c, hi, kmax)
+    K = _k_of_n(c, lo, kmax)
+    p = np.array([Ct, Dmax, c, lo, hi])
+    ks, kn, _ = _k_scan(f, theta, 0, p, kmin, K, float(_SPLIT_FULL), float(_SMALL_K), _GEO_K)
+    nmax = _SPLIT_GRID + 3 + ks.shape[0]
+    pts = np.empty(nmax)
+    pk = np.empty(nmax)
+    n = 0
+    ul, uh = math.log(lo), math.log(hi)
+    for i in range(_SPLIT_GRID):
+        N = min(max(math.exp(ul + (uh - ul) * i / (_SPLIT_GRID - 1.0)), lo), hi)
+        pts[n], pk[n] = N, _k_of_n(c, N, kmax)
+        n += 1
+    pts[n], pk[n] = lo, K
+    pts[n + 1], pk[n + 1] = hi, kmin
+    n += 2
+    nw = Ct / (6.0 * Dmax)
+    if lo < nw < hi:
+        pts[n], pk[n] = nw, _k_of_n(c, nw, kmax)
+        n += 1
+    for i in range(ks.shape[0]):
+        pts[n], pk[n] = kn[i], ks[i]
+        n += 1
+    pts, pk = _sorted_unique(pts, pk, n)
+    n = pts.shape[0]
+    vals = np.empty(n)
+    for i in range(n):
+        vals[i] = f(theta, pts[i], min(Ct / (6.0 * pts[i]), Dmax), pk[i])
+    bi = _top_indices(vals, n, 1)[0]
+    if bi < 0:
+        return np.nan, np.nan, np.nan, np.nan
+    bn, bk, bv = pts[bi], pk[bi], vals[bi]
+    top = _top_indices(vals, n, _POLISH)
+    for j in range(_POLISH):
+        i = top[j]
+        if i < 0:
             continue
-        seen = False
-        for j in range(i):
-            if cands[j] == k:
-                seen = True
-        if seen:
-            continue
-        n, v = _split_segment(f, theta, Ct, Dmax, c, lo, hi, kmax, k)
+        k = pk[i]
+        seg_lo = lo if k >= kmax else max(lo, c / (k + 1.0))
+        seg_hi = min(hi, c / k)
+        left = max(pts[i - 1] if i > 0 else lo, seg_lo)
+        right = min(pts[i + 1] if i < n - 1 else hi, seg_hi)
+        left, right = min(left, pts[i]), max(right, pts[i])
+        N, v = _brent(f, theta, 0, Ct, Dmax, k, 0.0, left, right)
         if v < bv:
-            bn, bk, bv = n, k, v
+            bn, bk, bv = N, k, v
+    # a point polished onto its segment's left end affords one more sample there
+    k_tight = _k_of_n(c, bn, kmax)
+    if k_tight > bk:
+        v = f(theta, bn, min(Ct / (6.0 * bn), Dmax), k_tight)
+        if v < bv:
+            bk, bv = k_tight, v
     return bn, min(Ct / (6.0 * bn), Dmax), bk, bv
 
 
@@ -408,14 +597,60 @@ def _total_kmax(C, b1, lo, kmax):
 
 @numba.njit(**_JIT)
 def _total_inner(f, theta, C, b1, Dmax, lo, hi, k):
-    """Best N for a fixed k under the total budget -> (N, value); f = None selects the exact loss path."""
+    """Best N for a fixed k under the total budget -> (N, value); f = None selects the exact loss path.
+
+    Generic objectives: a log grid in N, the data wall and the N at a few training shares of C, then
+    bounded Brent over the cells of the two best local minima of that scan."""
     if f is None:
         n = _total_inner_loss_n(theta, C, b1 * k, Dmax, lo, hi)
         return n, _total_loss_value(theta, C, b1 * k, Dmax, n, k)
-    nhi = min(hi, C / (b1 * k))
+    bk = b1 * k
+    nhi = min(hi, C / bk)
     if not lo < nhi:
         return np.nan, np.inf
-    return _brent(f, theta, 2, C, Dmax, b1 * k, k, lo, nhi)
+    m = _TOTAL_GRID + 1 + len(_TRAIN_SHARES)
+    pts = np.empty(m)
+    ones = np.zeros(m)
+    n = 0
+    ul, uh = math.log(lo), math.log(nhi)
+    for i in range(_TOTAL_GRID):
+        pts[n] = min(max(math.exp(ul + (uh - ul) * i / (_TOTAL_GRID - 1.0)), lo), nhi)
+        n += 1
+    nw = C / (6.0 * Dmax + bk)
+    if lo < nw < nhi:
+        pts[n] = nw
+        n += 1
+    for x in _TRAIN_SHARES:
+        N = C * (1.0 - x) / bk
+        if lo < N < nhi:
+            pts[n] = N
+            n += 1
+    pts, _ = _sorted_unique(pts, ones, n)
+    n = pts.shape[0]
+    vals = np.empty(n)
+    for i in range(n):
+        vals[i] = _value(f, theta, 2, pts[i], C, Dmax, bk, k)
+    loc = np.full(n, np.inf)
+    for i in range(n):
+        left = vals[i - 1] if i > 0 else np.inf
+        right = vals[i + 1] if i < n - 1 else np.inf
+        if vals[i] <= left and vals[i] <= right:
+            loc[i] = vals[i]
+    bi = _top_indices(vals, n, 1)[0]
+    if bi < 0:
+        return np.nan, np.inf
+    bn, bv = pts[bi], vals[bi]
+    top = _top_indices(loc, n, 2)
+    for j in range(2):
+        i = top[j]
+        if i < 0:
+            continue
+        left = pts[i - 1] if i > 0 else lo
+        right = pts[i + 1] if i < n - 1 else nhi
+        N, v = _brent(f, theta, 2, C, Dmax, bk, k, left, right)
+        if v < bv:
+            bn, bv = N, v
+    return bn, bv
 
 
 @numba.njit(**_JIT)
@@ -472,45 +707,39 @@ def _total_k_bracket_loss(theta, C, b1, Dmax, lo, hi, vmax):
 
 @numba.njit(**_JIT)
 def _total_search(f, theta, C, T, Q, Dmax, lo, maxN, kmax):
-    """Total budget; f = None selects the exact path for the loss law."""
+    """Total budget -> (N, D, k, value); f = None selects the exact path for the loss law.
+
+    Loss law: Illinois on the (monotone) profile slope in log k brackets k*, then the integers around it.
+    Generic objectives: a scan over k (every integer up to `_TOTAL_FULL` values, else small k, a geometric
+    grid and integer refinement around its best local minima), each k with the global inner search over N
+    (`_total_inner`); no unimodality in k is assumed."""
     b1 = 2.0 * T * Q
     hi = min(maxN, C / b1)
     if not lo < hi:
         return np.nan, np.nan, np.nan, np.nan
     K = _total_kmax(C, b1, lo, kmax)
-    # golden section on v = log k (k real), profile = inner optimum over N, until the bracket holds at most
-    # one integer step
-    a, b = 0.0, math.log(K)
-    if f is None:
-        a, b = _total_k_bracket_loss(theta, C, b1, Dmax, lo, hi, b)
-    elif b > a:
-        c = b - _INVPHI * (b - a)
-        d = a + _INVPHI * (b - a)
-        _, fc = _total_inner(f, theta, C, b1, Dmax, lo, hi, math.exp(c))
-        _, fd = _total_inner(f, theta, C, b1, Dmax, lo, hi, math.exp(d))
-        while b - a > 1e-12 * max(1.0, b) and math.exp(b) - math.exp(a) > 1.0:
-            if fc <= fd:
-                b, d, fd = d, c, fc
-                c = b - _INVPHI * (b - a)
-                _, fc = _total_inner(f, theta, C, b1, Dmax, lo, hi, math.exp(c))
-            else:
-                a, c, fc = c, d, fd
-                d = a + _INVPHI * (b - a)
-                _, fd = _total_inner(f, theta, C, b1, Dmax, lo, hi, math.exp(d))
-    # every integer in the bracket, plus one on each side (at most 8 near the middle if k is astronomically
-    # large and integers are below float resolution)
-    k0 = max(1.0, np.floor(math.exp(a)) - 1.0)
-    k1 = min(K, np.ceil(math.exp(b)) + 1.0)
-    if k1 - k0 > 7.0:
-        k0 = max(1.0, np.floor(math.exp(0.5 * (a + b))) - 3.0)
-        k1 = min(K, k0 + 7.0)
     bn, bk, bv = np.nan, np.nan, np.inf
-    k = k0
-    while k <= k1:
-        n, v = _total_inner(f, theta, C, b1, Dmax, lo, hi, k)
-        if v < bv:
-            bn, bk, bv = n, k, v
-        k += 1.0
+    if f is None:
+        a, b = _total_k_bracket_loss(theta, C, b1, Dmax, lo, hi, math.log(K))
+        # every integer in the bracket, plus one on each side (at most 8 near the middle if k is
+        # astronomically large and integers are below float resolution)
+        k0 = max(1.0, np.floor(math.exp(a)) - 1.0)
+        k1 = min(K, np.ceil(math.exp(b)) + 1.0)
+        if k1 - k0 > 7.0:
+            k0 = max(1.0, np.floor(math.exp(0.5 * (a + b))) - 3.0)
+            k1 = min(K, k0 + 7.0)
+        k = k0
+        while k <= k1:
+            n, v = _total_inner(f, theta, C, b1, Dmax, lo, hi, k)
+            if v < bv:
+                bn, bk, bv = n, k, v
+            k += 1.0
+    else:
+        p = np.array([C, b1, Dmax, lo, hi])
+        ks, ns, vs = _k_scan(f, theta, 1, p, 1.0, K, float(_TOTAL_FULL), float(_TOTAL_SMALL), _TOTAL_GEO)
+        for i in range(ks.shape[0]):
+            if vs[i] < bv:
+                bn, bk, bv = ns[i], ks[i], vs[i]
     if not bv < np.inf:
         return np.nan, np.nan, np.nan, np.nan
     return bn, min((C / bn - b1 * bk) / 6.0, Dmax), bk, bv
