@@ -16,6 +16,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from . import fmt
 from .errors import InputError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -424,9 +425,9 @@ def sensitivity(fit_path: Annotated[Path, typer.Argument(help="Fit file from `ba
     for col in ("task", "fitted prior", "psense", *[f"prior^{s['alpha']:g}" for s in records[0]["scaled"]]):
         view.add_column(col)
     for r in records:
-        cells = [f"{_fmt(s['N'])} (k {s['pareto_k']:.2f}{'' if s['reliable'] else ', unreliable'})"
+        cells = [f"{fmt.interval(s['N'])} (k {s['pareto_k']:.2f}{'' if s['reliable'] else ', unreliable'})"
                  for s in r["scaled"]]
-        view.add_row(r["task"], _fmt(r["N"]), f"{r['psense']:.3f}", *cells)
+        view.add_row(r["task"], fmt.interval(r["N"]), f"{r['psense']:.3f}", *cells)
     out.print(view)
     if json_path:
         write_json(json_path, records, overwrite=force)
@@ -520,10 +521,6 @@ def _print_diagnostics(result) -> None:
         out.print("[green]the sampler converged: the intervals can be trusted as far as the model can[/green]")
 
 
-def _fmt(s: dict, digits: str = ".3g") -> str:
-    return f"{s['median']:{digits}} [{s['lower']:{digits}}, {s['upper']:{digits}}]"
-
-
 def _print_optimum(records: list[dict], label: str) -> None:
     if not records:
         return
@@ -534,9 +531,10 @@ def _print_optimum(records: list[dict], label: str) -> None:
         table.add_column(col)
     for r in records:
         c = r["chinchilla"]
-        table.add_row(r["task"], _fmt(r["N"]), _fmt(r["D"]), _fmt(r["k"], ".0f"), _fmt(r["tokens_per_param"]),
-                      _fmt(r["metric"], ".4f"), f"{c['N']:.3g}, {c['D']:.3g}, {c['k']:.0f}",
-                      _fmt(c["metric"], ".4f"), f"{r['p_beats_chinchilla']:.2f}")
+        table.add_row(r["task"], fmt.interval(r["N"]), fmt.interval(r["D"]), fmt.interval(r["k"], ".0f"),
+                      fmt.interval(r["tokens_per_param"]),
+                      fmt.interval(r["metric"], ".4f"), f"{c['N']:.3g}, {c['D']:.3g}, {c['k']:.0f}",
+                      fmt.interval(c["metric"], ".4f"), f"{r['p_beats_chinchilla']:.2f}")
     out.print(table)
 
 
@@ -564,7 +562,7 @@ def _print_decision(records: list[dict], attrs: dict) -> None:
         for name in ("chosen", "chinchilla", "median_optimum"):
             d = r[name]
             row = [r["task"], name.replace("_", " "), f"{d['N']:.3g}", f"{d['D']:.3g}", f"{d['k']:.0f}",
-                   f"{d['tokens_per_param']:.3g}", _fmt(d["metric"], ".4f")]
+                   f"{d['tokens_per_param']:.3g}", fmt.interval(d["metric"], ".4f")]
             if target is not None:
                 row.append(f"{d['p_target']:.2f}")
             row += [f"{d['expected_regret']:.3g}", f"{d['utility']:.4g}"]

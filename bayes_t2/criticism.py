@@ -183,11 +183,6 @@ def _checkpoints(fit: Any) -> tuple[np.ndarray, np.ndarray]:
     return (np.asarray(cd["checkpoint_params"].values, float), np.asarray(cd["checkpoint_tokens"].values, float))
 
 
-def budget_train_flops(budget: Any) -> float:
-    """The training compute a budget can at most spend (split: C_train; total: the whole budget)."""
-    return float(getattr(budget, "train_flops", None) or getattr(budget, "total_flops"))
-
-
 def extrapolation_notes(fit: Any, opt: xr.Dataset, factor: float = EXTRAPOLATION_FACTOR,
                         ratio_factor: float = TOKENS_PER_PARAM_FACTOR, prob: float = 0.9) -> list[str]:
     """One line per budget that extrapolates: its training compute exceeds `factor` x the data's largest 6ND,

@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from . import fmt
 from .errors import InputError
 
 KINDS: tuple[str, ...] = ("loss", "samples", "passk")
@@ -140,10 +141,16 @@ class EvalData:
         if self.kind != "samples":
             raise InputError(f"per-problem counts are needed (samples data: problem, n_samples, n_correct), "
                              f"but the data are of kind '{self.kind}'", source=_join_sources(self.sources))
-        keys = ["task", "params", "tokens", "n_samples", "n_correct"]
-        out = self.frame.groupby(keys, sort=True, observed=True).size().rename("weight").reset_index()
-        out["weight"] = out["weight"].astype(np.int64)
-        return out
+        return collapse_counts(self.frame)
+
+
+def collapse_counts(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per-problem counts -> distinct (task, params, tokens, n_samples, n_correct) cells, sorted, with their
+    integer `weight` (number of problems), index 0..n-1: the sufficient statistics of a beta-binomial."""
+    keys = ["task", "params", "tokens", "n_samples", "n_correct"]
+    out = frame.groupby(keys, sort=True, observed=True).size().rename("weight").reset_index()
+    out["weight"] = out["weight"].astype(np.int64)
+    return out
 
 
 # ------------------------------------------------------------------------------------------------ public API
@@ -483,7 +490,7 @@ def _prepare(raw: pd.DataFrame, source: str, column_map: Mapping[str, str], kind
         with np.errstate(invalid="ignore"):
             over = np.isfinite(ns) & np.isfinite(nc) & (nc > ns) & (ns >= 1) & (nc >= 0)
         checks.append(("n_correct", over, lambda i, nc=nc, ns=ns:
-                       f"n_correct ({_fmt(nc[i])}) > n_samples ({_fmt(ns[i])})"))
+                       f"n_correct ({fmt.value(nc[i])}) > n_samples ({fmt.value(ns[i])})"))
     bad = np.zeros(n, dtype=bool)
     for _, mask, _ in checks:
         bad |= mask
@@ -543,14 +550,14 @@ def _numeric(col: str, raw: pd.Series, checks: list) -> pd.Series:
     rule, ok = _RULES[col]
     with np.errstate(invalid="ignore"):
         out_of_range = finite & ~ok(values)
-    checks.append((col, out_of_range, lambda i: f"must be {rule}, got {_fmt(values[i])}"))
+    checks.append((col, out_of_range, lambda i: f"must be {rule}, got {fmt.value(values[i])}"))
     if col in INT_COLUMNS:
         with np.errstate(invalid="ignore"):
             frac = finite & ~out_of_range & (values != np.floor(values))
-        checks.append((col, frac, lambda i: f"must be an integer, got {_fmt(values[i])}"))
+        checks.append((col, frac, lambda i: f"must be an integer, got {fmt.value(values[i])}"))
         # beyond 2**53 a float no longer holds every integer, and beyond 2**63 int64 wraps around
         huge = finite & ~out_of_range & (np.abs(np.where(finite, values, 0)) > MAX_COUNT)
-        checks.append((col, huge, lambda i: f"too large, got {_fmt(values[i])} (at most {MAX_COUNT:.0f})"))
+        checks.append((col, huge, lambda i: f"too large, got {fmt.value(values[i])} (at most {MAX_COUNT:.0f})"))
         ints = np.where(finite & ~huge, values, 0).round().astype(np.int64)
         return pd.Series(ints, dtype=np.int64)
     return pd.Series(values, dtype=np.float64)
@@ -559,13 +566,6 @@ def _numeric(col: str, raw: pd.Series, checks: list) -> pd.Series:
 def _short(value: object) -> str:
     text = str(value)
     return text if len(text) <= 40 else text[:37] + "..."
-
-
-def _fmt(value: float) -> str:
-    value = float(value)
-    if np.isfinite(value) and value == int(value) and abs(value) < 1e15:
-        return str(int(value))
-    return f"{value:.6g}"
 
 
 def _combine(parts: list[_Part], *, drop_bad_rows: bool) -> EvalData:

@@ -148,14 +148,6 @@ def neg_log_beta_pass_at_k(a, b, k):
     return -np.log(-np.expm1(l1m))
 
 
-def beta_pass_at_k_scipy(a, b, k):
-    """Reference: 1 - exp(betaln(a, b+k) - betaln(a, b)) with scipy (loses precision when k << b)."""
-    from scipy.special import betaln
-
-    a, b, k = np.broadcast_arrays(*(np.asarray(v, dtype=float) for v in (a, b, k)))
-    return -np.expm1(betaln(a, b + k) - betaln(a, b))
-
-
 def beta_binomial_logpmf(c, n, a, b):
     """log P(c | n, a, b) of the beta-binomial: log C(n, c) + log B(c+a, n-c+b) - log B(a, b), vectorised."""
     c, n, a, b = (np.asarray(v, dtype=float) for v in (c, n, a, b))

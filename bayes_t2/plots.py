@@ -23,6 +23,7 @@ import xarray as xr
 
 from .budget import Budget, Constraints, SplitBudget, check_feasible, scaled_budgets
 from .criticism import ExtrapolationWarning
+from . import fmt
 from .errors import InputError
 from .laws import CHINCHILLA_TOKENS_PER_PARAM
 
@@ -222,7 +223,8 @@ def _law_vs_k(fit, ax, task, pts, color, max_draws) -> None:
         pred = fit.predict(n, d, K, new_checkpoint=False, max_draws=max_draws).sel(task=task)
         _band(ax, K.values, pred, c, probs=(0.9,))
         end = float(np.nanmedian(pred.isel(k=-1).values))
-        ax.annotate(f"N={_num(n)}\nD={_num(d)}", (K.values[-1], end), xytext=(4, 0), textcoords="offset points",
+        ax.annotate(f"N={fmt.number(n)}\nD={fmt.number(d)}", (K.values[-1], end), xytext=(4, 0),
+                    textcoords="offset points",
                     va="center", fontsize=7, color=c)
         here = pts[(pts["params"] == n) & (pts["tokens"] == d)]
         ax.scatter(here["k"], here["metric"], s=14, color=c, edgecolor="black", linewidth=0.3, zorder=3)
@@ -465,9 +467,9 @@ def plot_optimum_vs_budget(fit, budget: Budget, constraints: Constraints = Const
             ax.set_xlabel("training compute C_train = 6ND (FLOPs)" if split else
                           "total compute 6ND + 2NkTQ (FLOPs)")
         axes[0, 0].legend(loc="upper left", ncols=2 if len(fit.tasks) > 4 else 1)
-        fixed = (f"inference {_num(budget.inference_flops)} FLOPs/query" if split else
-                 f"{_num(budget.queries)} queries")
-        note = (f"; {len(skipped)} budgets below {_num(min(x))} FLOPs cannot buy the smallest model"
+        fixed = (f"inference {fmt.number(budget.inference_flops)} FLOPs/query" if split else
+                 f"{fmt.number(budget.queries)} queries")
+        note = (f"; {len(skipped)} budgets below {fmt.number(min(x))} FLOPs cannot buy the smallest model"
                 if skipped else "")
         fig.suptitle(f"Optimum against budget ({fixed}, dotted line: the report's budget{note}); "
                      f"median, 50% and 90% bands", fontsize=11)
@@ -501,9 +503,10 @@ def plot_headline(records: list[dict], *, title: str, lines: Sequence[str] = (),
             y -= 0.028 * len(wrapped) + 0.01
         cols = ["task", "N* (params)", "D* (tokens)", "tokens/param", "k*", metric, "Chinchilla N",
                 "Chinchilla D", "k", f"Chinchilla {metric}", "P(beats)"]
-        cells = [[r["task"], _fmt(r["N"]), _fmt(r["D"]), _fmt(r["tokens_per_param"]), _fmt(r["k"], ".0f"),
-                  _fmt(r["metric"], ".4g"), _num(r["chinchilla"]["N"]), _num(r["chinchilla"]["D"]),
-                  f"{r['chinchilla']['k']:.0f}", _fmt(r["chinchilla"]["metric"], ".4g"),
+        cells = [[r["task"], fmt.interval(r["N"]), fmt.interval(r["D"]), fmt.interval(r["tokens_per_param"]),
+                  fmt.interval(r["k"], ".0f"), fmt.interval(r["metric"], ".4g"), fmt.number(r["chinchilla"]["N"]),
+                  fmt.number(r["chinchilla"]["D"]),
+                  f"{r['chinchilla']['k']:.0f}", fmt.interval(r["chinchilla"]["metric"], ".4g"),
                   f"{r['p_beats_chinchilla']:.2f}"] for r in records]
         height = min(0.035 * (len(cells) + 1), max(y - 0.47, 0.08))
         ax_table = fig.add_axes((0.03, y - height - 0.035, 0.94, height))
@@ -543,26 +546,6 @@ def plot_headline(records: list[dict], *, title: str, lines: Sequence[str] = (),
         axes[0].scatter([], [], marker="x", color="black", label="Chinchilla (20 tokens/param)")
         axes[0].legend(loc="lower left", bbox_to_anchor=(0, 1.02), ncols=2, frameon=False)
     return fig, np.array([ax_table, *axes])
-
-
-def _num(x: float) -> str:
-    """Compact number: 3 significant digits, exponent without '+' and leading zeros (1.11e8)."""
-    if not np.isfinite(x):
-        return "n/a"
-    if 1e3 <= abs(x) < 1e4:
-        return f"{x:.0f}"
-    if x == 0 or 1e-3 <= abs(x) < 1e3:
-        return f"{x:.3g}"
-    mantissa, exponent = f"{x:.2e}".split("e")
-    return f"{float(mantissa):.3g}e{int(exponent)}"
-
-
-def _fmt(s: dict, digits: str = ".3g") -> str:
-    if not np.isfinite(s["median"]):
-        return "n/a"
-    if digits == ".3g":
-        return f"{_num(s['median'])} [{_num(s['lower'])}, {_num(s['upper'])}]"
-    return f"{s['median']:{digits}} [{s['lower']:{digits}}, {s['upper']:{digits}}]"
 
 
 # ------------------------------------------------------------------------------------- (6) decision
@@ -607,8 +590,8 @@ def plot_decision(ds: xr.Dataset, *, q: float = 0.1):
             r = ds.sel(task=t, design=d)
             worst, cvar = tail_risk(r["metric"].values.ravel(), lower, q)
             label = f"chosen ({attrs.get('risk', '?')})" if d == "chosen" else DESIGN_LABELS.get(d, d)
-            row = [t, label, _num(float(r["N"])), _num(float(r["D"])), f"{float(r['k']):.0f}",
-                   _num(float(r["tokens_per_param"])),
+            row = [t, label, fmt.number(float(r["N"])), fmt.number(float(r["D"])), f"{float(r['k']):.0f}",
+                   fmt.number(float(r["tokens_per_param"])),
                    f"{float(r['metric_median']):.4g} [{float(r['metric_lower']):.4g}, "
                    f"{float(r['metric_upper']):.4g}]", f"{float(r['metric_mean']):.4g}", f"{worst:.4g}",
                    f"{cvar:.4g}", f"{float(r['expected_regret']):.3g}"]

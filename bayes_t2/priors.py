@@ -44,10 +44,6 @@ def spec_to_json(spec: dict[str, Any]) -> str:
     return json.dumps(spec, sort_keys=True)
 
 
-def spec_from_json(text: str) -> dict[str, Any]:
-    return json.loads(text)
-
-
 def read_prior_file(path: Path) -> dict[str, Any]:
     if not path.exists():
         raise InputError(f"{path}: prior file not found")

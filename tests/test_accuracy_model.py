@@ -128,16 +128,16 @@ def test_chance_floor_is_f_plus_rest_times_law():
     import pytensor
     import pytensor.tensor as pt
 
-    from bayes_t2.routes.accuracy import _floored_logit_nb, _floored_logit_np, _floored_logit_pt
+    from bayes_t2.routes.accuracy.kernels import PT, floored_logit, floored_logit_nb
 
     x, fl = pt.dscalar("x"), pt.dscalar("fl")
-    f_pt = pytensor.function([x, fl], _floored_logit_pt(x, fl))
+    f_pt = pytensor.function([x, fl], floored_logit(x, fl, PT))
     for law in (-70.0, -30.0, -16.0, -3.0, 0.0, 4.0, 20.0):
         for floor in (-60.0, -16.0, -1.1):
             f, s = 1 / (1 + math.exp(-floor)), 1 / (1 + math.exp(-law))
             log_one_minus = -math.log1p(math.exp(floor)) - math.log1p(math.exp(law))  # log((1 - f)(1 - s))
             want = math.log(f + (1 - f) * s) - log_one_minus
-            for got in (_floored_logit_np(law, floor), _floored_logit_nb(law, floor), f_pt(law, floor)):
+            for got in (floored_logit(law, floor), floored_logit_nb(law, floor), f_pt(law, floor)):
                 assert float(got) == pytest.approx(want, rel=1e-9, abs=1e-9)
     # the floor lifts the earliest checkpoint of TRUTH_A (law mu ~ 1e-9) to ~sigmoid(-16), leaves later ones
     no_floor = {k: v for k, v in TRUTH_A.items() if k != "logit_floor"}

@@ -13,7 +13,7 @@ import pypdfium2 as pdfium  # noqa: E402
 import pytest  # noqa: E402
 import xarray as xr  # noqa: E402
 
-from bayes_t2 import plots  # noqa: E402
+from bayes_t2 import fmt, plots  # noqa: E402
 from bayes_t2.budget import Constraints, SplitBudget, TotalBudget  # noqa: E402
 from bayes_t2.cli import main  # noqa: E402
 from bayes_t2.errors import InputError  # noqa: E402
@@ -96,7 +96,7 @@ def test_headline_numbers_are_the_optimum(report_pdf, loss_truth_fit):
     text = "".join(report_pdf[1][0][1].split())
     for r in records:
         assert r["task"] in text
-        assert plots._num(r["N"]["median"]) in text and plots._num(r["D"]["upper"]) in text
+        assert fmt.number(r["N"]["median"]) in text and fmt.number(r["D"]["upper"]) in text
         assert f"{r['p_beats_chinchilla']:.2f}" in text
 
 
@@ -110,7 +110,7 @@ def test_decision_page_is_the_decision(report_pdf, loss_truth_fit):
     for task in fit.tasks:
         for design in ("chosen", "chinchilla"):
             r = ds.sel(task=task, design=design)
-            assert plots._num(float(r["N"])) in text and plots._num(float(r["D"])) in text
+            assert fmt.number(float(r["N"])) in text and fmt.number(float(r["D"])) in text
             assert f"{float(r['metric_mean']):.4g}" in text and f"{float(r['p_target']):.2f}" in text
 
 

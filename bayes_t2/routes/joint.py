@@ -27,7 +27,7 @@ import pymc as pm
 import pytensor.tensor as pt
 
 from ..errors import InputError
-from .accuracy import (_check_cells, _pooled, accuracy_config, chance_floor, counts_likelihood, reference_point,
+from .accuracy import (accuracy_config, chance_floor, check_cells, counts_likelihood, pooled, reference_point,
                        unit_table)
 from .loss import LossRoute
 
@@ -39,7 +39,7 @@ def build_joint_model(loss_frame: pd.DataFrame, cells: pd.DataFrame, loss_spec: 
                       accuracy_spec: Mapping[str, Any] | None = None) -> pm.Model:
     """One PyMC model: the loss route's hierarchical law on `loss_frame` plus the Beta law on `cells`."""
     spec = accuracy_config(accuracy_spec)
-    cells = _check_cells(cells)
+    cells = check_cells(cells)
     model = LossRoute.build_model(loss_frame, dict(loss_spec))
     tasks = [str(t) for t in model.coords["task"]]
     missing = sorted(set(cells["task"]) - set(tasks))
@@ -63,7 +63,7 @@ def build_joint_model(loss_frame: pd.DataFrame, cells: pd.DataFrame, loss_spec: 
         L = E[t] + A[t] * pt.exp(-alpha[t] * log_n) + B[t] * pt.exp(-beta[t] * log_d)
         z = (L - L_ref[t]) / S[t]
 
-        q = {name: _pooled(name, spec["priors"][name], len(tasks), spec["pooling"]) for name in JOINT_SAMPLED}
+        q = {name: pooled(name, spec["priors"][name], len(tasks), spec["pooling"]) for name in JOINT_SAMPLED}
         slope_mu = pm.Deterministic("slope_mu", pt.exp(q["log_slope_mu"]), dims="task")
         slope_nu = q["slope_nu"]
         floor = chance_floor(spec["priors"], len(tasks), spec, t)

@@ -1,0 +1,37 @@
+"""How numbers are written for people (tables, figures, error messages): one place, so they read alike."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+
+
+def number(x: float) -> str:
+    """Compact number: 3 significant digits, exponent without '+' and leading zeros (1.11e8); n/a if not finite."""
+    x = float(x)
+    if not np.isfinite(x):
+        return "n/a"
+    if 1e3 <= abs(x) < 1e4:
+        return f"{x:.0f}"
+    if x == 0 or 1e-3 <= abs(x) < 1e3:
+        return f"{x:.3g}"
+    mantissa, exponent = f"{x:.2e}".split("e")
+    return f"{float(mantissa):.3g}e{int(exponent)}"
+
+
+def value(x: float) -> str:
+    """A value as the user wrote it, near enough to find it in their file: whole numbers in full, else 6 digits."""
+    x = float(x)
+    if np.isfinite(x) and x == int(x) and abs(x) < 1e15:
+        return str(int(x))
+    return f"{x:.6g}"
+
+
+def interval(s: Mapping[str, float], digits: str = ".3g") -> str:
+    """'median [lower, upper]' of a summary record; compact numbers by default, else the format `digits`."""
+    if not np.isfinite(s["median"]):
+        return "n/a"
+    if digits == ".3g":
+        return f"{number(s['median'])} [{number(s['lower'])}, {number(s['upper'])}]"
+    return f"{s['median']:{digits}} [{s['lower']:{digits}}, {s['upper']:{digits}}]"
