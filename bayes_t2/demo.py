@@ -87,11 +87,12 @@ def _demo_route(route: str, out_dir: Path, settings: SamplerSettings, progressba
 
 def true_optimum_params(truth: dict, budget: SplitBudget, constraints: Constraints | None = None,
                         route: Any = None) -> dict[str, float]:
-    """The optimum N* computed from the simulation's true coefficients (one 'draw' per task); `route` is the
-    route object whose law the truth describes (default: the loss route)."""
+    """The optimum N* computed from the simulation's true coefficients (one 'draw' per task) by the
+    independent reference solver (`bayes_t2.reference`), not by the optimizer whose answer it checks; `route`
+    is the route object whose law the truth describes (default: the loss route)."""
     import xarray as xr
 
-    from .optimum import optimize_posterior
+    from .reference import reference_route_optimum
     from .routes.loss import LossRoute
 
     route = route or LossRoute
@@ -99,6 +100,5 @@ def true_optimum_params(truth: dict, budget: SplitBudget, constraints: Constrain
     tasks = sorted(truth["tasks"])
     coefs = xr.Dataset({c: (("draw", "task"), np.array([[truth["tasks"][t][c] for t in tasks]]))
                         for c in names}, coords={"draw": [0], "task": tasks})
-    opt = optimize_posterior(coefs, [budget], constraints or Constraints(), objective=route.objective_nb,
-                             theta_names=names)
+    opt = reference_route_optimum(route, coefs, [budget], constraints or Constraints())
     return {t: float(opt["N"].sel(task=t).values.ravel()[0]) for t in tasks}

@@ -24,9 +24,13 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import minimize_scalar
 
+from .budget import SplitBudget
 from .errors import InputError
 from .io import atomic_write, check_writable, write_json
 from .laws import LOSS_COEFFICIENTS, loss_law
+
+#: The T2 paper's split budget: 2.56e19 training FLOPs, 2e9 inference FLOPs per query.
+T2_BUDGET = SplitBudget(train_flops=2.56e19, inference_flops=2e9)
 
 MIN_PARAMS = 5e6
 MAX_PARAMS = 9.01e8
@@ -320,20 +324,19 @@ def _draw_accuracy_one(rng: np.random.Generator) -> dict[str, float]:
 
 def accuracy_truth_ok(coefs: Mapping[str, float], checkpoints: Sequence[tuple[float, float]]) -> bool:
     """A plausible, identifiable truth: law pass@1 over the checkpoints spans < ACC_MIN_PASS1 to a best value
-    in ACC_MAX_PASS1, and k* at the split budget (C_train 2.56e19, C_inf 2e9 per query) lies in ACC_K_RANGE."""
-    import xarray as xr
-
+    in ACC_MAX_PASS1, and k* at the split budget (C_train 2.56e19, C_inf 2e9 per query) lies in ACC_K_RANGE.
+    k* comes from the independent reference solver (`bayes_t2.reference`), not from the optimizer under test."""
     from .budget import Constraints
-    from .calibrate import DEFAULT_BUDGET
-    from .fit import route_optimum
-    from .routes.accuracy import AccuracyRoute, T2_COEFFICIENTS, accuracy_pass_at_k
+    from .reference import reference_optimum
+    from .routes.accuracy import NO_FLOOR, T2_COEFFICIENTS, accuracy_pass_at_k
 
     ckpt = np.asarray(checkpoints, dtype=float).reshape(-1, 2)
     p1 = np.asarray(accuracy_pass_at_k(coefs, ckpt[:, 0], ckpt[:, 1], 1.0), dtype=float)
     if not (ACC_MAX_PASS1[0] <= p1.max() <= ACC_MAX_PASS1[1] and p1.min() <= ACC_MIN_PASS1):
         return False
-    ds = xr.Dataset({c: (("draw",), [float(coefs[c])]) for c in T2_COEFFICIENTS}, coords={"draw": [0]})
-    k = float(route_optimum(AccuracyRoute, ds, [DEFAULT_BUDGET], Constraints())["k"].values.ravel()[0])
+    theta = np.array([[float(coefs.get(c, NO_FLOOR)) if c == "logit_floor" else float(coefs[c])
+                       for c in T2_COEFFICIENTS]])
+    k = float(reference_optimum("accuracy", theta, T2_BUDGET, Constraints())[0, 2])
     return ACC_K_RANGE[0] <= k <= ACC_K_RANGE[1]
 
 

@@ -123,15 +123,16 @@ def test_beta_pass_at_k_is_the_beta_mean_of_one_minus_miss(a, b, k):
     assert beta_pass_at_k(a, b, k) == pytest.approx(mc, rel=0.02, abs=1e-4)
 
 
-def test_beta_pass_at_k_finite_and_monotone_up_to_a_million():
+def test_beta_pass_at_k_matches_the_exact_product_up_to_a_million():
+    """Against the exact product 1 - pass@k = prod_{j<k} (b + j)/(a + b + j), summed in log space
+    (-sum log1p(a/(b + j)), float64 rounding ~ k eps relative) for every integer k up to 1e6."""
+    kk = np.arange(1, 1_000_001)
     k = np.unique(np.round(np.geomspace(1, 1e6, 400)))
     for a, b in [(0.05, 1e4), (0.3, 20.0), (1.0, 1.0), (5.0, 0.5), (100.0, 1e6)]:
-        v = beta_pass_at_k(a, b, k)
+        exact = -np.cumsum(np.log1p(a / (b + kk - 1.0)))[k.astype(int) - 1]
         l1m = log1m_beta_pass_at_k(a, b, k)
-        assert np.all(np.isfinite(v)) and np.all(np.isfinite(l1m))
-        assert np.all((v > 0) & (v <= 1))
-        assert np.all(np.diff(l1m) < 0)  # 1 - pass@k strictly falls with k
-        assert np.all(np.diff(v) >= 0)
+        np.testing.assert_allclose(l1m, exact, rtol=1e-9)
+        np.testing.assert_allclose(beta_pass_at_k(a, b, k), -np.expm1(exact), rtol=1e-9)
 
 
 @pytest.mark.parametrize("a,b", [(0.1, 30.0), (0.3, 20.0), (0.8, 5.0), (0.2, 1e3), (2.0, 1.0)])
