@@ -502,14 +502,15 @@ def _k_scan(f, theta, kind, p, k0, k1, nfull, nsmall, ngeo):
 
 
 @numba.njit(**_JIT)
-def _sorted_unique(pts, ks, n):
-    """Sort the first n (N, k) pairs by N (ties by k) and drop exact duplicates -> (pts, ks)."""
+def _sorted_unique(pts, ks, vs, n):
+    """Sort the first n (N, k, value) triples by N (ties by k) and drop exact duplicates -> (pts, ks, vs)."""
     key = np.empty(n)
     for i in range(n):
         key[i] = pts[i]
     order = np.argsort(key, kind="mergesort")
     out_n = np.empty(n)
     out_k = np.empty(n)
+    out_v = np.empty(n)
     m = 0
     for i in range(n):
         N, k = pts[order[i]], ks[order[i]]
@@ -517,8 +518,9 @@ def _sorted_unique(pts, ks, n):
             continue
         out_n[m] = N
         out_k[m] = k
+        out_v[m] = vs[order[i]]
         m += 1
-    return out_n[:m], out_k[:m]
+    return out_n[:m], out_k[:m], out_v[:m]
 
 
 @numba.njit(**_JIT)
@@ -536,31 +538,32 @@ def _split_search(f, theta, Ct, Ci, T, Dmax, lo, maxN, kmax):
     kmin = _k_of_n(c, hi, kmax)
     K = _k_of_n(c, lo, kmax)
     p = np.array([Ct, Dmax, c, lo, hi])
-    ks, kn, _ = _k_scan(f, theta, 0, p, kmin, K, float(_SPLIT_FULL), float(_SMALL_K), _GEO_K)
+    ks, kn, kv = _k_scan(f, theta, 0, p, kmin, K, float(_SPLIT_FULL), float(_SMALL_K), _GEO_K)
     nmax = _SPLIT_GRID + 3 + ks.shape[0]
     pts = np.empty(nmax)
     pk = np.empty(nmax)
+    pv = np.empty(nmax)
     n = 0
     ul, uh = math.log(lo), math.log(hi)
-    for i in range(_SPLIT_GRID):
-        N = min(max(math.exp(ul + (uh - ul) * i / (_SPLIT_GRID - 1.0)), lo), hi)
-        pts[n], pk[n] = N, _k_of_n(c, N, kmax)
-        n += 1
-    pts[n], pk[n] = lo, K
-    pts[n + 1], pk[n + 1] = hi, kmin
-    n += 2
-    nw = Ct / (6.0 * Dmax)
-    if lo < nw < hi:
-        pts[n], pk[n] = nw, _k_of_n(c, nw, kmax)
+    for i in range(_SPLIT_GRID + 3):
+        if i < _SPLIT_GRID:
+            N = min(max(math.exp(ul + (uh - ul) * i / (_SPLIT_GRID - 1.0)), lo), hi)
+        elif i == _SPLIT_GRID:
+            N = lo
+        elif i == _SPLIT_GRID + 1:
+            N = hi
+        else:
+            N = Ct / (6.0 * Dmax)  # the data wall
+            if not lo < N < hi:
+                continue
+        k = _k_of_n(c, N, kmax)
+        pts[n], pk[n], pv[n] = N, k, f(theta, N, min(Ct / (6.0 * N), Dmax), k)
         n += 1
     for i in range(ks.shape[0]):
-        pts[n], pk[n] = kn[i], ks[i]
+        pts[n], pk[n], pv[n] = kn[i], ks[i], kv[i]
         n += 1
-    pts, pk = _sorted_unique(pts, pk, n)
+    pts, pk, vals = _sorted_unique(pts, pk, pv, n)
     n = pts.shape[0]
-    vals = np.empty(n)
-    for i in range(n):
-        vals[i] = f(theta, pts[i], min(Ct / (6.0 * pts[i]), Dmax), pk[i])
     bi = _top_indices(vals, n, 1)[0]
     if bi < 0:
         return np.nan, np.nan, np.nan, np.nan
@@ -625,7 +628,7 @@ def _total_inner(f, theta, C, b1, Dmax, lo, hi, k):
         if lo < N < nhi:
             pts[n] = N
             n += 1
-    pts, _ = _sorted_unique(pts, ones, n)
+    pts, _, _ = _sorted_unique(pts, ones, ones, n)
     n = pts.shape[0]
     vals = np.empty(n)
     for i in range(n):
