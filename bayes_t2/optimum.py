@@ -276,6 +276,13 @@ def _brent(f, theta, mode, a0, a1, a2, a3, nlo, nhi):
     vhi = _value(f, theta, mode, nhi, a0, a1, a2, a3)
     cg = 0.5 * (3.0 - math.sqrt(5.0))
     xatol = _XATOL * max(1.0, abs(a), abs(b))
+    # A unimodal function that does not rise over the last xatol before an end has its minimum within xatol
+    # of that end (the tolerance anyway): return the end at once. Segment ends are the common answer.
+    if b - a > 4.0 * xatol:
+        if vhi <= vlo and vhi <= _value(f, theta, mode, math.exp(b - xatol), a0, a1, a2, a3):
+            return nhi, vhi
+        if vlo < vhi and vlo <= _value(f, theta, mode, math.exp(a + xatol), a0, a1, a2, a3):
+            return nlo, vlo
     # Minima at an end are common (segment ends); a unimodal function that does not rise over the last
     # 1/1000 of the interval has its minimum there, which saves ~15 golden steps. (The probe is far enough
     # in that float rounding of f cannot fake the comparison except inside rounding's own flat band.)
@@ -374,6 +381,7 @@ _TOTAL_GRID = 16      # log-spaced N per k (total budget), plus the data wall an
 _TOTAL_FULL = 48      # total budget: every k when there are at most this many
 _TOTAL_SMALL = 16
 _TOTAL_GEO = 24
+_GOLD = (math.sqrt(5.0) - 1.0) / 2.0  # golden ratio step (integer golden section on k)
 _TRAIN_SHARES = (0.5, 0.2, 0.05, 0.01, 1e-3)  # training's share of C: resolves optima where inference dominates
 
 
@@ -433,17 +441,30 @@ def _k_golden(f, theta, kind, p, ka, kb):
     Used only between the scan neighbours of a local minimum of a geometric k scan, where the profile is
     locally unimodal at the scan's resolution."""
     a, b = ka, kb
-    while b - a > 4.0:
-        m1 = a + np.floor(0.381966 * (b - a))
-        m2 = b - np.floor(0.381966 * (b - a))
-        if m2 <= m1:
-            m2 = m1 + 1.0
-        _, v1 = _k_value(f, theta, kind, p, m1)
-        _, v2 = _k_value(f, theta, kind, p, m2)
-        if v1 <= v2:
-            b = m2
-        else:
-            a = m1
+    if b - a > 4.0:
+        c = b - np.floor(_GOLD * (b - a) + 0.5)
+        d = a + np.floor(_GOLD * (b - a) + 0.5)
+        if d <= c:
+            d = c + 1.0
+        _, fc = _k_value(f, theta, kind, p, c)
+        _, fd = _k_value(f, theta, kind, p, d)
+        while b - a > 4.0:  # a < c < d < b throughout; one new evaluation per step
+            if fc <= fd:
+                b, d, fd = d, c, fc
+                c = b - np.floor(_GOLD * (b - a) + 0.5)
+                if c >= d:
+                    c = d - 1.0
+                if c <= a:
+                    break
+                _, fc = _k_value(f, theta, kind, p, c)
+            else:
+                a, c, fc = c, d, fd
+                d = a + np.floor(_GOLD * (b - a) + 0.5)
+                if d <= c:
+                    d = c + 1.0
+                if d >= b:
+                    break
+                _, fd = _k_value(f, theta, kind, p, d)
     bk, bn, bv = np.nan, np.nan, np.inf
     k = a
     while k <= b:

@@ -18,7 +18,7 @@ def load(name: str):
 
 
 def test_bench_optimizer_agrees_with_scipy(capsys):
-    # >= 99% of k must match scipy's (ties aside), so compare enough problems for one tie not to decide it
+    # the numba answers are never worse than the global scipy loop's (beyond 1e-9 relative)
     rc = load("bench_optimizer").main(["--draws", "50", "--tasks", "2", "--budgets", "4", "--scipy-problems", "300",
                                        "--repeats", "1"])
     out = capsys.readouterr().out
