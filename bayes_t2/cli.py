@@ -55,16 +55,12 @@ KMax = Annotated[Optional[int], typer.Option(help="k <= this.")]
 
 
 def _budget_options(train_flops, inference_flops, total_flops, queries, tokens_per_sample, max_tokens,
-                    max_params, k_max):
-    from .budget import Constraints, make_budget
+                    max_params, k_max, min_params=None):
+    from .options import budget_and_constraints  # the Python API's keywords read the same way
 
-    if train_flops is None and inference_flops is None and total_flops is None and queries is None:
-        raise InputError("give a budget: --train-flops C --inference-flops C, or --total-flops C --queries Q")
-    budget = make_budget(train_flops=train_flops, inference_flops=inference_flops, total_flops=total_flops,
-                         queries=queries, tokens_per_sample=tokens_per_sample)
-    kwargs = {k: v for k, v in dict(max_tokens=max_tokens, max_params=max_params, k_max=k_max).items()
-              if v is not None}
-    return budget, Constraints(**kwargs)
+    return budget_and_constraints(train_flops=train_flops, inference_flops=inference_flops,
+                                  total_flops=total_flops, queries=queries, tokens_per_sample=tokens_per_sample,
+                                  max_tokens=max_tokens, max_params=max_params, min_params=min_params, k_max=k_max)
 
 
 @app.command()

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import xarray as xr
 
 from . import __version__
@@ -128,13 +129,21 @@ class Fit:
         return diagnose(self.tree, list(self.route.coefficient_names))
 
     # ---- derived -------------------------------------------------------------------------------------------
-    def optimize(self, budgets, constraints=None, *, draws_per_chunk: int | None = None) -> xr.Dataset:
+    def optimize(self, budgets=None, constraints=None, *, draws_per_chunk: int | None = None,
+                 **budget_options: Any) -> xr.Dataset:
         """Per-draw optimum (N*, D*, k*) for each task and budget: an xarray Dataset (chain, draw, task, budget).
+
+        The budget: keywords as the CLI options (``fit.optimize(train_flops=2.56e19, inference_flops=2e9)``,
+        ``total_flops=, queries=``, ``tokens_per_sample=``, ``max_tokens=``, ``max_params=``, ``min_params=``,
+        ``k_max=``), or `Budget` objects (one or a list) and a `Constraints`.
 
         draws_per_chunk: split the posterior into Dask chunks over `draw` and compute them on the active Dask
         scheduler (a distributed Client inside `bayes_t2.cluster.dask_client`, else local threads); the result
         is the same to the last bit and comes back computed. Needs dask (`bayes-t2[scale]`).
         """
+        from .options import resolve
+
+        budgets, constraints = resolve(budgets, constraints, budget_options)
         coefficients = self.coefficients()
         if draws_per_chunk is not None:
             try:
@@ -176,9 +185,11 @@ class Fit:
                 advance(len(chunk))
         return [record for task in self.tasks for record in per_task[task]]
 
-    def predict(self, N: Any, D: Any, k: Any, *, new_checkpoint: bool = True, seed: int = 0,
+    def metric_at(self, N: Any, D: Any, k: Any, *, new_checkpoint: bool = True, seed: int = 0,
                 max_draws: int | None = None) -> xr.DataArray:
-        """Posterior of the metric at (N, D, k) for every draw and task.
+        """Posterior of the metric at (N, D, k) for every draw and task: a DataArray, inputs broadcast as given
+        (xarray inputs keep their dims; 1-d arrays get dim ``point``), nothing validated (callers do: the
+        CLI's `predict.read_points`, the API's `predict`).
 
         new_checkpoint=True (default): what a newly trained checkpoint would show, i.e. the law plus the
         fitted scatter of checkpoints around it (the posterior predictive; seeded). False: the law alone.
@@ -196,9 +207,124 @@ class Fit:
         return self.route.metric(coefficients, N, D, k, rng=np.random.default_rng(seed),
                                  spec=self.spec).rename(self.route.metric_name)
 
+    def predict(self, params: Any = None, tokens: Any = None, k: Any = 1, *, law: bool = False, seed: int = 0,
+                max_draws: int | None = None, new_checkpoint: bool | None = None) -> xr.Dataset:
+        """Posterior of the metric at model size `params`, training tokens `tokens` and `k` samples per query,
+        per draw and task: a Dataset with one variable named after the metric (``loss`` or ``pass_at_k``).
+
+        Scalars give dims (chain, draw, task) with scalar coordinates params, tokens, k; arrays (broadcast
+        together) add a dim ``point`` carrying them. Every point is checked as the CLI's ``predict`` checks
+        it (positive N and D, integer k >= 1). law=False (default): what a newly trained checkpoint would
+        show, the law plus the fitted scatter of checkpoints around it (seeded); law=True: the law alone.
+
+        `new_checkpoint` (given) selects the earlier form of this method, which returns `metric_at`'s bare
+        DataArray; new code calls `metric_at` for that.
+        """
+        if new_checkpoint is not None:
+            return self.metric_at(params, tokens, k, new_checkpoint=new_checkpoint, seed=seed, max_draws=max_draws)
+        from .predict import read_points
+
+        if params is None or tokens is None:
+            raise InputError("give params= (model size N) and tokens= (training tokens D)")
+        scalar = all(np.ndim(v) == 0 for v in (params, tokens, k))
+        arrays = np.broadcast_arrays(*(np.atleast_1d(np.asarray(v, dtype=object)) for v in (params, tokens, k)))
+        points = [read_points(None, params=p, tokens=d, k=kk)[0] for p, d, kk in zip(*(a.ravel() for a in arrays))]
+        point = np.arange(len(points))
+        coords = {name: ("point", np.array([p[name] for p in points])) for name in ("params", "tokens", "k")}
+        grid = {name: xr.DataArray(coords[name][1], dims="point", coords={"point": point})
+                for name in ("params", "tokens", "k")}
+        pred = self.metric_at(grid["params"], grid["tokens"], grid["k"], new_checkpoint=not law, seed=seed,
+                              max_draws=max_draws)
+        ds = pred.to_dataset(name=self.route.metric_name).assign_coords(point=point, **coords)
+        ds.attrs.update({"metric_name": self.route.metric_name, "law": int(law), "seed": seed,
+                         "what": "the law" if law else "a new checkpoint (law + checkpoint scatter)"})
+        return ds.isel(point=0).drop_vars("point") if scalar else ds
+
+    def summary(self, opt: xr.Dataset, prob: float = 0.9) -> pd.DataFrame:
+        """The table of an `optimize` result: per (task, budget), the median, mean and equal-tailed `prob`
+        interval of N*, D*, k*, tokens per parameter and the metric, the baselines and P(beats each).
+
+        The rows of optimum.json (`summary.optimum_records`, as the CLI writes them), flattened: nested
+        fields become ``N_median``, ``chinchilla_N``, ``bounds_k_max`` ...
+        """
+        from .summary import optimum_records
+
+        labels = opt["label"] if "label" in opt.coords else opt["budget"]  # Budget.label(), as the CLI says
+        records, budget_labels = [], []
+        for b in opt["budget"].values:
+            part = optimum_records(opt.sel(budget=[b]), self.route.metric_name, self.route.lower_is_better, prob)
+            records += part
+            budget_labels += [str(labels.sel(budget=b).item())] * len(part)
+        table = pd.json_normalize(records, sep="_")
+        table.insert(1, "budget", budget_labels)
+        table = table.drop(columns=[c for c in table.columns if c.endswith("_prob")])
+        table["prob"] = prob
+        return table.set_index(["task", "budget"])
+
+    def decide(self, budget=None, constraints=None, *, risk: str = "mean", target: float | None = None,
+               task: str | None = None, prob: float = 0.9, min_budget: bool = False, confidence: float = 0.9,
+               **budget_options: Any):
+        """One design (N, D, k) to commit to per task under one budget and a risk attitude (``mean``,
+        ``quantile:Q``, ``cvar:Q``, ``prob`` = P(reach `target`)), against the baselines: a `Decision`
+        (``.table``, ``.to_json()``, ``.dataset``). The budget as in `optimize` (keywords or objects).
+        min_budget: the cheapest budget (scaling the training or total budget) that reaches `target` with
+        probability `confidence`, as ``bayes-t2 decide --min-budget``.
+        """
+        from .decide import decide as run_decide, min_budget as run_min_budget
+        from .options import resolve
+        from .results import Decision
+
+        budget, constraints = resolve(budget, constraints, budget_options, many=False)
+        if min_budget:
+            if risk != "mean":
+                raise InputError("--min-budget maximises P(reach --target); drop --risk")
+            if target is None:
+                raise InputError("--min-budget needs --target")
+            return Decision(run_min_budget(self, budget, constraints, target=target, confidence=confidence,
+                                           task=task, prob=prob))
+        return Decision(run_decide(self, budget, constraints, risk=risk, target=target, task=task, prob=prob))
+
+    def report(self, path: str | Path, budget=None, constraints=None, *, prob: float = 0.9, risk: str = "mean",
+               target: float | None = None, overwrite: bool = False, progress: bool = False,
+               fit_name: str = "FIT.nc", **budget_options: Any):
+        """Write the multi-page PDF report (as ``bayes-t2 report``) and return what was written (`Report`:
+        path, page titles, problems stated on the pages). The budget as in `optimize`."""
+        import matplotlib.pyplot as plt
+
+        from .budget import check_feasible
+        from .options import resolve
+        from .report import check_reportable, write_report
+
+        budget, constraints = resolve(budget, constraints, budget_options, many=False)
+        check_feasible(budget, constraints)
+        check_reportable(self)
+        with plt.ioff():
+            return write_report(self, path, budget, constraints, prob=prob, risk=risk, target=target,
+                                overwrite=overwrite, progress=progress, fit_name=fit_name)
+
     # ---- files ---------------------------------------------------------------------------------------------
-    def save(self, path: str | Path, *, overwrite: bool = False) -> Path:
-        return atomic_write(path, lambda p: self.tree.to_netcdf(p, engine="h5netcdf"), overwrite=overwrite)
+    def save(self, path: str | Path, *, overwrite: bool = False, optimum: xr.Dataset | None = None,
+             predictions: xr.Dataset | None = None, decision: Any = None) -> Path:
+        """Write the fit (one netCDF file, atomically; an existing file only with `overwrite`).
+
+        Derived results given here are stored with it as their own DataTree groups -- ``optimum`` (from
+        `optimize`), ``predictions`` (from `predict`), ``decision`` (a `Decision` or its dataset) -- with
+        their named dims and coordinates; `bayes_t2.load` reads them back as `fit.results[name]`.
+        """
+        tree = self.tree.copy()
+        for name, value in (("optimum", optimum), ("predictions", predictions), ("decision", decision)):
+            if value is None:
+                continue
+            ds = getattr(value, "dataset", value)
+            if not isinstance(ds, xr.Dataset):
+                raise InputError(f"{name} must be an xarray Dataset, got {type(value).__name__}")
+            tree[name] = xr.DataTree(_storable(ds))
+        return atomic_write(path, lambda p: tree.to_netcdf(p, engine="h5netcdf"), overwrite=overwrite)
+
+    @property
+    def results(self) -> dict[str, xr.Dataset]:
+        """Derived results stored with the fit (`save(optimum=..., predictions=..., decision=...)`) by name."""
+        return {name: self.tree[name].to_dataset() for name in DERIVED_GROUPS if name in self.tree.children}
 
     @classmethod
     def load(cls, path: str | Path) -> "Fit":
@@ -217,6 +343,20 @@ class Fit:
             raise InputError(f"{path}: {err}") from None
         except (KeyError, json.JSONDecodeError):
             raise InputError(f"{path}: not a bayes-t2 fit file (attributes are incomplete)") from None
+
+
+#: DataTree groups holding derived results saved with a fit
+DERIVED_GROUPS = ("optimum", "predictions", "decision")
+
+
+def _storable(ds: xr.Dataset) -> xr.Dataset:
+    """`ds` as netCDF stores it: object (string) arrays as fixed-width unicode, bool attributes as ints."""
+    ds = ds.copy()
+    for name, var in ds.variables.items():
+        if var.dtype == object:
+            ds[name] = var.astype(str)
+    ds.attrs = {k: (int(v) if isinstance(v, bool) else v) for k, v in ds.attrs.items() if v is not None}
+    return ds
 
 
 def route_optimum(route, coefficients: xr.Dataset, budgets, constraints=None) -> xr.Dataset:

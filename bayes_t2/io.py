@@ -50,8 +50,13 @@ def _umask() -> int:
 
 def write_json(path: str | Path, obj: Any, *, overwrite: bool = False) -> Path:
     """Atomically write `obj` as pretty JSON (NaN is written as null)."""
-    text = json.dumps(_jsonable(obj), indent=2, allow_nan=False) + "\n"
+    text = json_text(obj)
     return atomic_write(path, lambda p: p.write_text(text), overwrite=overwrite)
+
+
+def json_text(obj: Any) -> str:
+    """`obj` as the pretty JSON the output files hold (numpy values as plain numbers, NaN as null)."""
+    return json.dumps(_jsonable(obj), indent=2, allow_nan=False) + "\n"
 
 
 def _jsonable(obj: Any) -> Any:

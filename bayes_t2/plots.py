@@ -187,7 +187,7 @@ def _law_vs_compute(fit, ax, task, pts, color, compute_max, max_draws) -> None:
     C = _grid("compute", np.geomspace(c_lo, c_hi, 40))
     r = _grid("ratio", np.geomspace(0.1, 1e4, 60))
     N = np.sqrt(C / (6.0 * r))
-    pred = fit.predict(N, C / (6.0 * N), k_ref, new_checkpoint=False, max_draws=max_draws).sel(task=task)
+    pred = fit.metric_at(N, C / (6.0 * N), k_ref, new_checkpoint=False, max_draws=max_draws).sel(task=task)
     best = pred.min("ratio") if fit.route.lower_is_better else pred.max("ratio")
     _band(ax, C.values, best, color, label=f"law, best N per compute (k={k_ref:g})")
     if len(at_k):
@@ -220,7 +220,7 @@ def _law_vs_k(fit, ax, task, pts, color, max_draws) -> None:
     for shade, i in zip(shades, chosen):
         n, d = multi[i]
         c = tuple(np.asarray(matplotlib.colors.to_rgb(color)) * shade)
-        pred = fit.predict(n, d, K, new_checkpoint=False, max_draws=max_draws).sel(task=task)
+        pred = fit.metric_at(n, d, K, new_checkpoint=False, max_draws=max_draws).sel(task=task)
         _band(ax, K.values, pred, c, probs=(0.9,))
         end = float(np.nanmedian(pred.isel(k=-1).values))
         ax.annotate(f"N={fmt.number(n)}\nD={fmt.number(d)}", (K.values[-1], end), xytext=(4, 0),
@@ -434,13 +434,17 @@ def optimum_sweep(fit, budget: Budget, constraints: Constraints = Constraints(),
         return fit.optimize(feasible, constraints), skipped
 
 
-def plot_optimum_vs_budget(fit, budget: Budget, constraints: Constraints = Constraints(),
-                           flops: Sequence[float] | None = None):
+def plot_optimum_vs_budget(fit, budget: Budget | None = None, constraints: Constraints | None = None,
+                           flops: Sequence[float] | None = None, **budget_options: Any):
     """N*, D*, tokens/param and k* against compute (bands per task) with the Chinchilla design (dashed).
 
     The compute axis scales the given budget: the training budget for a split budget (inference FLOPs per
-    query kept), the total budget for a total budget (queries kept). The given budget is marked.
+    query kept), the total budget for a total budget (queries kept). The given budget is marked. The budget
+    as in `Fit.optimize`: objects, or the CLI's keywords (``train_flops=2.56e19, inference_flops=2e9``).
     """
+    from .options import resolve
+
+    budget, constraints = resolve(budget, constraints, budget_options, many=False)
     opt, skipped = optimum_sweep(fit, budget, constraints, flops)
     split = isinstance(budget, SplitBudget)
     x = opt["train_flops"].values if split else opt["total_flops"].values
@@ -563,7 +567,7 @@ def tail_risk(x: np.ndarray, lower_is_better: bool, q: float = 0.1) -> tuple[flo
     return float(np.quantile(x, 1 - q) if lower_is_better else np.quantile(x, q)), float(x[:n].mean())
 
 
-def plot_decision(ds: xr.Dataset, *, q: float = 0.1):
+def plot_decision(ds: Any, *, q: float = 0.1):
     """The decision table with risk measures per task and design, and the metric's posterior at each design.
 
     `ds` is `bayes_t2.decide.decide(...)`: designs chosen (under its risk), Chinchilla and the design at the
@@ -571,6 +575,7 @@ def plot_decision(ds: xr.Dataset, *, q: float = 0.1):
     quantile and CVaR (mean of the worst `q` of draws), the expected regret against each draw's own optimum,
     and P(metric reaches the target) when a target was given. Bottom: the metric per draw at each design.
     """
+    ds = getattr(ds, "dataset", ds)  # a Decision or its Dataset
     import textwrap
 
     attrs = ds.attrs
@@ -654,3 +659,13 @@ def _style_table(table, cells, colors, fontsize: float) -> None:
             cell.set_facecolor("0.93")
         elif col == 0:
             cell.set_text_props(color=colors[cells[row - 1][0]], fontweight="bold")
+
+
+# ------------------------------------------------------------------------------------------- public names
+# bt.plots.<figure>(...): each returns (fig, axes). The plot_ names are the same functions.
+law = plot_law
+coefficients = plot_coefficients
+diagnostics = plot_diagnostics
+optimum_vs_budget = plot_optimum_vs_budget
+headline = plot_headline
+decision = plot_decision

@@ -52,5 +52,5 @@ def predict_points(fit, points: list[dict[str, float]], prob: float = 0.9, *, ne
     N = xr.DataArray([p["params"] for p in points], coords={"point": dim}, dims="point")
     D = xr.DataArray([p["tokens"] for p in points], coords={"point": dim}, dims="point")
     K = xr.DataArray([p["k"] for p in points], coords={"point": dim}, dims="point")
-    pred = fit.predict(N, D, K, new_checkpoint=new_checkpoint, seed=seed)
+    pred = fit.metric_at(N, D, K, new_checkpoint=new_checkpoint, seed=seed)
     return prediction_records(pred, points, fit.route.metric_name, prob)

@@ -80,15 +80,15 @@ def test_total_budget_optimum_uses_the_budget(accuracy_truth_fit):
 
 def test_new_checkpoint_interval_is_wider_than_the_law(accuracy_truth_fit):
     _, truth, result = accuracy_truth_fit
-    law = result.predict(1e9, 2e10, 10, new_checkpoint=False)
-    new = result.predict(1e9, 2e10, 10, seed=3)
+    law = result.metric_at(1e9, 2e10, 10, new_checkpoint=False)
+    new = result.metric_at(1e9, 2e10, 10, seed=3)
     for task, coefs in truth["tasks"].items():
         true = float(np.asarray(accuracy_shapes(coefs, 1e9, 2e10)[0]))  # shapes are finite at the truth
         assert np.isfinite(true)
         lw = np.subtract(*np.quantile(law.sel(task=task), [0.95, 0.05]))
         nw = np.subtract(*np.quantile(new.sel(task=task), [0.95, 0.05]))
         assert nw > lw > 0
-    np.testing.assert_array_equal(new.values, result.predict(1e9, 2e10, 10, seed=3).values)
+    np.testing.assert_array_equal(new.values, result.metric_at(1e9, 2e10, 10, seed=3).values)
 
 
 def test_posterior_beta_shape_a_is_the_power_law_exponent_of_simulated_counts(accuracy_truth_fit):

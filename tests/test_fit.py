@@ -44,7 +44,7 @@ def test_coefficient_intervals_cover_truth(loss_truth_fit):
 def test_predicted_loss_matches_truth_off_design(loss_truth_fit):
     """An interpolated checkpoint: the law's posterior median is within 2% of the true loss."""
     _, truth, result = loss_truth_fit
-    pred = result.predict(3e8, 6e9, 8, new_checkpoint=False)
+    pred = result.metric_at(3e8, 6e9, 8, new_checkpoint=False)
     for task, c in truth["tasks"].items():
         true = loss_law(**c, N=3e8, D=6e9, k=8)
         assert float(pred.sel(task=task).median()) == pytest.approx(true, rel=0.02)
@@ -54,9 +54,9 @@ def test_new_checkpoint_prediction_adds_the_noise(loss_truth_fit):
     """A new checkpoint's loss scatters around the law by the fitted noise (~1% here): its interval is wider
     than the law's, centred on the same median, and the same seed gives the same numbers."""
     _, truth, result = loss_truth_fit
-    law = result.predict(3e8, 6e9, 8, new_checkpoint=False)
-    new = result.predict(3e8, 6e9, 8, seed=5)
-    np.testing.assert_array_equal(new.values, result.predict(3e8, 6e9, 8, seed=5).values)
+    law = result.metric_at(3e8, 6e9, 8, new_checkpoint=False)
+    new = result.metric_at(3e8, 6e9, 8, seed=5)
+    np.testing.assert_array_equal(new.values, result.metric_at(3e8, 6e9, 8, seed=5).values)
     for task in result.tasks:
         lw = np.diff(np.quantile(law.sel(task=task), [0.05, 0.95]))[0]
         nw = np.diff(np.quantile(new.sel(task=task), [0.05, 0.95]))[0]
