@@ -83,6 +83,10 @@ def fit(data: Annotated[list[Path], typer.Argument(help="Evaluation data: CSV or
         priors: Annotated[Optional[Path], typer.Option(help="TOML file overriding models/<route>.toml.")] = None,
         columns: Annotated[Optional[str], typer.Option(help="Map column names, e.g. params=N,tokens=D.")] = None,
         drop_bad_rows: Annotated[bool, typer.Option("--drop-bad-rows", help="Skip invalid rows.")] = False,
+        allow_prior_only: Annotated[bool, typer.Option(
+            "--allow-prior-only", help="Fit data that cannot identify the law (one checkpoint, a single model "
+                                       "size or token count per task); every output then says its intervals "
+                                       "are the prior's.")] = False,
         draws: int = 1000, tune: int = 1000, chains: int = 4, seed: int = 0,
         sampler: Annotated[str, typer.Option(help="nutpie (default), pymc or numpyro.")] = "nutpie",
         target_accept: float = 0.9, force: Force = False) -> None:
@@ -102,7 +106,10 @@ def fit(data: Annotated[list[Path], typer.Argument(help="Evaluation data: CSV or
         out.print(f"fitting {len(part)} rows, {len(part.tasks)} task(s), kind '{part.kind}'")
     if len(evaluation) > 1:
         out.print("loss and per-problem counts together: one joint model sharing the loss law")
-    result = run_fit(evaluation, route=route, priors=priors, settings=settings, progressbar=_interactive())
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="prior only")  # _print_diagnostics says it below
+        result = run_fit(evaluation, route=route, priors=priors, settings=settings, progressbar=_interactive(),
+                         allow_prior_only=allow_prior_only)
     result.save(out_path, overwrite=force)
     _print_diagnostics(result)
     out.print(f"wrote {out_path}")
@@ -597,6 +604,7 @@ def main(argv: Optional[list[str]] = None) -> None:
     name) lets tests run the command line in-process.
     """
     warnings.formatwarning = lambda message, *args, **kwargs: f"bayes-t2: warning: {message}\n"  # one line
+    warnings.filterwarnings("once", message="prior only")  # optimize, predict and decide may all repeat it
     click_errors = _click_error_types()
     try:
         code = app(args=argv, standalone_mode=False, prog_name="bayes-t2")

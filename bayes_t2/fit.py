@@ -74,6 +74,79 @@ class Diagnostics:
         return not self.warnings
 
 
+#: Coefficients of the law in (N, D) per task: E, A, alpha, B, beta on the loss route; on the accuracy route the
+#: Beta mean's level and slope, the N/D weight and the two exponents. A task with fewer distinct checkpoints
+#: (params, tokens) than this leaves some of them to the prior alone.
+LAW_COEFFICIENTS_ND = 5
+#: The sampling term G/k^gamma adds two coefficients beside the level at k = 1: it needs three distinct k.
+K_VALUES_FOR_K_TERM = 3
+#: Root attribute of a fit made with `allow_prior_only`: JSON list of what the data could not identify.
+PRIOR_ONLY_ATTR = "prior_only"
+
+
+def identification_problems(data: EvalData | Mapping[str, EvalData], *, k_term: bool = True) -> list[str]:
+    """What the data lack to identify the law, one phrase per problem (empty when nothing is missing).
+
+    Per task: at least two model sizes, two token counts and `LAW_COEFFICIENTS_ND` distinct (params, tokens)
+    checkpoints; on loss data with k > 1 (when the k term is fitted, `k_term`), `K_VALUES_FOR_K_TERM` distinct
+    k. Counted from the data alone, so the rule does not depend on the sampler.
+    """
+    parts = list(data.values()) if isinstance(data, Mapping) else [data]
+    problems: list[str] = []
+    for part in parts:
+        frame = part.frame
+        where = ", ".join(part.sources) or "the data"
+        checkpoints = frame[["params", "tokens"]].drop_duplicates()
+        if len(checkpoints) == 1:
+            n, d = checkpoints.iloc[0]
+            problems.append(f"{where} has one checkpoint (params {n:.3g}, tokens {d:.3g}); a law in N and D needs "
+                            f"at least {LAW_COEFFICIENTS_ND} distinct (params, tokens) points per task")
+            continue
+        fits_k = k_term and part.kind == "loss" and bool((frame["k"] != 1).any())
+        for task, rows in frame.groupby("task", sort=True):
+            lacks = []
+            n_params, n_tokens = rows["params"].nunique(), rows["tokens"].nunique()
+            n_points = len(rows[["params", "tokens"]].drop_duplicates())
+            if n_params < 2:
+                lacks.append(f"a single model size ({rows['params'].iloc[0]:.3g})")
+            if n_tokens < 2:
+                lacks.append(f"a single token count ({rows['tokens'].iloc[0]:.3g})")
+            if n_points < LAW_COEFFICIENTS_ND:
+                lacks.append(f"{n_points} distinct (params, tokens) point{'s' if n_points > 1 else ''}, fewer than "
+                             f"the law's {LAW_COEFFICIENTS_ND} coefficients in N and D")
+            if fits_k and rows["k"].nunique() < K_VALUES_FOR_K_TERM:
+                lacks.append(f"{rows['k'].nunique()} distinct k, fewer than the {K_VALUES_FOR_K_TERM} the sampling "
+                             f"term G/k^gamma needs")
+            if lacks:
+                problems.append(f"{where}, task '{task}': {'; '.join(lacks)}")
+    return problems
+
+
+def check_identifiable(problems: Sequence[str], allow_prior_only: bool) -> None:
+    """Refuse data that cannot identify the law (one line: the first problem and how many more), unless the
+    user asked for a prior-only fit."""
+    if not problems or allow_prior_only:
+        return
+    more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+    raise InputError(f"the data cannot identify the law: {problems[0]}{more}; add runs, or pass "
+                     f"--allow-prior-only to fit anyway (every interval is then the prior's)")
+
+
+def prior_only_notes(tree: xr.DataTree) -> list[str]:
+    """The note every output of a prior-only fit carries (empty for a fit whose data identify the law)."""
+    raw = tree.attrs.get(PRIOR_ONLY_ATTR)
+    if not raw:
+        return []
+    try:
+        problems = json.loads(raw)
+    except (TypeError, json.JSONDecodeError):
+        problems = [str(raw)]
+    first = problems[0] if problems else "unknown"
+    more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+    return [f"prior only: the data cannot identify the law ({first}{more}); every interval is the prior's, "
+            f"not a measurement"]
+
+
 def route_for(data: EvalData, route: str | None = None):
     """The route object for a data set: chosen from its kind unless forced."""
     source = ", ".join(getattr(data, "sources", ())) or None
@@ -155,7 +228,7 @@ class Fit:
 
         opt = route_optimum(self.route, coefficients, budgets, constraints)
         opt = opt.compute() if draws_per_chunk is not None else opt
-        notes = extrapolation_notes(self, opt)
+        notes = prior_only_notes(self.tree) + extrapolation_notes(self, opt)
         opt.attrs["warnings"] = json.dumps(notes)
         for note in notes:
             warnings.warn(note, ExtrapolationWarning, stacklevel=2)
@@ -195,6 +268,7 @@ class Fit:
         fitted scatter of checkpoints around it (the posterior predictive; seeded). False: the law alone.
         max_draws keeps every s-th draw of each chain so that at most that many remain (plots on big grids).
         """
+        _warn_prior_only(self.tree)
         names = list(self.route.coefficient_names)
         if new_checkpoint:
             names += [v for v in self.route.noise_names if v in self.posterior]
@@ -338,11 +412,36 @@ class Fit:
             raise InputError(f"{path}: not a bayes-t2 fit file (cannot read it as netCDF: "
                              f"{type(err).__name__})") from None
         try:
-            return cls(tree)
+            result = cls(tree)
         except InputError as err:
             raise InputError(f"{path}: {err}") from None
-        except (KeyError, json.JSONDecodeError):
+        except (KeyError, TypeError, ValueError):  # incl. json.JSONDecodeError
             raise InputError(f"{path}: not a bayes-t2 fit file (attributes are incomplete)") from None
+        problem = _structure_problem(result)
+        if problem:
+            raise InputError(f"{path}: not a usable bayes-t2 fit file ({problem})")
+        return result
+
+
+def _structure_problem(result: Fit) -> str | None:
+    """What a file that claims to be a fit lacks for the commands that read it (None: nothing). A damaged or
+    hand-edited file is refused here, naming the file, instead of failing later inside a computation."""
+    if "posterior" not in result.tree.children:
+        return "no posterior group"
+    post = result.tree["posterior"]
+    if not isinstance(result.spec, dict) or not isinstance(result.scaling, dict):
+        return "the model_spec or scaling attribute is not a JSON object"
+    for name in result.route.coefficient_names:
+        if name not in post.data_vars:
+            return f"the posterior lacks coefficient '{name}'"
+        var = post[name]
+        if set(var.dims) != {"chain", "draw", "task"}:
+            return f"coefficient '{name}' has dims {tuple(var.dims)}, expected (chain, draw, task)"
+        if var.dtype.kind not in "fi":
+            return f"coefficient '{name}' is not numeric"
+    if "task" not in post.coords or any(post.sizes[d] == 0 for d in ("chain", "draw", "task")):
+        return "the posterior has no draws or no tasks"
+    return None
 
 
 #: DataTree groups holding derived results saved with a fit
@@ -374,15 +473,20 @@ def route_optimum(route, coefficients: xr.Dataset, budgets, constraints=None) ->
 
 def fit(data: EvalData | Mapping[str, EvalData], *, route: str | None = None,
         priors: str | Path | dict | None = None, settings: SamplerSettings = SamplerSettings(),
-        progressbar: bool = True) -> Fit:
+        progressbar: bool = True, allow_prior_only: bool = False) -> Fit:
     """Build the route's hierarchical model for `data`, sample it, and return the Fit.
+
+    Data that cannot identify the law (`identification_problems`: one checkpoint, a single model size or token
+    count per task, fewer checkpoints than the law's coefficients) raise an InputError unless
+    `allow_prior_only`; the fit then records what is missing (attribute `prior_only`) and every output says
+    its intervals are the prior's.
 
     `data` is one EvalData, or a mapping kind -> EvalData (as `data.read_datasets` returns): loss and samples
     data together are fitted jointly, sharing one loss law (routes/joint.py; `priors` then overrides the
     accuracy part, the loss law uses models/loss.toml). The compiled model is cached per process
     (`bayes_t2.samplers`): a second fit of the same route, specification and data shapes skips compilation.
     """
-    model, route_obj, spec, data_hash, sources = _build(data, route, priors)
+    model, route_obj, spec, data_hash, sources, problems = _build(data, route, priors, allow_prior_only)
     started = time.perf_counter()
     with model, warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=FutureWarning)
@@ -407,11 +511,25 @@ def fit(data: EvalData | Mapping[str, EvalData], *, route: str | None = None,
         "sampler_settings": json.dumps(asdict(settings)),
         "sampling_seconds": round(seconds, 2),
     })
-    return Fit(tree)
+    if problems:
+        tree.attrs[PRIOR_ONLY_ATTR] = json.dumps(problems)
+    result = Fit(tree)
+    _warn_prior_only(tree)
+    return result
 
 
-def _build(data: EvalData | Mapping[str, EvalData], route: str | None, priors):
-    """(model, route, spec, data hash, sources) for one data set or a joint loss + samples pair."""
+def _warn_prior_only(tree: xr.DataTree) -> None:
+    """Warn that a fit is prior-only, in the category `Fit.optimize` uses for the same note (the CLI shows
+    each such note once)."""
+    from .criticism import ExtrapolationWarning
+
+    for note in prior_only_notes(tree):
+        warnings.warn(note, ExtrapolationWarning, stacklevel=3)
+
+
+def _build(data: EvalData | Mapping[str, EvalData], route: str | None, priors, allow_prior_only: bool = False):
+    """(model, route, spec, data hash, sources, identification problems) for one data set or a joint loss +
+    samples pair; data that cannot identify the law are refused here unless `allow_prior_only`."""
     if isinstance(data, Mapping):
         kinds = set(data)
         if len(kinds) == 1:
@@ -424,21 +542,25 @@ def _build(data: EvalData | Mapping[str, EvalData], route: str | None, priors):
 
             loss_spec, acc_spec = load_spec("loss"), load_spec("accuracy", priors)
             loss, samples = data["loss"], data["samples"]
+            problems = identification_problems(data, k_term=loss_spec.get("k_term", "auto") != "off")
+            check_identifiable(problems, allow_prior_only)
             model = build_joint_model(LossRoute.observations(loss), samples.collapse_counts(), loss_spec, acc_spec)
             digest = hashlib.sha256((loss.sha256 + samples.sha256).encode()).hexdigest()
             return model, get_route("accuracy"), joint_spec(loss_spec, acc_spec), digest, \
-                [*loss.sources, *samples.sources]
+                [*loss.sources, *samples.sources], problems
         else:
             raise InputError(f"cannot fit data of kinds {', '.join(sorted(kinds))} together; give loss data, "
                              f"samples data, or both")
     route_obj = route_for(data, route)
     spec = load_spec(route_obj.name, priors)
+    problems = identification_problems(data, k_term=spec.get("k_term", "auto") != "off")
+    check_identifiable(problems, allow_prior_only)
     model = route_obj.build_model(route_obj.observations(data), spec)
-    return model, route_obj, spec, data.sha256, list(data.sources)
+    return model, route_obj, spec, data.sha256, list(data.sources), problems
 
 
 #: keyword arguments of `fit` a `fit_many` job may set
-FIT_OPTIONS = ("route", "priors", "settings")
+FIT_OPTIONS = ("route", "priors", "settings", "allow_prior_only")
 
 
 def fit_many(jobs: Sequence[tuple[EvalData | Mapping[str, EvalData], Mapping[str, Any] | None]], client: Any = None) -> list[Fit]:
@@ -496,16 +618,23 @@ def diagnose(tree: xr.DataTree, var_names: list[str]) -> Diagnostics:
     post = tree["posterior"].to_dataset()[var_names]
     # constant coefficients (G = 0 in a k-free law) have no r-hat
     varying = [v for v in var_names if float(post[v].std()) > 0]
-    post = post[varying]
     n_chains, n_draws = post.sizes["chain"], post.sizes["draw"]
+    if not varying:  # a hand-made or degenerate file: nothing to diagnose
+        return Diagnostics(float("nan"), float("nan"), 0, n_chains * n_draws,
+                           ["no coefficient varies across draws: this is not a posterior sample"]
+                           + prior_only_notes(tree))
+    post = post[varying]
     rhat = az.rhat(post) if n_chains > 1 else None
     ess = az.ess(post, method="bulk")
     max_rhat = float(max(float(rhat[v].max()) for v in varying)) if rhat is not None else float("nan")
     min_ess = float(min(float(ess[v].min()) for v in varying))
-    stats = tree["sample_stats"].to_dataset()
-    div_name = "diverging" if "diverging" in stats else None
-    divergences = int(stats[div_name].sum()) if div_name else 0
     notes = []
+    if "sample_stats" in tree.children:
+        stats = tree["sample_stats"].to_dataset()
+        divergences = int(stats["diverging"].sum()) if "diverging" in stats else 0
+    else:
+        divergences = 0
+        notes.append("the fit file has no sample_stats group: divergences cannot be checked")
     if rhat is not None and not max_rhat < 1.01:
         notes.append(f"chains disagree (max r-hat {max_rhat:.3f} >= 1.01): run longer (--tune/--draws) "
                      f"before trusting the intervals")
@@ -514,4 +643,5 @@ def diagnose(tree: xr.DataTree, var_names: list[str]) -> Diagnostics:
     if divergences:
         notes.append(f"{divergences} divergent transitions: the sampler could not explore part of the "
                      f"posterior; raise --target-accept or check the data for outliers")
+    notes += prior_only_notes(tree)  # converged or not, such intervals measure nothing
     return Diagnostics(max_rhat, min_ess, divergences, n_chains * n_draws, notes)

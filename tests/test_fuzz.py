@@ -34,11 +34,13 @@ FUZZ = settings(max_examples=60, deadline=None, derandomize=True,
 # ------------------------------------------------------------------------------------------------ helpers
 
 
-def run_cli(*args) -> tuple[int, str, str]:
-    """Run `bayes-t2 ARGS` in-process: (exit code, stdout, stderr)."""
+def run_cli(*args, keep_warnings: bool = False) -> tuple[int, str, str]:
+    """Run `bayes-t2 ARGS` in-process: (exit code, stdout, stderr). Python warnings are dropped unless
+    `keep_warnings` (then the caller's warning filters and recorders see them)."""
     out, err = io.StringIO(), io.StringIO()
     with redirect_stdout(out), redirect_stderr(err), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+        if not keep_warnings:
+            warnings.simplefilter("ignore")
         try:
             main([str(a) for a in args])
             code = 0
@@ -336,3 +338,193 @@ def test_fit_command_on_malformed_data(tmp_path_factory, monkeypatch, kind, muta
         assert "Reached" in err and len(err.strip().splitlines()) == 1, err
         return
     assert_one_line(code, err, "data.csv")
+
+
+# ------------------------------------------------------------------------------------ damaged fit files
+SPLIT = ["--train-flops", "2.56e19", "--inference-flops", "2e9"]
+
+
+@pytest.fixture(scope="module")
+def fit_file(loss_truth_fit, tmp_path_factory):
+    path = tmp_path_factory.mktemp("fuzzfit") / "fit.nc"
+    loss_truth_fit[2].save(path)
+    return path
+
+
+def _foreign_files(fit_file: Path, folder: Path) -> dict[str, Path]:
+    """Files a user might hand to a command that reads a fit: other netCDF files, and fits with parts missing."""
+    import xarray as xr
+
+    from bayes_t2.fit import Fit
+
+    out = {}
+    plain = folder / "plain.nc"
+    xr.Dataset({"x": ("t", np.arange(5.0))}).to_netcdf(plain, engine="h5netcdf")
+    out["plain netCDF"] = plain
+    tree = Fit.load(fit_file).tree
+    edits = {
+        "no format attribute": lambda t: t.attrs.pop("bayes_t2_format"),
+        "unknown route": lambda t: t.attrs.update(route="nonsense"),
+        "spec not JSON": lambda t: t.attrs.update(model_spec="{not json"),
+        "spec a JSON list": lambda t: t.attrs.update(model_spec="[1, 2]"),
+        "no scaling": lambda t: t.attrs.pop("scaling"),
+        "no posterior": lambda t: t.__delitem__("posterior"),
+        "coefficient missing": lambda t: t.__setitem__("posterior", xr.DataTree(
+            t["posterior"].to_dataset().drop_vars("alpha"))),
+        "coefficient without task": lambda t: t.__setitem__("posterior", xr.DataTree(
+            t["posterior"].to_dataset().assign(E=t["posterior"]["E"].isel(task=0, drop=True)))),
+        "text coefficient": lambda t: t.__setitem__("posterior", xr.DataTree(
+            t["posterior"].to_dataset().assign(B=t["posterior"]["B"].astype(str)))),
+    }
+    for name, edit in edits.items():
+        copy = tree.copy(deep=True)
+        edit(copy)
+        path = folder / f"{name.replace(' ', '_')}.nc"
+        copy.to_netcdf(path, engine="h5netcdf")
+        out[name] = path
+    text = folder / "text.nc"
+    text.write_text("task,params\n")
+    out["text file"] = text
+    out["empty file"] = folder / "empty.nc"
+    out["empty file"].write_bytes(b"")
+    return out
+
+
+FIT_COMMANDS = {
+    "optimize": lambda p, tmp: ["optimize", p, *SPLIT, "--json", tmp / "o.json"],
+    "predict": lambda p, tmp: ["predict", p, "--params", "4e8", "--tokens", "1e11", "--json", tmp / "o.json"],
+    "decide": lambda p, tmp: ["decide", p, *SPLIT, "--json", tmp / "o.json"],
+    "report": lambda p, tmp: ["report", p, *SPLIT, "--out", tmp / "o.pdf"],
+}
+
+
+def test_foreign_fit_files_exit_2_naming_the_file(fit_file, tmp_path):
+    for what, path in _foreign_files(fit_file, tmp_path).items():
+        for command, args in FIT_COMMANDS.items():
+            code, _, err = run_cli(*args(path, tmp_path))
+            assert_one_line(code, err, path.name)
+            assert not list(tmp_path.glob("o.*")), (what, command)
+
+
+@given(damage=st.sampled_from(["truncate", "zeros", "random"]), where=st.floats(0.0, 0.999),
+       width=st.integers(1, 4096), command=st.sampled_from(["optimize", "predict"]), seed=st.integers(0, 2**16))
+@settings(max_examples=30, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+def test_damaged_fit_file_ends_in_result_or_one_line(fit_file, tmp_path_factory, damage, where, width, command,
+                                                    seed):
+    """A fit file cut short or overwritten in places: the command either still works (the damage missed
+    everything it reads) or exits 2 with one line naming the file; never exit 1, never a half-written output."""
+    raw = bytearray(fit_file.read_bytes())
+    at = int(where * len(raw))
+    if damage == "truncate":
+        raw = raw[:at]
+    else:
+        end = min(len(raw), at + width)
+        raw[at:end] = bytes(end - at) if damage == "zeros" else np.random.default_rng(seed).bytes(end - at)
+    folder = tmp_path_factory.mktemp("damaged")
+    path = folder / "damaged.nc"
+    path.write_bytes(bytes(raw))
+    code, _, err = run_cli(*FIT_COMMANDS[command](path, folder))
+    if code == 0:
+        assert (folder / "o.json").exists()
+        return
+    assert_one_line(code, err, "damaged.nc")
+    assert not (folder / "o.json").exists() and not list(folder.glob(".o.json*"))
+
+
+# ------------------------------------------------------------------- data that cannot identify the law
+ONE_ROW = "task,params,tokens,loss\na,1e8,2e9,3.0\n"
+UNIDENTIFIABLE = {
+    "one checkpoint": (ONE_ROW, "one checkpoint"),
+    "a single model size": ("task,params,tokens,loss\n" + "".join(f"a,1e8,{d:g},{3 - i / 10}\n" for i, d in
+                                                                  enumerate([1e9, 2e9, 4e9, 8e9, 16e9, 32e9])),
+                            "a single model size"),
+    "a single token count": ("task,params,tokens,loss\n" + "".join(f"a,{n:g},2e9,{3 - i / 10}\n" for i, n in
+                                                                   enumerate([1e7, 2e7, 4e7, 8e7, 16e7])),
+                             "a single token count"),
+    "four points": ("task,params,tokens,loss\na,1e7,1e9,3\na,1e7,2e9,2.9\na,2e7,1e9,2.8\na,2e7,2e9,2.7\n",
+                    "4 distinct (params, tokens) points"),
+    "two k": ("task,params,tokens,k,loss\n" + "".join(f"a,{n:g},{d:g},{k},{3 - k / 100}\n" for n in (1e7, 1e8, 1e9)
+                                                      for d in (1e9, 1e10) for k in (1, 8)),
+              "2 distinct k"),
+}
+
+
+class _Reached(Exception):
+    pass
+
+
+def _refuse_sampling(*args, **kwargs):
+    raise _Reached("the sampler was reached")
+
+
+@pytest.mark.parametrize("case", sorted(UNIDENTIFIABLE))
+def test_fit_refuses_data_that_cannot_identify_the_law(tmp_path, monkeypatch, case):
+    import bayes_t2.fit as fit_module
+
+    monkeypatch.setattr(fit_module, "sample", _refuse_sampling)
+    text, fragment = UNIDENTIFIABLE[case]
+    (tmp_path / "few.csv").write_text(text)
+    code, _, err = run_cli("fit", tmp_path / "few.csv", "--out", tmp_path / "f.nc")
+    assert_one_line(code, err, "few.csv", "cannot identify the law", fragment, "--allow-prior-only")
+    assert not (tmp_path / "f.nc").exists()
+    with pytest.raises(InputError, match="cannot identify"):  # the Python API refuses the same way
+        fit_module.fit(read_data(tmp_path / "few.csv"))
+    with pytest.raises(_Reached):  # ... and with the flag goes on to sample
+        fit_module.fit(read_data(tmp_path / "few.csv"), allow_prior_only=True)
+
+
+def test_identified_data_are_not_flagged():
+    from bayes_t2.fit import identification_problems
+    from bayes_t2.resources import data_dir
+
+    for name in ("default_loss.csv", "default_samples.csv"):
+        assert identification_problems(read_data(data_dir() / name)) == []
+
+
+def _prior_draws(model, key, *, draws, chains, seed, **kwargs):
+    """Stands in for NUTS: draws from the prior (what a prior-only fit's posterior is), shaped as a sample."""
+    import pymc as pm
+    import xarray as xr
+
+    with model:
+        prior = pm.sample_prior_predictive(draws=draws * chains, random_seed=seed)
+    ds = prior["prior"].to_dataset().isel(chain=0, drop=True)
+    ds = ds.assign_coords(draw=np.arange(draws * chains)).coarsen(draw=draws).construct(draw=("chain", "draw"))
+    ds = ds.assign_coords(chain=np.arange(chains), draw=np.arange(draws))
+    stats = xr.Dataset({"diverging": (("chain", "draw"), np.zeros((chains, draws), bool))},
+                       coords={"chain": ds.chain, "draw": ds.draw})
+    return xr.DataTree.from_dict({"posterior": ds, "sample_stats": stats})
+
+
+def test_allow_prior_only_fit_says_so_in_every_output(tmp_path, monkeypatch):
+    """`fit --allow-prior-only` on a one-row file: the fit never says the intervals can be trusted, and
+    optimize, predict, decide and report each warn (once) that the intervals are the prior's."""
+    import bayes_t2.fit as fit_module
+    from bayes_t2.budget import SplitBudget
+    from bayes_t2.fit import Fit
+
+    monkeypatch.setattr(fit_module, "sample", _prior_draws)
+    (tmp_path / "one.csv").write_text(ONE_ROW)
+    fit_path = tmp_path / "f.nc"
+    code, out, err = run_cli("fit", tmp_path / "one.csv", "--out", fit_path, "--allow-prior-only", "--draws", "100",
+                             "--chains", "2")
+    assert code == 0, err
+    assert "can be trusted" not in out and "prior only" in err and err.count("prior only") == 1
+    result = Fit.load(fit_path)
+    assert not result.diagnostics().ok
+    assert any("prior only" in w for w in result.diagnostics().warnings)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        opt = result.optimize([SplitBudget(2.56e19, 2e9)])
+    assert any("prior only" in note for note in json.loads(opt.attrs["warnings"]))
+    with pytest.warns(UserWarning, match="prior only"):
+        result.predict(4e8, 1e11, 1)
+    for command, args in FIT_COMMANDS.items():
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            (tmp_path / command).mkdir()
+            code, out, err = run_cli(*args(fit_path, tmp_path / command), keep_warnings=True)
+        assert code == 0, (command, err)
+        notes = {str(w.message) for w in caught if "prior only" in str(w.message)}
+        assert len(notes) == 1, (command, notes)
