@@ -215,6 +215,13 @@ def _read_parts(paths: str | Path | Sequence[str | Path], columns: Mapping[str, 
     return [_prepare(_read_file(Path(p), str(p), labels), str(p), column_map, kind) for p in paths]
 
 
+def read_table(path: str | Path) -> pd.DataFrame:
+    """One CSV or Parquet file as a raw DataFrame, with the reader's file checks (readable, not empty, one
+    name per column, no row longer than the header, comma-separated) but no column rules: for side inputs
+    such as `predict --points`."""
+    return _read_file(Path(path), str(path), set())
+
+
 def from_frame(frame: pd.DataFrame, *, source: str = "<data frame>", columns: Mapping[str, str] | None = None,
                kind: str | None = None, drop_bad_rows: bool = False) -> EvalData:
     """Validate an in-memory DataFrame (e.g. a simulation) exactly as `read_data` validates a file."""

@@ -52,6 +52,8 @@ class SamplerSettings:
         for name in ("draws", "tune", "chains"):
             if int(getattr(self, name)) < 1:
                 raise InputError(f"--{name} must be a positive integer, got {getattr(self, name)}")
+        if not 0 <= int(self.seed) < 2**32:  # the samplers' seed range
+            raise InputError(f"--seed must be an integer in [0, 2**32), got {self.seed}")
         check_sampler(self.sampler)
         if self.cores is not None and int(self.cores) < 1:
             raise InputError(f"--cores must be a positive integer, got {self.cores}")

@@ -15,10 +15,17 @@ from .errors import InputError
 def check_writable(path: str | Path, *, overwrite: bool) -> Path:
     """Fail early (before any long computation) if `path` exists and may not be replaced."""
     path = Path(path)
+    if path.is_dir():
+        raise InputError(f"{path} is a directory, expected a file path")
     if path.exists() and not overwrite:
         raise InputError(f"{path} already exists; pass --force to replace it")
-    if path.exists() and path.is_dir():
-        raise InputError(f"{path} is a directory, expected a file path")
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:  # the folder is created on writing
+        folder = folder.parent
+    if not folder.is_dir():
+        raise InputError(f"{path}: cannot write here, {folder} is a file, not a folder")
+    if not os.access(folder, os.W_OK):
+        raise InputError(f"{path}: cannot write here, the folder {folder} is not writable")
     return path
 
 
@@ -28,8 +35,11 @@ def atomic_write(path: str | Path, write: Callable[[Path], None], *, overwrite: 
     A crash or an exception leaves the old file (or no file) behind, never a truncated one.
     """
     path = check_writable(path, overwrite=overwrite)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as err:  # a folder that cannot be created or written: the user's path, not a bug
+        raise InputError(f"{path}: cannot write here ({err.strerror or type(err).__name__})") from None
     os.close(fd)
     tmp_path = Path(tmp)
     try:

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from .data import read_table
 from .errors import InputError
 from .summary import prediction_records
 
@@ -20,10 +21,7 @@ def read_points(path: Path | None, *, params: float | None = None, tokens: float
     else:
         if not Path(path).exists():
             raise InputError(f"{path}: points file not found")
-        try:
-            frame, source = pd.read_csv(path), str(path)
-        except Exception as err:  # noqa: BLE001
-            raise InputError(f"{path}: cannot read as CSV ({type(err).__name__})") from None
+        frame, source = read_table(path), str(path)  # InputError naming the file (and row) on a bad file
         missing = [c for c in ("params", "tokens") if c not in frame.columns]
         if missing:
             raise InputError(f"{path}: missing column(s) {', '.join(missing)}; found {', '.join(frame.columns)}")

@@ -28,7 +28,7 @@ from bayes_t2.cli import main
 from bayes_t2.data import CANONICAL_COLUMNS, INT_COLUMNS, MAX_COUNT, read_data
 from bayes_t2.errors import InputError
 
-FUZZ = settings(max_examples=60, deadline=None, derandomize=True,
+FUZZ = settings(max_examples=40, deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 
 # ------------------------------------------------------------------------------------------------ helpers
@@ -408,7 +408,7 @@ def test_foreign_fit_files_exit_2_naming_the_file(fit_file, tmp_path):
 
 @given(damage=st.sampled_from(["truncate", "zeros", "random"]), where=st.floats(0.0, 0.999),
        width=st.integers(1, 4096), command=st.sampled_from(["optimize", "predict"]), seed=st.integers(0, 2**16))
-@settings(max_examples=30, deadline=None, derandomize=True,
+@settings(max_examples=12, deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 def test_damaged_fit_file_ends_in_result_or_one_line(fit_file, tmp_path_factory, damage, where, width, command,
                                                     seed):
@@ -528,3 +528,27 @@ def test_allow_prior_only_fit_says_so_in_every_output(tmp_path, monkeypatch):
         assert code == 0, (command, err)
         notes = {str(w.message) for w in caught if "prior only" in str(w.message)}
         assert len(notes) == 1, (command, notes)
+
+
+# -------------------------------------------------------------------------------- outputs and side inputs
+def test_output_path_under_a_file_exits_2(tmp_path):
+    (tmp_path / "afile").write_text("x")
+    for args in (["simulate", "--out", tmp_path / "afile" / "d.csv"],
+                 ["fit", tmp_path / "missing.csv", "--out", tmp_path / "afile" / "f.nc"],
+                 ["optimize", tmp_path / "missing.nc", *SPLIT, "--json", tmp_path / "afile" / "o.json"]):
+        code, _, err = run_cli(*args)
+        assert_one_line(code, err, "afile", "cannot write here")
+    assert (tmp_path / "afile").read_text() == "x"
+
+
+@pytest.mark.parametrize("content, fragments", [
+    ("params,tokens,k\n1e8,1e9,1,5\n", ["row 1", "4 fields"]),        # pandas would shift the columns
+    ("params,params,tokens\n1e8,1e8,1e9\n", ["duplicate column name 'params'"]),
+    ("params;tokens\n1e8;1e9\n", ["separated by ';'"]),
+    ("params,tokens\n", ["no data rows"]),
+    ("params,tokens,k\n1e8,1e9,0\n", ["row 1", "'k'"]),
+])
+def test_predict_points_file_is_checked_like_data(tmp_path, content, fragments):
+    (tmp_path / "pts.csv").write_text(content)
+    code, _, err = run_cli("predict", tmp_path / "missing.nc", "--points", tmp_path / "pts.csv")
+    assert_one_line(code, err, "pts.csv", *fragments)
