@@ -404,25 +404,43 @@ class Fit:
 
     @classmethod
     def load(cls, path: str | Path) -> "Fit":
+        """Read a fit file; anything else (missing, truncated, damaged, another netCDF, a fit without a usable
+        posterior) raises an InputError naming the file. The attributes and the posterior's layout are checked
+        before the arrays are read, so a foreign file is refused at once."""
         path = Path(path)
         if not path.exists():
             raise InputError(f"{path}: fit file not found")
+        if path.is_dir():
+            raise InputError(f"{path}: is a directory, expected a fit file")
         try:
-            with xr.open_datatree(path, engine="h5netcdf") as tree:
-                tree = tree.load()
+            import h5py
+
+            with h5py.File(path, "r") as raw:  # the root attributes alone, in milliseconds
+                fmt = raw.attrs.get("bayes_t2_format")
+            if (fmt.decode() if isinstance(fmt, bytes) else fmt) != FIT_FORMAT:
+                raise InputError(f"{path}: not a bayes-t2 fit file (no bayes_t2_format attribute)")
+            with xr.open_datatree(path, engine="h5netcdf") as lazy:
+                _check_fit_tree(cls, lazy, path)
+                tree = lazy.load()
+        except InputError:
+            raise
         except Exception as err:  # noqa: BLE001 - any reader failure means "not a netCDF fit file"
             raise InputError(f"{path}: not a bayes-t2 fit file (cannot read it as netCDF: "
                              f"{type(err).__name__})") from None
-        try:
-            result = cls(tree)
-        except InputError as err:
-            raise InputError(f"{path}: {err}") from None
-        except (KeyError, TypeError, ValueError):  # incl. json.JSONDecodeError
-            raise InputError(f"{path}: not a bayes-t2 fit file (attributes are incomplete)") from None
-        problem = _structure_problem(result)
-        if problem:
-            raise InputError(f"{path}: not a usable bayes-t2 fit file ({problem})")
-        return result
+        return cls(tree)
+
+
+def _check_fit_tree(cls, tree: xr.DataTree, path: Path) -> None:
+    """InputError naming `path` unless `tree` has a fit's attributes and a usable posterior."""
+    try:
+        result = cls(tree)
+    except InputError as err:
+        raise InputError(f"{path}: {err}") from None
+    except (KeyError, TypeError, ValueError):  # incl. json.JSONDecodeError
+        raise InputError(f"{path}: not a bayes-t2 fit file (attributes are incomplete)") from None
+    problem = _structure_problem(result)
+    if problem:
+        raise InputError(f"{path}: not a usable bayes-t2 fit file ({problem})")
 
 
 def _structure_problem(result: Fit) -> str | None:

@@ -362,6 +362,9 @@ def _foreign_files(fit_file: Path, folder: Path) -> dict[str, Path]:
     xr.Dataset({"x": ("t", np.arange(5.0))}).to_netcdf(plain, engine="h5netcdf")
     out["plain netCDF"] = plain
     tree = Fit.load(fit_file).tree
+    for group in ("log_likelihood", "log_prior", "posterior_predictive"):  # smaller copies, same checks
+        if group in tree.children:
+            del tree[group]
     edits = {
         "no format attribute": lambda t: t.attrs.pop("bayes_t2_format"),
         "unknown route": lambda t: t.attrs.update(route="nonsense"),
@@ -399,9 +402,12 @@ FIT_COMMANDS = {
 
 
 def test_foreign_fit_files_exit_2_naming_the_file(fit_file, tmp_path):
-    for what, path in _foreign_files(fit_file, tmp_path).items():
-        for command, args in FIT_COMMANDS.items():
-            code, _, err = run_cli(*args(path, tmp_path))
+    """Every command that reads a fit refuses each foreign file (all go through `Fit.load`; the commands take
+    turns so that each meets several kinds of file)."""
+    commands = list(FIT_COMMANDS)
+    for i, (what, path) in enumerate(_foreign_files(fit_file, tmp_path).items()):
+        for command in (commands if i == 0 else [commands[i % len(commands)]]):
+            code, _, err = run_cli(*FIT_COMMANDS[command](path, tmp_path))
             assert_one_line(code, err, path.name)
             assert not list(tmp_path.glob("o.*")), (what, command)
 
