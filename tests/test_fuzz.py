@@ -558,3 +558,50 @@ def test_predict_points_file_is_checked_like_data(tmp_path, content, fragments):
     (tmp_path / "pts.csv").write_text(content)
     code, _, err = run_cli("predict", tmp_path / "missing.nc", "--points", tmp_path / "pts.csv")
     assert_one_line(code, err, "pts.csv", *fragments)
+
+
+# ------------------------------------------------------------------------------------------------ pass@k
+@given(n=st.integers(1, 400), data=st.data())
+@settings(max_examples=200, deadline=None, derandomize=True)
+def test_unbiased_pass_at_k_matches_exact_binomials(n, data):
+    """1 - C(n-c, k)/C(n, k) against exact integer arithmetic (math.comb)."""
+    from bayes_t2.passk import log1m_unbiased_pass_at_k, unbiased_pass_at_k
+
+    c = data.draw(st.integers(0, n), label="c")
+    k = data.draw(st.integers(1, n), label="k")
+    ratio = math.comb(n - c, k) / math.comb(n, k)  # exact integers, one rounding
+    got = float(unbiased_pass_at_k(n, c, k))
+    assert got == pytest.approx(1.0 - ratio, rel=1e-12, abs=1e-15)
+    if ratio > 0:
+        assert float(log1m_unbiased_pass_at_k(n, c, k)) == pytest.approx(math.log(ratio), rel=1e-12, abs=1e-12)
+
+
+@given(a=st.integers(1, 60), b=st.integers(1, 60), k=st.integers(1, 200))
+@settings(max_examples=200, deadline=None, derandomize=True)
+def test_beta_pass_at_k_matches_exact_product(a, b, k):
+    """For integer a, b: 1 - pass@k = B(a, b+k)/B(a, b) = prod_{i<k} (b+i)/(a+b+i), exactly in fractions."""
+    from fractions import Fraction
+
+    from bayes_t2.passk import beta_pass_at_k
+
+    miss = Fraction(1)
+    for i in range(k):
+        miss *= Fraction(b + i, a + b + i)
+    assert float(beta_pass_at_k(a, b, k)) == pytest.approx(float(1 - miss), rel=1e-12, abs=1e-15)
+
+
+HOSTILE_FLOATS = st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.sampled_from(
+    [0.0, -0.0, -1.0, 1e308, -1e308, 5e-324, float("nan"), float("inf"), -float("inf")]))
+
+
+@given(n=HOSTILE_FLOATS, c=HOSTILE_FLOATS, k=HOSTILE_FLOATS)
+@settings(max_examples=300, deadline=None, derandomize=True)
+def test_pass_at_k_on_hostile_numbers_is_nan_or_a_probability(n, c, k):
+    """No hostile input crashes the kernels or gives a number outside [0, 1]; invalid counts give NaN."""
+    from bayes_t2.passk import beta_pass_at_k, unbiased_pass_at_k
+
+    with np.errstate(all="ignore"):
+        for value in (float(unbiased_pass_at_k(n, c, k)), float(beta_pass_at_k(n, c, k))):
+            assert math.isnan(value) or 0.0 <= value <= 1.0, value
+    if not (0 <= c <= n and 0 <= k <= n):
+        assert math.isnan(float(unbiased_pass_at_k(n, c, k)))
