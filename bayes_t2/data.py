@@ -5,11 +5,18 @@ Formats are fixed by `shared/DESIGN.md`. Columns common to every kind: `task` (s
 optional `model` (checkpoint name). The kind is told apart by its columns:
 
 * **loss**    — `loss` (> 0, finite), optional `k` (integer >= 1, default 1);
-* **samples** — `problem`, `n_samples` (integer >= 1), `n_correct` (integer, 0 <= n_correct <= n_samples);
+* **samples** — `problem`, `n_samples` (integer >= 1), `n_correct` (integer, 0 <= n_correct <= n_samples;
+  counts at most `MAX_COUNT` = 2**53);
 * **passk**   — `k` (integer >= 1), `pass_at_k` (in [0, 1]), `n_problems` (integer >= 1).
 
 Any other column is kept untouched (after the canonical ones). Users can map their own column names onto the
 canonical ones (`columns={"params": "N"}`, from the CLI's `--columns params=N`).
+
+A file is refused as a whole when it cannot be read as a table whose columns mean one thing each: empty or
+header-only, not UTF-8 text, a damaged gzip or Parquet file, a header in another dialect (`;`, tab), a repeated
+column name (pandas would rename the second `loss` to `loss.1` silently), a column with values but no name, or
+a row with more fields than the header (pandas would shift the columns silently). The user-facing rules are
+in docs/data.md.
 
 Every problem is reported as one `InputError` line naming the file, the row and the column. Row numbers are
 1-based *data* row numbers: the header is not counted (and neither are blank lines a CSV reader skips), so
