@@ -243,17 +243,74 @@ def _ks_uniform(u: np.ndarray) -> float:
     return float(max(np.max(i / n - u), np.max(u - (i - 1) / n)))
 
 
+# ------------------------------------------------------------------------------------------- discrepancy
+def fit_discrepancy_scale(log_residual: np.ndarray, log_variance: np.ndarray, efolds: np.ndarray) -> float:
+    """Maximum-likelihood s of r_i ~ Normal(0, v_i + (s x_i)^2): the sd per e-fold of extrapolation that the
+    law's error needs beyond the predictive variance v_i the model already has. Only points beyond the data
+    (x_i > 0) inform it; none: 0."""
+    from scipy.optimize import minimize_scalar
+
+    r, v, x = (np.asarray(a, float) for a in (log_residual, log_variance, efolds))
+    keep = (x > 0) & np.isfinite(r) & np.isfinite(v)
+    if not keep.any():
+        return 0.0
+    r, v, x = r[keep], v[keep], x[keep]
+
+    def nll(log_s: float) -> float:
+        var = v + (np.exp(log_s) * x) ** 2
+        return float(np.sum(np.log(var) + r ** 2 / var))
+
+    res = minimize_scalar(nll, bounds=(np.log(1e-5), np.log(10.0)), method="bounded")
+    s = float(np.exp(res.x))
+    return s if nll(res.x) < nll(np.log(1e-5)) else 0.0  # no gain over (practically) none
+
+
+def learn_discrepancy(data: EvalData, holdout: str = DEFAULT_HOLDOUT, fraction: float = DEFAULT_FRACTION, *,
+                      route: str | None = None, priors: str | Path | dict | None = None, settings: Any = None,
+                      seed: int = 0) -> dict[str, Any]:
+    """The discrepancy scale of the loss law (sd of log loss per e-fold beyond the data) learned from `data`
+    itself: its largest checkpoints held out (`holdout`, `fraction`), the model without discrepancy fitted to
+    the rest, and the scale that makes the held-out log residuals consistent with the predictive variance
+    plus (scale x distance)^2 (`fit_discrepancy_scale`). Returns {"scale", "n_points", "max_efolds", ...}."""
+    from .fit import SamplerSettings, fit as run_fit, route_for
+    from .priors import load_spec
+    from .routes.loss import extrapolation_efolds
+
+    route_obj = route_for(data, route)
+    if route_obj.metric_name != "loss":
+        raise InputError("a learned discrepancy is available for the loss route only")
+    settings = settings or SamplerSettings(draws=500, tune=500, chains=2, pointwise=False)
+    spec = load_spec(route_obj.name, priors)
+    spec["discrepancy"] = {**spec.get("discrepancy", {}), "scale": 0.0}
+    inner = split_data(data, holdout, fraction)
+    result = run_fit(inner.train, route=route_obj.name, priors=spec, settings=settings, progressbar=False)
+    points, draws = _loss_predictive(result, inner.test, seed)
+    log_draws = np.log(draws)
+    efolds = extrapolation_efolds(result.posterior["data_log_range"], points["params"].to_numpy(float),
+                                  points["tokens"].to_numpy(float))
+    residual = np.log(points["observed"].to_numpy(float)) - np.median(log_draws, axis=1)
+    scale = fit_discrepancy_scale(residual, np.var(log_draws, axis=1), efolds)
+    return {"scale": scale, "holdout": holdout, "fraction": fraction, "n_points": int(len(points)),
+            "n_train_rows": len(inner.train), "max_efolds": float(np.max(efolds)),
+            "rms_log_residual": float(np.sqrt(np.mean(residual ** 2)))}
+
+
 # ---------------------------------------------------------------------------------------------------- public
 def backtest(data: EvalData, *, holdout: str = DEFAULT_HOLDOUT, fraction: float = DEFAULT_FRACTION,
              route: str | None = None, priors: str | Path | dict | None = None, settings: Any = None,
-             seed: int | None = None, progressbar: bool = False) -> BacktestResult:
+             seed: int | None = None, discrepancy: str | float = "learn",
+             progressbar: bool = False) -> BacktestResult:
     """Fit on the smaller part of `data`, predict the held-out larger part, and score the predictions.
 
     holdout: `largest-params`, `largest-compute` (6ND) or `largest-tokens`; fraction: share of the checkpoints
     held out. settings: `SamplerSettings` (default 2 chains x 500 + 500, no pointwise groups); seed: of the
-    predictive draws and PIT ties (default: the sampler's seed). Returns per-point scores and their summary.
+    predictive draws and PIT ties (default: the sampler's seed). discrepancy (loss route): "learn" (the
+    scale comes from a backtest *inside* the training part, with the same holdout and fraction, so the
+    held-out part never informs it), "spec" (as the model specification says), or a number.
+    Returns per-point scores and their summary.
     """
     from .fit import SamplerSettings, fit as run_fit, route_for
+    from .priors import load_spec
 
     if data.kind not in ("loss", "samples"):
         raise InputError(f"a backtest needs loss or samples data, not '{data.kind}'")
@@ -261,6 +318,25 @@ def backtest(data: EvalData, *, holdout: str = DEFAULT_HOLDOUT, fraction: float 
     seed = settings.seed if seed is None else seed
     route_obj = route_for(data, route)
     split = split_data(data, holdout, fraction)
+    learned = None
+    if route_obj.metric_name == "loss" and discrepancy != "spec":
+        spec = load_spec(route_obj.name, priors)
+        if discrepancy == "learn":
+            try:
+                learned = learn_discrepancy(split.train, holdout, fraction, route=route_obj.name, priors=priors,
+                                            settings=settings, seed=seed)
+                scale = learned["scale"]
+            except InputError as err:  # too few checkpoints for a backtest inside the training part
+                learned, scale = {"scale": 0.0, "note": f"not learned: {err}"}, 0.0
+        else:
+            try:
+                scale = float(discrepancy)
+            except (TypeError, ValueError):
+                raise InputError(f"--discrepancy must be learn, spec or a number >= 0, got {discrepancy!r}") from None
+            if not scale >= 0:
+                raise InputError(f"--discrepancy must be learn, spec or a number >= 0, got {discrepancy!r}")
+        spec["discrepancy"] = {**spec.get("discrepancy", {}), "scale": scale}
+        priors = spec
     result = run_fit(split.train, route=route_obj.name, priors=priors, settings=settings, progressbar=progressbar)
     if route_obj.metric_name == "loss":
         points, draws = _loss_predictive(result, split.test, seed)
@@ -282,6 +358,7 @@ def backtest(data: EvalData, *, holdout: str = DEFAULT_HOLDOUT, fraction: float 
         "sampler": {"draws": settings.draws, "tune": settings.tune, "chains": settings.chains,
                     "seed": settings.seed, "sampler": settings.sampler},
         "model_spec": result.spec,
+        "discrepancy": learned if learned is not None else {"scale": result.spec.get("discrepancy", {}).get("scale")},
     }
     return BacktestResult(points=scored.reset_index(drop=True), summary=summary, fit=result)
 

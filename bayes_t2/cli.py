@@ -447,6 +447,9 @@ def backtest(data: Annotated[list[Path], typer.Argument(help="Evaluation data: C
              route: Annotated[Optional[str], typer.Option(help="loss or accuracy (default: from the columns).")] = None,
              priors: Annotated[Optional[Path], typer.Option(help="TOML file overriding models/<route>.toml.")] = None,
              columns: Annotated[Optional[str], typer.Option(help="Map column names, e.g. params=N,tokens=D.")] = None,
+             discrepancy: Annotated[str, typer.Option(help="Loss route: learn (the law's error per e-fold beyond "
+                                                      "the data, from a backtest inside the training part), "
+                                                      "spec (as the model file says) or a number.")] = "learn",
              draws: int = 500, tune: int = 500, chains: int = 2, seed: int = 0,
              sampler: Annotated[str, typer.Option(help="nutpie (default), pymc or numpyro.")] = "nutpie",
              json_path: Annotated[Optional[Path], typer.Option("--json", help="Write summary and points here.")]
@@ -467,8 +470,13 @@ def backtest(data: Annotated[list[Path], typer.Argument(help="Evaluation data: C
     settings = SamplerSettings(draws=draws, tune=tune, chains=chains, seed=seed, sampler=sampler, pointwise=False)
     evaluation = read_data(data, columns=parse_column_map(columns))
     result = run(evaluation, holdout=holdout, fraction=fraction, route=route, priors=priors, settings=settings,
-                 progressbar=_interactive())
+                 discrepancy=discrepancy, progressbar=_interactive())
     s = result.summary
+    disc = s.get("discrepancy") or {}
+    if disc.get("scale") is not None and s["route"] == "loss":
+        how = (f"learned from {disc['n_points']} points held out of the training part" if "n_points" in disc
+               else disc.get("note", "given"))
+        out.print(f"discrepancy: sd {disc['scale']:.3g} of log loss per e-fold beyond the data ({how})")
     error_key = next(k for k in s if k.startswith("median_abs_"))
     out.print(f"fitted {s['n_train_rows']} rows ({s['n_train_checkpoints']} checkpoints) with "
               f"{s['threshold_quantity']} < {s['threshold']:.3g}; predicted {s['n_points']} held-out points "

@@ -58,7 +58,8 @@ class LossRoute:
     def observations(data: Any) -> pd.DataFrame:
         """One row per observed loss (from EvalData or a tidy frame)."""
         frame = getattr(data, "frame", data)
-        obs = frame[["task", "params", "tokens", "k", "loss"]].copy()
+        cols = ["task", "params", "tokens", "k", "loss"] + (["model"] if "model" in frame.columns else [])
+        obs = frame[cols].copy()
         obs["k"] = obs["k"].astype(float)
         return obs.reset_index(drop=True)
 
@@ -69,9 +70,11 @@ class LossRoute:
         scaling = Scaling.from_frame(obs)
         tasks = sorted(obs["task"].unique())
         task_idx = obs["task"].map({t: i for i, t in enumerate(tasks)}).to_numpy()
-        checkpoints = obs[["params", "tokens"]].drop_duplicates().sort_values(["params", "tokens"])
-        checkpoints = checkpoints.reset_index(drop=True)
-        ckpt_idx = obs.merge(checkpoints.reset_index(names="ckpt"), on=["params", "tokens"], how="left")["ckpt"]
+        # a checkpoint is one trained model: named by `model` when the data name them (two corpora can train
+        # models of the same size on the same number of tokens), else its (params, tokens) pair
+        ck_keys = ["params", "tokens"] + (["model"] if "model" in obs.columns else [])
+        checkpoints = obs[ck_keys].drop_duplicates().sort_values(ck_keys).reset_index(drop=True)
+        ckpt_idx = obs.merge(checkpoints.reset_index(names="ckpt"), on=ck_keys, how="left")["ckpt"]
         k_term = spec.get("k_term", "auto")
         if k_term not in ("auto", "off"):
             raise InputError(f"model setting k_term must be 'auto' or 'off', got {k_term!r}")
@@ -109,6 +112,8 @@ class LossRoute:
                 terms.append(log_coef["G"][t] - pt.exp(log_coef["gamma"])[t] * x_k)
             # not stored as a Deterministic: obs x draws would dominate the fit file
             mu = log_l0 + pt.logsumexp(pt.stack(terms), axis=0)
+            mu = mu + _checkpoint_effect(spec, ckpt_idx.to_numpy(), len(checkpoints))
+            _data_range(obs)
 
             sigma = pm.HalfNormal("sigma", sigma=spec["likelihood"]["sigma"], dims="task")
             log_loss = pm.Data("log_loss_observed", np.log(obs["loss"].to_numpy(float)), dims="obs")
@@ -189,8 +194,9 @@ class LossRoute:
         """The optimizer minimises the loss itself."""
         return value
 
-    #: posterior variables a new checkpoint's prediction also needs (the noise sd on log loss)
-    noise_names = ("sigma",)
+    #: posterior variables a new checkpoint's prediction also needs: the noise sd on log loss, the sd of the
+    #: checkpoint effect, and the fitted data's range (the discrepancy grows with the distance beyond it)
+    noise_names = ("sigma", "checkpoint_sd", "data_log_range")
 
     @staticmethod
     def metric(coefficients: xr.Dataset, N: Any, D: Any, k: Any, *, rng: np.random.Generator | None = None,
@@ -204,7 +210,14 @@ class LossRoute:
         lik = (spec or {}).get("likelihood", {"family": "student_t", "nu": 5.0})
         shape = np.shape(loss)
         eps = rng.standard_t(lik["nu"], size=shape) if lik["family"] == "student_t" else rng.standard_normal(shape)
-        return loss * np.exp(xr.DataArray(eps, dims=loss.dims, coords=loss.coords) * c["sigma"])
+        log_dev = xr.DataArray(eps, dims=loss.dims, coords=loss.coords) * c["sigma"]
+        if "checkpoint_sd" in c:  # a fresh checkpoint effect
+            log_dev = log_dev + xr.DataArray(rng.standard_normal(shape), dims=loss.dims) * c["checkpoint_sd"]
+        scale = discrepancy_scale(spec)
+        if scale > 0 and "data_log_range" in c:  # the law's own error, growing with the extrapolation
+            sd = scale * extrapolation_efolds(c["data_log_range"], N, D)
+            log_dev = log_dev + xr.DataArray(rng.standard_normal(shape), dims=loss.dims) * sd
+        return loss * np.exp(log_dev)
 
 
 def _log_name(name: str) -> str:
@@ -227,3 +240,59 @@ def _pooled_log_coefficient(name: str, prior: dict[str, float], n_tasks: int, ce
         return pm.Normal(name, mu, sd, dims="task")
     z = pm.Normal(f"{name}_z", 0.0, 1.0, dims="task")
     return pm.Deterministic(name, mu + sd * z, dims="task")
+
+
+def _checkpoint_effect(spec: dict[str, Any], ckpt_idx: np.ndarray, n_checkpoints: int):
+    """A shift of log loss shared by every row of one checkpoint (all its tasks and k values), pooled:
+    u_c ~ Normal(0, checkpoint_sd). Rows of one checkpoint come from the same weights (and all k values of a
+    task from the same samples), so they are not independent evidence about the law. Only when some checkpoint
+    has several rows: with one row each the effect is the noise under another name. Non-centred (when the rows
+    barely inform the sd, the centred form is a funnel)."""
+    opts = spec.get("checkpoint_effect", {})
+    rows_per_ckpt = np.bincount(ckpt_idx, minlength=n_checkpoints)
+    if opts.get("enabled", "off") != "auto" or rows_per_ckpt.max() < 2:
+        return 0.0
+    sd = pm.HalfNormal("checkpoint_sd", sigma=float(opts["sd"]))
+    z = pm.Normal("checkpoint_z", 0.0, 1.0, dims="checkpoint")
+    return (sd * z)[ckpt_idx]
+
+
+def discrepancy_scale(spec: dict[str, Any] | None) -> float:
+    """sd of the law's error on log loss per e-fold beyond the data (0: none), from a fit's spec.
+
+    A law fitted on smaller runs bends away from larger ones by an amount that grows with the distance; the
+    model carries it as a Normal error of sd `scale * distance` in log loss at prediction time. The scale is
+    not identifiable from one fit of the data (inside their range the law absorbs any bend), so it comes from
+    the data's own leave-the-largest-out backtest (`bayes_t2.backtest.learn_discrepancy`) or the spec."""
+    value = ((spec or {}).get("discrepancy") or {}).get("scale", 0.0)
+    if isinstance(value, str):  # "learn": resolved before fitting; a fit that kept the word has none
+        return 0.0
+    return float(value)
+
+
+def _data_range(obs: pd.DataFrame) -> None:
+    """The fitted data's range in log N, log D and log 6ND, kept in the posterior (constant over draws) so a
+    prediction knows how far beyond the data it lies (`extrapolation_efolds`)."""
+    log_n, log_d = np.log(obs["params"].to_numpy(float)), np.log(obs["tokens"].to_numpy(float))
+    log_c = np.log(6.0) + log_n + log_d
+    bounds = np.array([[v.min(), v.max()] for v in (log_n, log_d, log_c)])
+    model = pm.modelcontext(None)
+    model.add_coord("range_axis", list(RANGE_AXES))
+    model.add_coord("range_end", ["min", "max"])
+    pm.Deterministic("data_log_range", pt.as_tensor(bounds), dims=("range_axis", "range_end"))
+
+
+def extrapolation_efolds(log_range: Any, N: Any, D: Any) -> Any:
+    """How far (N, D) lies outside the fitted data, in e-folds: the largest distance beyond the data's range
+    in log N, in log D or in log compute 6ND, either side (0 inside all three ranges)."""
+    lr = np.asarray(log_range, float) if not isinstance(log_range, xr.DataArray) else \
+        log_range.isel(chain=0, draw=0, missing_dims="ignore").values
+    coords = (np.log(N), np.log(D), np.log(6.0) + np.log(N) + np.log(D))
+    out = 0.0
+    for (lo, hi), x in zip(lr, coords):
+        beyond = np.maximum(x - hi, lo - x)
+        out = np.maximum(out, beyond)
+    return np.maximum(out, 0.0)
+
+
+RANGE_AXES = ("params", "tokens", "compute")

@@ -1,0 +1,114 @@
+"""Backtest on the real suites in ../shared/data: leave the largest out, score a new checkpoint's intervals.
+
+Suites (each fitted on its own):
+  porian:<configuration>  Porian et al. 2024 IsoFLOP runs of one training configuration (single task, k = 1);
+                          by default the four configurations with a published IsoFLOP exponent;
+  gadre                   Gadre et al. 2024 over-trained runs, 8 validation losses x 3 corpora (24 tasks);
+  pythia                  Pythia GSM8K per-problem counts (accuracy route).
+Holdouts: largest-params and largest-compute, 25% of the checkpoints each (`bayes_t2.backtest.backtest`).
+
+    PYTHONPATH=. python benchmarks/backtest_real.py [--suites porian,gadre,pythia] [--holdouts largest-params,
+        largest-compute] [--draws 300 --tune 300 --chains 2] [--priors loss=FILE.toml] --out DIR
+
+Writes DIR/<suite>__<holdout>.json (the `bayes-t2 backtest --json` document), DIR/<...>.png, DIR/table.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import pandas as pd
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+DATA = REPO.parent / "shared" / "data"
+PORIAN_CONFIGS = ("rw/tuned/short/const/standard/val", "rw/base/short/chinchilla/standard/val",
+                  "rw/base/long/kaplan/standard/val", "owt2/tuned/short/const/standard/val")
+
+
+def suite_data(name: str, data_dir: Path):
+    """(EvalData, route) of a suite."""
+    from bayes_t2.data import from_frame
+
+    if name.startswith("porian:"):
+        config = name.split(":", 1)[1]
+        frame = pd.read_csv(data_dir / "porian_isoflop_losses.csv")
+        rows = frame[frame["task"] == config][["task", "params", "tokens", "loss"]]
+        return from_frame(rows, source=f"porian:{config}"), "loss"
+    if name == "gadre":
+        frame = pd.read_csv(data_dir / "gadre_overtraining_losses.csv")
+        frame["task"] = frame["train_data"] + "/" + frame["task"]
+        return from_frame(frame[["task", "model", "params", "tokens", "loss"]], source="gadre"), "loss"
+    if name == "pythia":
+        frame = pd.read_csv(data_dir / "pythia_gsm8k_samples.csv")
+        return from_frame(frame, source="pythia_gsm8k"), "accuracy"
+    raise SystemExit(f"unknown suite {name}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from bayes_t2.backtest import backtest, plot_backtest
+    from bayes_t2.fit import SamplerSettings
+    from bayes_t2.io import write_json
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--suites", default=",".join([f"porian:{c}" for c in PORIAN_CONFIGS] + ["gadre", "pythia"]))
+    parser.add_argument("--holdouts", default="largest-params,largest-compute")
+    parser.add_argument("--fraction", type=float, default=0.25)
+    parser.add_argument("--draws", type=int, default=300)
+    parser.add_argument("--tune", type=int, default=300)
+    parser.add_argument("--chains", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--priors", action="append", default=[], help="route=FILE.toml (repeatable)")
+    parser.add_argument("--data", type=Path, default=DATA)
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args(argv)
+    if not args.data.exists():
+        print(f"skipped: no shared data at {args.data}")
+        return 0
+    priors = dict(p.split("=", 1) for p in args.priors)
+    args.out.mkdir(parents=True, exist_ok=True)
+    warnings.filterwarnings("ignore")
+    settings = SamplerSettings(draws=args.draws, tune=args.tune, chains=args.chains, seed=args.seed, pointwise=False)
+    rows = []
+    for suite in args.suites.split(","):
+        data, route = suite_data(suite, args.data)
+        for holdout in args.holdouts.split(","):
+            started = time.perf_counter()
+            result = backtest(data, holdout=holdout, fraction=args.fraction, route=route,
+                              priors=priors.get(route), settings=settings)
+            s = result.summary
+            stem = f"{suite.replace('/', '_').replace(':', '_')}__{holdout}"
+            write_json(args.out / f"{stem}.json", result.records(), overwrite=True)
+            fig, _ = plot_backtest(result)
+            fig.suptitle(suite, fontsize=9)
+            fig.savefig(args.out / f"{stem}.png", dpi=110)
+            plt.close(fig)
+            err = next(k for k in s if k.startswith("median_abs_"))
+            row = {"suite": suite, "holdout": holdout, "points": s["n_points"],
+                   "max_distance": round(s["max_distance"], 2), "coverage50": round(s["coverage50"], 3),
+                   "coverage90": round(s["coverage90"], 3), "median_abs_error": round(s[err], 4),
+                   "error": err.replace("median_abs_", ""), "below_median": round(s["share_observed_below_median"], 2),
+                   "pit_ks": round(s["pit_ks"], 3), "rhat": round(s["diagnostics"]["max_rhat"], 3),
+                   "divergences": s["diagnostics"]["divergences"], "seconds": round(time.perf_counter() - started)}
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    table = pd.DataFrame(rows)
+    lines = ["| " + " | ".join(table.columns) + " |", "|" + "---|" * len(table.columns)]
+    lines += ["| " + " | ".join(str(v) for v in r) + " |" for r in table.itertuples(index=False)]
+    (args.out / "table.md").write_text("\n".join(lines) + "\n")
+    print(table.to_string(index=False))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
