@@ -13,7 +13,8 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from bayes_t2.backtest import HOLDOUTS, backtest, score_points, split_data, summarize
+from bayes_t2.backtest import HOLDOUTS, backtest, fit_discrepancy_scale, score_points, split_data, summarize
+from bayes_t2.routes.loss import LossRoute, extrapolation_efolds
 from bayes_t2.cli import app
 from bayes_t2.data import from_frame
 from bayes_t2.errors import InputError
@@ -92,11 +93,54 @@ def test_logodds_error_and_ties_in_pit():
     assert abs(scored["pit"].mean() - 0.4) < 0.02  # 40 of 50 draws tie with the observation: U(0, 0.8)
 
 
+def test_discrepancy_scale_recovers_a_simulated_one():
+    """r ~ Normal(0, v + (s x)^2) simulated with known s: the maximum-likelihood estimate finds it; without any
+    extra error it finds (practically) none."""
+    rng = np.random.default_rng(5)
+    x = rng.uniform(0, 3, size=4000)
+    v = np.full(x.size, 0.01 ** 2)
+    r = rng.normal(0, np.sqrt(v + (0.03 * x) ** 2))
+    assert fit_discrepancy_scale(r, v, x) == pytest.approx(0.03, rel=0.05)
+    assert fit_discrepancy_scale(rng.normal(0, 0.01, size=4000), v, x) < 0.002
+    assert fit_discrepancy_scale(r, v, np.zeros_like(x)) == 0.0  # nothing beyond the data: nothing to learn
+
+
+def test_extrapolation_distance_by_brute_force():
+    """e-folds outside the box of log N, log D and log 6ND, against a direct loop."""
+    rng = np.random.default_rng(2)
+    n, d = np.exp(rng.uniform(15, 22, 50)), np.exp(rng.uniform(18, 25, 50))
+    box = np.array([[17.0, 20.0], [20.0, 23.0], [np.log(6) + 38.0, np.log(6) + 42.0]])
+    got = extrapolation_efolds(box, n, d)
+    for i in range(50):
+        coords = [np.log(n[i]), np.log(d[i]), np.log(6 * n[i] * d[i])]
+        want = max([0.0] + [max(c - hi, lo - c) for c, (lo, hi) in zip(coords, box)])
+        assert got[i] == pytest.approx(want)
+
+
+def test_new_checkpoint_interval_widens_with_distance_by_the_scale():
+    """With a discrepancy scale s the predictive sd of log loss at x e-folds beyond the data is
+    sqrt(sigma^2 + (s x)^2) (no checkpoint effect here): checked against that closed form."""
+    import xarray as xr
+
+    n_draws = 20000
+    post = xr.Dataset({name: (("chain", "draw", "task"), np.full((1, n_draws, 1), v)) for name, v in
+                       dict(E=1.0, A=100.0, alpha=0.3, B=100.0, beta=0.3, G=0.0, gamma=1.0, sigma=0.01).items()})
+    post["data_log_range"] = (("chain", "draw", "range_axis", "range_end"),
+                              np.broadcast_to([[15.0, 20.0], [18.0, 23.0], [35.0, 45.0]], (1, n_draws, 3, 2)))
+    spec = {"likelihood": {"family": "normal"}, "discrepancy": {"scale": 0.05}}
+    for efolds in (0.0, 1.0, 3.0):
+        N = np.exp(20.0 + efolds)
+        pred = LossRoute.metric(post, N, np.exp(20.0), 1.0, rng=np.random.default_rng(1), spec=spec)
+        sd = float(np.log(pred).std())
+        assert sd == pytest.approx(np.sqrt(0.01 ** 2 + (0.05 * efolds) ** 2), rel=0.03)
+
+
 def test_backtest_end_to_end_and_cli(tiny_loss, tmp_path):
     data = from_frame(tiny_loss)
     settings = SamplerSettings(draws=60, tune=60, chains=1, seed=2, pointwise=False)
     result = backtest(data, holdout="largest-compute", fraction=0.3, settings=settings)
     s = result.summary
+    assert s["discrepancy"]["scale"] >= 0 and s["discrepancy"]["n_points"] > 0  # learned inside the training part
     assert s["n_points"] == len(result.points) == s["n_test_rows"]
     assert (result.points["distance"] > 0).all() and s["max_distance"] > 0
     assert {"q05", "q25", "q50", "q75", "q95", "pit", "covered90"} <= set(result.points.columns)
@@ -107,7 +151,7 @@ def test_backtest_end_to_end_and_cli(tiny_loss, tmp_path):
     runner = CliRunner()
     out_json, out_png = tmp_path / "bt.json", tmp_path / "bt.png"
     res = runner.invoke(app, ["backtest", str(path), "--holdout", "largest-params", "--draws", "40", "--tune",
-                              "40", "--chains", "1", "--json", str(out_json), "--out", str(out_png)])
+                              "40", "--chains", "1", "--discrepancy", "0", "--json", str(out_json), "--out", str(out_png)])
     assert res.exit_code == 0, res.output
     doc = json.loads(out_json.read_text())
     assert doc["summary"]["holdout"] == "largest-params" and len(doc["points"]) == doc["summary"]["n_points"]
