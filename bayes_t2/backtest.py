@@ -363,7 +363,7 @@ def backtest(data: EvalData, *, holdout: str = DEFAULT_HOLDOUT, fraction: float 
     return BacktestResult(points=scored.reset_index(drop=True), summary=summary, fit=result)
 
 
-def plot_backtest(result: BacktestResult):
+def plot_backtest(result: BacktestResult, title: str | None = None):
     """Predicted against observed for every held-out point, as the error of the prediction against the
     extrapolation distance: median with 50% and 90% intervals (relative to the observation for a loss, in
     log-odds for pass@k), and the PIT histogram. Returns (fig, axes)."""
@@ -388,7 +388,7 @@ def plot_backtest(result: BacktestResult):
     ax.axhline(0, color="0.3", lw=0.8)
     ax.set_xlabel(f"extrapolation distance: decades of {s['threshold_quantity']} beyond the training data")
     ax.set_ylabel("prediction / observed - 1" if is_loss else "logit(prediction) - logit(observed)")
-    ax.set_title(f"{s['holdout']}: 90% intervals cover {s['coverage90']:.0%}, 50% cover {s['coverage50']:.0%} "
+    ax.set_title(f"{title + chr(10) if title else ''}{s['holdout']}: 90% intervals cover {s['coverage90']:.0%}, 50% cover {s['coverage50']:.0%} "
                  f"of {s['n_points']} held-out points", fontsize=10)
     ax.legend(loc="best", fontsize=8, title="bars: 50% / 90% intervals (red: miss)", title_fontsize=8)
     ax_pit.hist(pts["pit"], bins=np.linspace(0, 1, 11), color="0.6", edgecolor="white")

@@ -89,8 +89,7 @@ def main(argv: list[str] | None = None) -> int:
             s = result.summary
             stem = f"{suite.replace('/', '_').replace(':', '_')}__{holdout}"
             write_json(args.out / f"{stem}.json", result.records(), overwrite=True)
-            fig, _ = plot_backtest(result)
-            fig.suptitle(suite, fontsize=9)
+            fig, _ = plot_backtest(result, title=suite)
             fig.savefig(args.out / f"{stem}.png", dpi=110)
             plt.close(fig)
             err = next(k for k in s if k.startswith("median_abs_"))

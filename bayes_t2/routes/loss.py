@@ -6,7 +6,10 @@ quantities and reports the paper's coefficients as deterministics:
   * each term is parameterised by its size *at the reference point* relative to L0 — that removes the strong
     A-alpha (and B-beta, G-gamma) correlation that the raw coefficients have;
   * every coefficient is log-normal, partially pooled across tasks, non-centred;
-  * the likelihood is on log(loss) in log-sum-exp form (Student-t by default).
+  * the likelihood is on log(loss) in log-sum-exp form (Student-t by default);
+  * rows of one checkpoint (its tasks, its k values) share a checkpoint effect on log loss (`_checkpoint_effect`);
+  * a new checkpoint's prediction beyond the fitted data's range carries the law's own error, of sd
+    `discrepancy.scale` per e-fold of distance (`extrapolation_efolds`; the scale comes from a backtest).
 """
 
 from __future__ import annotations
