@@ -158,3 +158,21 @@ def test_backtest_end_to_end_and_cli(tiny_loss, tmp_path):
     assert out_png.stat().st_size > 1000
     res = runner.invoke(app, ["backtest", str(path), "--json", str(out_json)])
     assert res.exit_code != 0  # refuses to overwrite without --force
+
+
+def test_checkpoint_effect_only_when_a_checkpoint_has_several_rows(tiny_loss):
+    """Single-task k = 1 data have one row per checkpoint: no effect (it would be the noise twice); two tasks
+    share each checkpoint: one effect per checkpoint, centred or not as the spec says."""
+    from bayes_t2.priors import load_spec
+
+    frame = LossRoute.observations(from_frame(tiny_loss))
+    one_task = frame[frame["task"] == frame["task"].iloc[0]]
+    names = lambda m: {rv.name for rv in m.free_RVs}  # noqa: E731
+    assert not {"checkpoint_sd", "checkpoint_z"} & names(LossRoute.build_model(one_task, load_spec("loss")))
+    model = LossRoute.build_model(frame, load_spec("loss"))
+    assert {"checkpoint_sd", "checkpoint_z"} <= names(model)
+    assert model["checkpoint_z"].eval().shape == (frame[["model"]].drop_duplicates().shape[0],)
+    centred = LossRoute.build_model(frame, load_spec("loss", {"checkpoint_effect": {"parameterization": "centered"}}))
+    assert "checkpoint_u" in names(centred) and "checkpoint_z" not in names(centred)
+    off = LossRoute.build_model(frame, load_spec("loss", {"checkpoint_effect": {"enabled": "off"}}))
+    assert "checkpoint_sd" not in names(off)

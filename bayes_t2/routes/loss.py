@@ -256,6 +256,8 @@ def _checkpoint_effect(spec: dict[str, Any], ckpt_idx: np.ndarray, n_checkpoints
     if opts.get("enabled", "off") != "auto" or rows_per_ckpt.max() < 2:
         return 0.0
     sd = pm.HalfNormal("checkpoint_sd", sigma=float(opts["sd"]))
+    if opts.get("parameterization", "non_centered") == "centered":  # many rows per checkpoint pin each effect
+        return pm.Normal("checkpoint_u", 0.0, sd, dims="checkpoint")[ckpt_idx]
     z = pm.Normal("checkpoint_z", 0.0, 1.0, dims="checkpoint")
     return (sd * z)[ckpt_idx]
 
