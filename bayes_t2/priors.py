@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,9 @@ from .errors import InputError
 from .resources import models_dir
 
 ROUTES = ("loss", "accuracy")
+#: Settings that are scales, spreads, medians of positive coefficients or degrees of freedom: > 0.
+POSITIVE_SETTINGS = frozenset({"median", "log_sd", "pool_sd", "sd_log_sd", "sd_nu", "sd_mu", "scale", "sigma",
+                               "nu"})
 
 
 def default_spec(route: str) -> dict[str, Any]:
@@ -66,6 +70,10 @@ def _check_keys(default: dict, user: dict, source: str, prefix: str = "") -> Non
         elif isinstance(default[key], (int, float)) and not isinstance(default[key], bool):
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise InputError(f"{source}: '{name}' must be a number, got {value!r}")
+            if not math.isfinite(value):
+                raise InputError(f"{source}: '{name}' must be finite, got {value!r}")
+            if key in POSITIVE_SETTINGS and value <= 0:
+                raise InputError(f"{source}: '{name}' must be > 0 (a scale, spread or median), got {value!r}")
 
 
 def _merge(base: dict, top: dict) -> dict:

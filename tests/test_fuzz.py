@@ -605,3 +605,25 @@ def test_pass_at_k_on_hostile_numbers_is_nan_or_a_probability(n, c, k):
             assert math.isnan(value) or 0.0 <= value <= 1.0, value
     if not (0 <= c <= n and 0 <= k <= n):
         assert math.isnan(float(unbiased_pass_at_k(n, c, k)))
+
+
+@pytest.mark.parametrize("toml, fragment", [
+    ("this is = not toml [[[\n", "not a valid TOML"),
+    ("[priors.E]\nmedian = -1.0\n", "must be > 0"),
+    ("[priors.A]\nlog_sd = nan\n", "must be finite"),
+    ("[priors.A]\npool_sd = inf\n", "must be finite"),
+    ("[likelihood]\nsigma = 0.0\n", "must be > 0"),
+    ("[priors.E]\nmedian = \"abc\"\n", "must be a number"),
+    ("[priors.E]\nmu = 1.0\n", "unknown setting"),
+    ("[likelihood]\nfamily = \"cauchy\"\n", "likelihood.family"),
+])
+def test_hostile_prior_files_exit_2(tmp_path, monkeypatch, toml, fragment):
+    """A prior file with junk, non-finite or non-positive scales stops `fit` before any sampling."""
+    from bayes_t2.resources import data_dir
+
+    monkeypatch.setattr(importlib.import_module("bayes_t2.fit"), "sample", _refuse_sampling)
+    (tmp_path / "p.toml").write_text(toml)
+    code, _, err = run_cli("fit", data_dir() / "default_loss.csv", "--out", tmp_path / "f.nc", "--priors",
+                           tmp_path / "p.toml")
+    assert_one_line(code, err, fragment)
+    assert not (tmp_path / "f.nc").exists()

@@ -127,7 +127,7 @@ class LossRoute:
             elif family == "normal":
                 pm.Normal("log_loss", mu=mu, sigma=sigma[t], observed=log_loss, dims="obs")
             else:
-                raise ValueError(f"unknown likelihood family '{family}'")
+                raise InputError(f"model setting likelihood.family must be 'student_t' or 'normal', got {family!r}")
 
             # the paper's coefficients, per task
             exponent = {e: pt.exp(log_coef[e]) for e in ("alpha", "beta") + (("gamma",) if has_k_term else ())}
