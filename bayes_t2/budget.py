@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from numbers import Integral, Real
 from typing import Any
 
@@ -28,7 +28,12 @@ __all__ = [
     "SplitBudget",
     "TotalBudget",
     "check_feasible",
+    "Design",
+    "INFEASIBLE",
+    "affordable_k",
+    "chinchilla_baseline",
     "chinchilla_design",
+    "design_at",
     "make_budget",
     "scaled_budgets",
 ]
@@ -70,8 +75,9 @@ class SplitBudget:
                 "tokens_per_sample": self.tokens_per_sample}
 
     def label(self) -> str:
-        text = f"train {self.train_flops:.3g}, inference {self.inference_flops:.3g}/query"
-        return text if self.tokens_per_sample == 1.0 else f"{text}, T={self.tokens_per_sample:.3g}"
+        """The budget in words, with its units: FLOPs, and T tokens per sample."""
+        return (f"train {self.train_flops:.3g} FLOPs, inference {self.inference_flops:.3g} FLOPs/query, "
+                f"T={self.tokens_per_sample:.3g} tokens/sample")
 
 
 @dataclass(frozen=True)
@@ -94,28 +100,42 @@ class TotalBudget:
                 "tokens_per_sample": self.tokens_per_sample}
 
     def label(self) -> str:
-        text = f"total {self.total_flops:.3g}, {self.queries:.3g} queries"
-        return text if self.tokens_per_sample == 1.0 else f"{text}, T={self.tokens_per_sample:.3g}"
+        """The budget in words, with its units: FLOPs, and T tokens per sample."""
+        return (f"total {self.total_flops:.3g} FLOPs, {self.queries:.3g} queries, "
+                f"T={self.tokens_per_sample:.3g} tokens/sample")
 
 
 Budget = SplitBudget | TotalBudget
 
 
+#: smallest model considered when neither the user nor the data say (the array API, without a fit)
+FALLBACK_MIN_PARAMS = 1e6
+#: the default smallest model considered is this fraction of the smallest model in the fit's data
+MIN_PARAMS_DATA_FRACTION = 0.1
+
+
 @dataclass(frozen=True)
 class Constraints:
-    """Design constraints. None means unconstrained; `min_params` is the smallest model considered."""
+    """Design constraints. None means unconstrained, except `min_params` (the smallest model considered):
+    None there means "not given" and is resolved from the fit's data (`resolve_min_params`: a tenth of the
+    smallest model evaluated); without data `FALLBACK_MIN_PARAMS` applies (`min_params_f`)."""
 
     max_tokens: float | None = None
     max_params: float | None = None
     k_max: int | None = None
-    min_params: float = 1e6
+    min_params: float | None = None
+    #: where min_params came from: "user", "data" (a tenth of the smallest model evaluated) or "default"
+    min_params_source: str = "default"
 
     def __post_init__(self) -> None:
         if self.max_tokens is not None:
             object.__setattr__(self, "max_tokens", _positive("--max-tokens", self.max_tokens))
         if self.max_params is not None:
             object.__setattr__(self, "max_params", _positive("--max-params", self.max_params))
-        object.__setattr__(self, "min_params", _positive("--min-params", self.min_params))
+        if self.min_params is not None:
+            object.__setattr__(self, "min_params", _positive("--min-params", self.min_params))
+            if self.min_params_source == "default":
+                object.__setattr__(self, "min_params_source", "user")
         if self.k_max is not None:
             k = self.k_max
             ok = (not isinstance(k, bool) and isinstance(k, Real) and math.isfinite(float(k))
@@ -123,11 +143,25 @@ class Constraints:
             if not ok:
                 raise InputError(f"--k-max must be an integer >= 1, got {_show(k)}")
             object.__setattr__(self, "k_max", int(k) if isinstance(k, Integral) else int(float(k)))
-        if self.max_params is not None and self.max_params <= self.min_params:
+        if self.max_params is not None and self.max_params <= self.min_params_f:
+            what = {"user": "--min-params", "data": "a tenth of the smallest model in the data",
+                    "default": "the default smallest model"}[self.min_params_source]
             raise InputError(f"--max-params must be larger than the smallest model considered "
-                             f"({self.min_params:g} parameters), got {self.max_params:g}")
+                             f"({self.min_params_f:g} parameters, {what}), got {self.max_params:g}")
+
+    def resolve_min_params(self, smallest_model: float | None) -> "Constraints":
+        """These constraints with min_params set from the data (a tenth of `smallest_model`, the smallest
+        model evaluated) when the user did not give it; unchanged otherwise or without data."""
+        if self.min_params is not None or smallest_model is None or not smallest_model > 0:
+            return self
+        return replace(self, min_params=MIN_PARAMS_DATA_FRACTION * float(smallest_model),
+                       min_params_source="data")
 
     # Float views for the numba kernels (inf = unconstrained).
+    @property
+    def min_params_f(self) -> float:
+        return FALLBACK_MIN_PARAMS if self.min_params is None else float(self.min_params)
+
     @property
     def max_tokens_f(self) -> float:
         return math.inf if self.max_tokens is None else float(self.max_tokens)
@@ -140,9 +174,15 @@ class Constraints:
     def k_max_f(self) -> float:
         return math.inf if self.k_max is None else float(self.k_max)
 
+    def min_params_note(self) -> str:
+        """In words: the smallest model considered and where that number comes from."""
+        why = {"user": "set by --min-params", "data": "a tenth of the smallest model in the data; "
+               "change with --min-params", "default": "no data to derive it from; change with --min-params"}
+        return f"smallest model considered {self.min_params_f:.3g} parameters ({why[self.min_params_source]})"
+
     def as_dict(self) -> dict[str, Any]:
         return {"max_tokens": self.max_tokens, "max_params": self.max_params, "k_max": self.k_max,
-                "min_params": self.min_params}
+                "min_params": self.min_params_f, "min_params_source": self.min_params_source}
 
     def to_json(self) -> str:
         return json.dumps(self.as_dict())
@@ -183,7 +223,7 @@ def scaled_budgets(budget: Budget, flops: Any) -> list[Budget]:
 def check_feasible(budget: Budget, constraints: Constraints = Constraints()) -> None:
     """Raise InputError unless the budget buys the smallest model (min_params) trained on at least one token
     per parameter (D >= N: anything less is not a trained model) with k >= 1."""
-    n = constraints.min_params
+    n = constraints.min_params_f
     t = budget.tokens_per_sample
     if isinstance(budget, SplitBudget):
         if budget.train_flops < 6.0 * n * n:
@@ -206,37 +246,102 @@ def check_feasible(budget: Budget, constraints: Constraints = Constraints()) -> 
         raise InputError(f"unknown budget type {type(budget).__name__}")
 
 
-def _clip(x: float, lo: float, hi: float) -> float:
-    return min(max(x, lo), hi)
+#: relative slack when counting how many samples a budget affords: k = floor(x (1 + 1e-12)), so a model
+#: sized exactly at a segment end (N = C_inf/(2kT), rounded) still affords its k
+_K_SLACK = 1e-12
 
 
-def chinchilla_design(budget: Budget, constraints: Constraints = Constraints()) -> tuple[float, float, int]:
-    """The Chinchilla baseline (N, D, k) at this budget, under the same constraints.
+@dataclass(frozen=True)
+class Design:
+    """One design (N parameters, D training tokens, k samples per query); feasible False = no such design
+    under the budget and constraints (N, D, k are NaN then)."""
 
-    Split: the D = 20 N model the training budget buys (6ND = C_train), moved to the data wall if it is
-    hit and clipped to [min_params, max_params]; it draws as many samples as the inference budget affords,
-    k = floor(C_inf / (2 N T)), capped at k_max and at least 1.
-    Total: D = 20 N and k = 1, spending the whole budget: 120 N^2 + 2 N T Q = C, same clipping.
-    """
-    r = CHINCHILLA_TOKENS_PER_PARAM
-    lo, hi, dmax = constraints.min_params, constraints.max_params_f, constraints.max_tokens_f
+    N: float
+    D: float
+    k: float
+    feasible: bool = True
+
+    def flops_per_query(self, tokens_per_sample: float) -> float:
+        """Inference FLOPs of one query: k samples of T tokens, 2N FLOPs a token."""
+        return 2.0 * self.N * self.k * tokens_per_sample
+
+    def as_tuple(self) -> tuple[float, float, float]:
+        return self.N, self.D, self.k
+
+
+INFEASIBLE = Design(math.nan, math.nan, math.nan, False)
+
+
+def affordable_k(budget: Budget, constraints: Constraints, N: float, D: float) -> float:
+    """Samples per query the budget affords a model of N parameters trained on D tokens, capped at k_max;
+    0 if not even one sample is affordable.
+
+    Split: floor(C_inf/(2NT)). Total: floor((C - 6ND)/(2NTQ)), what training leaves for Q queries."""
+    T = budget.tokens_per_sample
     if isinstance(budget, SplitBudget):
-        c = budget.train_flops
-        n = math.sqrt(c / (6.0 * r))
-        if r * n > dmax:
-            n = c / (6.0 * dmax)
-        n = _clip(n, lo, hi)
-        d = min(c / (6.0 * n), dmax)
-        k = math.floor(budget.inference_flops / (2.0 * n * budget.tokens_per_sample))
-        k = int(_clip(k, 1, constraints.k_max_f))
-        return n, d, k
+        x = budget.inference_flops / (2.0 * N * T)
+    elif isinstance(budget, TotalBudget):
+        x = (budget.total_flops - 6.0 * N * D) / (2.0 * N * T * budget.queries)
+    else:
+        raise InputError(f"unknown budget type {type(budget).__name__}")
+    k = math.floor(x * (1.0 + _K_SLACK)) if math.isfinite(x) and x > 0 else 0
+    return float(max(0, min(k, constraints.k_max_f)))
+
+
+def design_at(budget: Budget, constraints: Constraints, N: float, k: float | None = None) -> Design:
+    """The design the budget buys at model size N (clipped to the sizes the budget and constraints allow):
+    all the training budget (up to the data wall), then the samples the inference budget affords.
+
+    Split: D = min(C_train/(6N), max_tokens), k = the affordable k. Total: k rounded and capped so that
+    training keeps D > 0 (at least 1), D = min((C - 2NkTQ)/(6N), max_tokens); if the data wall leaves FLOPs
+    over, k rises to what they afford. Returns `INFEASIBLE` if N is not a finite positive number."""
+    if not (math.isfinite(N) and N > 0):
+        return INFEASIBLE
+    lo, T = constraints.min_params_f, budget.tokens_per_sample
+    if isinstance(budget, SplitBudget):
+        N = min(max(N, lo), constraints.max_params_f, budget.inference_flops / (2.0 * T))
+        D = min(budget.train_flops / (6.0 * N), constraints.max_tokens_f)
+        return Design(N, D, max(1.0, affordable_k(budget, constraints, N, D)))
     if isinstance(budget, TotalBudget):
-        c, b = budget.total_flops, 2.0 * budget.tokens_per_sample * budget.queries
-        # 6 r N^2 + b N - C = 0, positive root in the cancellation-free form.
-        n = 2.0 * c / (b + math.sqrt(b * b + 24.0 * r * c))
-        if r * n > dmax:
-            n = c / (6.0 * dmax + b)
-        n = _clip(n, lo, hi)
-        d = min((c / n - b) / 6.0, dmax)
-        return n, d, 1
+        C, b1 = budget.total_flops, 2.0 * T * budget.queries
+        N = min(max(N, lo), constraints.max_params_f, C / b1 * (1.0 - 1e-9))
+        kfeas = math.ceil(C / (N * b1)) - 1.0  # largest k leaving D > 0
+        kk = max(1.0, min(float(round(k)) if k is not None and math.isfinite(k) else 1.0, kfeas,
+                          constraints.k_max_f))
+        D = min((C / N - b1 * kk) / 6.0, constraints.max_tokens_f)
+        return Design(N, D, max(kk, affordable_k(budget, constraints, N, D)))
     raise InputError(f"unknown budget type {type(budget).__name__}")
+
+
+def chinchilla_baseline(budget: Budget, constraints: Constraints = Constraints()) -> Design:
+    """The Chinchilla baseline at this budget: the largest model trained on D = 20 N tokens that the budget
+    and every constraint allow, drawing as many samples per query as its inference budget affords.
+
+    N is the smallest of: what the training budget buys at 20 tokens/param (120 N^2 = C_train; total
+    budget: 120 N^2 + 2NTQ = C, one sample a query), the data wall / 20, max_params, and (split) the
+    inference cap C_inf/(2T) (one sample a query). Where a cap binds, the baseline stays at 20 tokens/param
+    and leaves training FLOPs unspent (`train_optimal` is the baseline that spends them well). Then
+    k = the affordable k, capped at k_max. If that N is below min_params no such design exists:
+    `INFEASIBLE`. It never spends more than any budget."""
+    r = CHINCHILLA_TOKENS_PER_PARAM
+    T = budget.tokens_per_sample
+    if isinstance(budget, SplitBudget):
+        n = min(math.sqrt(budget.train_flops / (6.0 * r)), budget.inference_flops / (2.0 * T))
+    elif isinstance(budget, TotalBudget):
+        c, b = budget.total_flops, 2.0 * T * budget.queries
+        # 6 r N^2 + b N - C = 0, positive root in the cancellation-free form
+        n = 2.0 * c / (b + math.sqrt(b * b + 24.0 * r * c))
+    else:
+        raise InputError(f"unknown budget type {type(budget).__name__}")
+    n = min(n, constraints.max_tokens_f / r, constraints.max_params_f)
+    if not n >= constraints.min_params_f:
+        return INFEASIBLE
+    d = r * n
+    # n is at most the size that affords one sample, so k >= 1 (max: rounding where the cap binds, or in
+    # C - 120 N^2 at the total budget's root)
+    return Design(n, d, max(1.0, affordable_k(budget, constraints, n, d)))
+
+
+def chinchilla_design(budget: Budget, constraints: Constraints = Constraints()) -> tuple[float, float, float]:
+    """(N, D, k) of `chinchilla_baseline`; NaN where it is infeasible."""
+    return chinchilla_baseline(budget, constraints).as_tuple()

@@ -50,8 +50,14 @@ TotalFlops = Annotated[Optional[float], typer.Option(help="Total budget 6ND + 2N
 Queries = Annotated[Optional[float], typer.Option(help="Queries Q over the model's life.")]
 TokensPerSample = Annotated[float, typer.Option(help="Tokens T per sample.")]
 MaxTokens = Annotated[Optional[float], typer.Option(help="Data wall: D <= this.")]
-MaxParams = Annotated[Optional[float], typer.Option(help="N <= this.")]
+MaxParams = Annotated[Optional[float], typer.Option(help="Largest model considered: N <= this.")]
+MinParams = Annotated[Optional[float], typer.Option(help="Smallest model considered: N >= this (default: a "
+                                                         "tenth of the smallest model in the data).")]
 KMax = Annotated[Optional[int], typer.Option(help="k <= this.")]
+Law = Annotated[bool, typer.Option("--law", help="Score designs on the law alone, without the fitted "
+                                   "checkpoint scatter a newly trained run shows (default: with it).")]
+Seed = Annotated[int, typer.Option("--seed", help="Seed of the checkpoint-scatter draws (one per posterior "
+                                   "draw, shared by every design).")]
 
 
 def _budget_options(train_flops, inference_flops, total_flops, queries, tokens_per_sample, max_tokens,
@@ -61,6 +67,11 @@ def _budget_options(train_flops, inference_flops, total_flops, queries, tokens_p
     return budget_and_constraints(train_flops=train_flops, inference_flops=inference_flops,
                                   total_flops=total_flops, queries=queries, tokens_per_sample=tokens_per_sample,
                                   max_tokens=max_tokens, max_params=max_params, min_params=min_params, k_max=k_max)
+
+
+def _warn(lines) -> None:
+    for line in lines:
+        err.print(f"[yellow]warning:[/yellow] {line}", markup=True, highlight=False)
 
 
 @app.command()
@@ -124,7 +135,10 @@ def optimize(fit_path: Annotated[Path, typer.Argument(help="Fit file from `bayes
              tokens_per_sample: TokensPerSample = 1.0,
              max_tokens: MaxTokens = None,
              max_params: MaxParams = None,
+             min_params: MinParams = None,
              k_max: KMax = None,
+             law: Law = False,
+             seed: Seed = 0,
              prob: Prob = 0.9,
              json_path: Annotated[Optional[Path], typer.Option("--json", help="Write optimum.json here.")] = None,
              workers: Workers = None, scheduler: Scheduler = None, draws_per_chunk: DrawsPerChunk = None,
@@ -138,12 +152,12 @@ def optimize(fit_path: Annotated[Path, typer.Argument(help="Fit file from `bayes
     if json_path:
         check_writable(json_path, overwrite=force)
     budget, constraints = _budget_options(train_flops, inference_flops, total_flops, queries,
-                                          tokens_per_sample, max_tokens, max_params, k_max)
+                                          tokens_per_sample, max_tokens, max_params, k_max, min_params)
     result = Fit.load(fit_path)
     with dask_client(workers, scheduler) as client:
         records = result.optimum_records([budget], constraints, prob, progress=_interactive(),
                                          draws_per_chunk=chunking(client, result.posterior.sizes["draw"],
-                                                                  draws_per_chunk))
+                                                                  draws_per_chunk), law=law, seed=seed)
     _print_optimum(records, budget.label())
     if json_path:
         write_json(json_path, records, overwrite=force)
@@ -159,7 +173,10 @@ def decide(fit_path: Annotated[Path, typer.Argument(help="Fit file from `bayes-t
            tokens_per_sample: TokensPerSample = 1.0,
            max_tokens: MaxTokens = None,
            max_params: MaxParams = None,
+           min_params: MinParams = None,
            k_max: KMax = None,
+           law: Law = False,
+           seed: Seed = 0,
            target: Annotated[Optional[float], typer.Option(help="Metric value to reach (loss <= T, "
                                                                 "accuracy >= T).")] = None,
            risk: Annotated[str, typer.Option(help="mean | quantile:Q | cvar:Q | prob (P(reach --target)).")]
@@ -172,26 +189,29 @@ def decide(fit_path: Annotated[Path, typer.Argument(help="Fit file from `bayes-t
            prob: Prob = 0.9,
            json_path: Annotated[Optional[Path], typer.Option("--json", help="Write decision.json here.")] = None,
            force: Force = False) -> None:
-    """One design (N, D, k) to commit to under a budget and a risk attitude, against Chinchilla and the
-    posterior-median optimum."""
+    """One design (N, D, k) to commit to under a budget and a risk attitude, against the Chinchilla and
+    train-optimal baselines and the posterior-median optimum."""
     from .decide import decide as run_decide, decision_records, min_budget as run_min_budget
     from .fit import Fit
     from .io import check_writable, write_json
+    from .summary import bound_warnings
 
     if json_path:
         check_writable(json_path, overwrite=force)
     budget, constraints = _budget_options(train_flops, inference_flops, total_flops, queries,
-                                          tokens_per_sample, max_tokens, max_params, k_max)
+                                          tokens_per_sample, max_tokens, max_params, k_max, min_params)
     result = Fit.load(fit_path)
     if min_budget:
         if risk != "mean":
             raise InputError("--min-budget maximises P(reach --target); drop --risk")
         ds = run_min_budget(result, budget, constraints, target=target, confidence=confidence, task=task,
-                            prob=prob)
+                            prob=prob, law=law, seed=seed)
     else:
-        ds = run_decide(result, budget, constraints, risk=risk, target=target, task=task, prob=prob)
+        ds = run_decide(result, budget, constraints, risk=risk, target=target, task=task, prob=prob, law=law,
+                        seed=seed)
     records = decision_records(ds)
     _print_decision(records, ds.attrs)
+    _warn(bound_warnings(records))
     if json_path:
         write_json(json_path, records, overwrite=force)
         out.print(f"wrote {json_path}")
@@ -247,7 +267,10 @@ def report(fit_path: Annotated[Path, typer.Argument(help="Fit file from `bayes-t
            tokens_per_sample: TokensPerSample = 1.0,
            max_tokens: MaxTokens = None,
            max_params: MaxParams = None,
+           min_params: MinParams = None,
            k_max: KMax = None,
+           law: Law = False,
+           seed: Seed = 0,
            target: Annotated[Optional[float], typer.Option(help="Metric value to reach, for the decision "
                                                                 "pages (as decide).")] = None,
            risk: Annotated[str, typer.Option(help="mean | quantile:Q | cvar:Q | prob, for the decision pages "
@@ -266,7 +289,7 @@ def report(fit_path: Annotated[Path, typer.Argument(help="Fit file from `bayes-t
 
     check_writable(out_path, overwrite=force)
     budget, constraints = _budget_options(train_flops, inference_flops, total_flops, queries,
-                                          tokens_per_sample, max_tokens, max_params, k_max)
+                                          tokens_per_sample, max_tokens, max_params, k_max, min_params)
     check_feasible(budget, constraints)  # before loading anything
     result = Fit.load(fit_path)
     try:
@@ -274,7 +297,7 @@ def report(fit_path: Annotated[Path, typer.Argument(help="Fit file from `bayes-t
     except InputError as e:
         raise InputError(f"{fit_path}: {e}") from None
     written = write_report(result, out_path, budget, constraints, prob=prob, risk=risk, target=target,
-                           overwrite=force, progress=_interactive(), fit_name=fit_path.name)
+                           overwrite=force, progress=_interactive(), fit_name=fit_path.name, law=law, seed=seed)
     for problem in written.problems:
         err.print(f"[yellow]warning:[/yellow] {problem}")
     out.print(f"wrote {written.path} ({len(written.pages)} pages: {', '.join(written.pages)})")
@@ -320,6 +343,7 @@ def calibrate(data: Annotated[Optional[list[Path]], typer.Argument(
               tokens_per_sample: TokensPerSample = 1.0,
               max_tokens: MaxTokens = None,
               max_params: MaxParams = None,
+              min_params: MinParams = None,
               k_max: KMax = None,
               draws: int = 300, tune: int = 300, chains: int = 2, force: Force = False) -> None:
     """Simulation-based calibration: coverage of the intervals of the coefficients, N*, D*, k* and the metric."""
@@ -334,10 +358,11 @@ def calibrate(data: Annotated[Optional[list[Path]], typer.Argument(
         check_writable(out_dir / f"calibration.{ext}", overwrite=force)
     if all(v is None for v in (train_flops, inference_flops, total_flops, queries)):
         budget, constraints = DEFAULT_BUDGET, Constraints(**{k: v for k, v in dict(
-            max_tokens=max_tokens, max_params=max_params, k_max=k_max).items() if v is not None})
+            max_tokens=max_tokens, max_params=max_params, k_max=k_max, min_params=min_params).items()
+            if v is not None})
     else:
         budget, constraints = _budget_options(train_flops, inference_flops, total_flops, queries,
-                                              tokens_per_sample, max_tokens, max_params, k_max)
+                                              tokens_per_sample, max_tokens, max_params, k_max, min_params)
     design = (design_from_data(read_data(data), route, noise) if data else default_design(route, noise=noise))
     per_point = (f"{design.n_problems} problems x samples in {list(design.ks)}" if route == "accuracy"
                  else f"k in {list(design.ks)}")
@@ -408,6 +433,7 @@ def sensitivity(fit_path: Annotated[Path, typer.Argument(help="Fit file from `ba
                 tokens_per_sample: TokensPerSample = 1.0,
                 max_tokens: MaxTokens = None,
                 max_params: MaxParams = None,
+                min_params: MinParams = None,
                 k_max: KMax = None,
                 prob: Prob = 0.9,
                 json_path: Annotated[Optional[Path], typer.Option("--json", help="Write the records here.")] = None,
@@ -420,7 +446,7 @@ def sensitivity(fit_path: Annotated[Path, typer.Argument(help="Fit file from `ba
     if json_path:
         check_writable(json_path, overwrite=force)
     budget, constraints = _budget_options(train_flops, inference_flops, total_flops, queries,
-                                          tokens_per_sample, max_tokens, max_params, k_max)
+                                          tokens_per_sample, max_tokens, max_params, k_max, min_params)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         records = prior_sensitivity(Fit.load(fit_path), budget, constraints, prob=prob)
@@ -532,21 +558,73 @@ def _print_diagnostics(result) -> None:
         out.print("[green]the sampler converged: the intervals can be trusted as far as the model can[/green]")
 
 
+def _design_cell(d: dict) -> str:
+    """N, D, k of a fixed design and the FLOPs per query 2NkT it spends; 'infeasible' where it has none."""
+    if d.get("feasible") is False:
+        return "infeasible at this budget"
+    return f"{d['N']:.3g}, {d['D']:.3g}, {d['k']:.0f} ({d['flops_per_query']:.3g} FLOPs/query)"
+
+
+def _p(x: float) -> str:
+    return "n/a" if x is None or x != x else f"{x:.2f}"
+
+
+P_BEATS_TEXT = ("P(beats X) = posterior probability that the recommended design does strictly better than design "
+                "X, both scored on the same posterior draw{scatter}; not the per-draw optimum's, which beats "
+                "every fixed design by construction.")
+
+
+def _budget_lines(r: dict) -> list[str]:
+    """The budget with its units, and the smallest model considered and why."""
+    b, c = r["budget"], r.get("constraints", {})
+    T = b.get("tokens_per_sample", 1.0)
+    if b.get("kind") == "split":
+        text = (f"budget: training C_train = 6ND = {b['train_flops']:.3g} FLOPs; inference "
+                f"C_inf = 2NkT = {b['inference_flops']:.3g} FLOPs per query with T = {T:g} tokens per sample")
+    else:
+        text = (f"budget: 6ND + 2NkTQ = {b['total_flops']:.3g} FLOPs over Q = {b['queries']:.3g} queries with "
+                f"T = {T:g} tokens per sample")
+    src = {"user": "set by --min-params", "data": "a tenth of the smallest model in the data",
+           "default": "default; no data to derive it from"}.get(c.get("min_params_source"), "")
+    bounds = [f"{name.replace('_', '-')} {c[name]:g}" for name in ("max_params", "max_tokens", "k_max")
+              if c.get(name) is not None]
+    lines = [text, f"smallest model considered: {c.get('min_params', float('nan')):.3g} parameters ({src}; "
+                   f"change with --min-params)" + (f"; constraints: --{', --'.join(bounds)}" if bounds else "")]
+    return lines
+
+
 def _print_optimum(records: list[dict], label: str) -> None:
+    from .summary import bound_warnings
+
     if not records:
         return
-    prob = records[0]["N"]["prob"]
-    table = Table(title=f"T2 optimum, {label} (median [{prob:.0%} interval])")
-    for col in ("task", "N*", "D*", "k*", "tokens/param", records[0]["metric_name"], "Chinchilla N, D, k",
-                f"Chinchilla {records[0]['metric_name']}", "P(beats)"):
+    r0 = records[0]
+    prob = r0["N"]["prob"]
+    metric = r0["metric_name"]
+    for line in _budget_lines(r0):
+        out.print(line, highlight=False)
+    table = Table(title=f"T2 optimum, {label}: per-draw optimum (median [{prob:.0%} interval]) and the designs "
+                        f"to compare ({metric} median)")
+    for col in ("task", "N*", "D*", "k*", "tokens/param", metric, "recommended N, D, k", metric,
+                "Chinchilla N, D, k", metric, "train-optimal N, D, k", metric, "P(beats Chinchilla)",
+                "P(beats train-optimal)"):
         table.add_column(col)
     for r in records:
-        c = r["chinchilla"]
-        table.add_row(r["task"], fmt.interval(r["N"]), fmt.interval(r["D"]), fmt.interval(r["k"], ".0f"),
-                      fmt.interval(r["tokens_per_param"]),
-                      fmt.interval(r["metric"], ".4f"), f"{c['N']:.3g}, {c['D']:.3g}, {c['k']:.0f}",
-                      fmt.interval(c["metric"], ".4f"), f"{r['p_beats_chinchilla']:.2f}")
+        c, t, rec = r["chinchilla"], r["train_optimal"], r["recommended"]
+        table.add_row(r["task"], fmt.interval(r["N"]), fmt.interval(r["D"]), fmt.interval(r["k"], ".0f"), fmt.interval(r["tokens_per_param"]),
+                      fmt.interval(r["metric"], ".4f"), _design_cell(rec), f"{rec['metric']['median']:.4f}",
+                      _design_cell(c), "n/a" if not c["feasible"] else f"{c['metric']['median']:.4f}",
+                      _design_cell(t), f"{t['metric']['median']:.4f}", _p(r["p_beats_chinchilla"]),
+                      _p(r["p_beats_train_optimal"]))
     out.print(table)
+    scatter = r0.get("metric_includes", "law") != "law"
+    out.print(f"{metric}: {r0.get('metric_includes', 'law')}. Recommended = the design at the posterior-median "
+              f"optimum (the one to commit to). Chinchilla = the largest D = 20N model the budget allows, with the "
+              f"k its inference budget affords; train-optimal = the law's own compute-optimal model for k = 1, "
+              f"with the k its inference budget affords. FLOPs/query = 2NkT.", highlight=False)
+    out.print(P_BEATS_TEXT.format(scatter=" and the same fresh checkpoint effect" if scatter else ""),
+              highlight=False)
+    _warn(bound_warnings(records))
 
 
 def _print_decision(records: list[dict], attrs: dict) -> None:
@@ -560,27 +638,42 @@ def _print_decision(records: list[dict], attrs: dict) -> None:
                  f"(scaling {attrs['scaled']})")
     else:
         title = f"decision, {attrs['budget_label']}, risk {r0['risk']}"
+        for line in _budget_lines(r0):
+            out.print(line, highlight=False)
     table = Table(title=f"{title} (median [{prob:.0%} interval])")
-    cols = ["task", "design", "N", "D", "k", "tokens/param", metric]
+    cols = ["task", "design", "N", "D", "k", "tokens/param", "FLOPs/query", metric]
     if target is not None:
         cols.append(f"P(target {target:g})")
-    cols += ["E(regret)", "utility"]
+    cols += ["E(regret)", "utility", "P(chosen beats it)"]
     if "confidence" in r0:
         cols.insert(2, attrs["scaled"])
     for col in cols:
         table.add_column(col)
     for r in records:
-        for name in ("chosen", "chinchilla", "median_optimum"):
+        for name in ("chosen", "chinchilla", "train_optimal", "median_optimum"):
             d = r[name]
-            row = [r["task"], name.replace("_", " "), f"{d['N']:.3g}", f"{d['D']:.3g}", f"{d['k']:.0f}",
-                   f"{d['tokens_per_param']:.3g}", fmt.interval(d["metric"], ".4f")]
-            if target is not None:
-                row.append(f"{d['p_target']:.2f}")
-            row += [f"{d['expected_regret']:.3g}", f"{d['utility']:.4g}"]
+            if d.get("feasible") is False:
+                row = [r["task"], name.replace("_", " "), "infeasible at this budget", "", "", "", "", "n/a"]
+                if target is not None:
+                    row.append("n/a")
+                row += ["n/a", "n/a", "n/a"]
+            else:
+                beats = {"chinchilla": r["p_beats_chinchilla"], "train_optimal": r["p_beats_train_optimal"]}
+                row = [r["task"], name.replace("_", " "), f"{d['N']:.3g}", f"{d['D']:.3g}", f"{d['k']:.0f}",
+                       f"{d['tokens_per_param']:.3g}", f"{d['flops_per_query']:.3g}", fmt.interval(d["metric"], ".4f")]
+                if target is not None:
+                    row.append(_p(d["p_target"]))
+                row += [f"{d['expected_regret']:.3g}", f"{d['utility']:.4g}",
+                        _p(beats[name]) if name in beats else ""]
             if "confidence" in r0:
                 row.insert(2, f"{r['budget'][attrs['scaled']]:.3g}")
             table.add_row(*row)
     out.print(table)
+    scatter = r0.get("metric_includes", "law") != "law"
+    out.print(f"{metric}: {r0.get('metric_includes', 'law')}. E(regret) = mean over draws of how much worse the "
+              f"design does than that draw's own optimum (never clipped). FLOPs/query = 2NkT.", highlight=False)
+    out.print(P_BEATS_TEXT.replace("the recommended design", "the chosen design").format(
+        scatter=" and the same fresh checkpoint effect" if scatter else ""), highlight=False)
 
 
 def _click_error_types() -> tuple[type, ...]:

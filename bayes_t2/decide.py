@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -39,15 +40,19 @@ import numpy as np
 import xarray as xr
 from numba import types
 
-from .budget import Budget, Constraints, SplitBudget, check_feasible, chinchilla_design
+from .baselines import data_k_max, resolve_constraints, sample_view
+from .budget import Budget, Constraints, SplitBudget, check_feasible, chinchilla_baseline
 from .errors import InputError
 from .optimum import OBJECTIVE_TYPE, _resolve_objective
+from .predict import metric_draws
 from .summary import SAMPLE_DIMS
 
 __all__ = ["DESIGNS", "LOG_N_TOL", "Risk", "decide", "decision_records", "evaluate_designs", "min_budget",
            "parse_risk"]
 
-DESIGNS = ("chosen", "chinchilla", "median_optimum")
+DESIGNS = ("chosen", "chinchilla", "train_optimal", "median_optimum")
+#: a raw regret below -(this x |optimal metric|) means the per-draw optimum was not optimal: reported, not hidden
+REGRET_RTOL = 1e-8
 RISK_KINDS = ("mean", "quantile", "cvar", "prob")
 _GRID = 256  # coarse log-grid over N (split)
 _ZOOM_POINTS = 33
@@ -130,14 +135,21 @@ class _Problem:
     """One task's decision problem: valid draws, the budget's design space, the utility."""
 
     def __init__(self, thetas: np.ndarray, route: Any, budget: Budget, constraints: Constraints, risk: Risk,
-                 target: float | None) -> None:
+                 target: float | None, *, fit: Any = None, coefs: xr.Dataset | None = None, law: bool = True,
+                 seed: int = 0) -> None:
+        """thetas[S, p]: the valid draws packed for the numba kernel (the law). With law=False, `fit` and
+        `coefs` (the same draws, dim `sample`, with the route's noise variables) score designs by a new
+        run's metric instead (`predict.metric_draws`: one fresh checkpoint effect per draw, the same for
+        every design, drawn with `seed`)."""
         self.thetas = np.ascontiguousarray(thetas, dtype=np.float64)
         self.route, self.budget, self.constraints, self.risk, self.target = route, budget, constraints, risk, target
+        self.law = law or fit is None or coefs is None
+        self.fit, self.coefs, self.seed = fit, coefs, seed
         self.lower = bool(route.lower_is_better)
         S = self.thetas.shape[0]
         self.m_tail = max(1, math.ceil(risk.q * S - 1e-9)) if risk.q is not None else 0
         c = constraints
-        self.lo, self.maxn, self.dmax, self.kmax = c.min_params, c.max_params_f, c.max_tokens_f, c.k_max_f
+        self.lo, self.maxn, self.dmax, self.kmax = c.min_params_f, c.max_params_f, c.max_tokens_f, c.k_max_f
         T = budget.tokens_per_sample
         if isinstance(budget, SplitBudget):
             self.ct, self.c = budget.train_flops, budget.inference_flops / (2.0 * T)
@@ -161,22 +173,22 @@ class _Problem:
         D = (self.C / N - self.b1 * k) / 6.0
         return np.stack([N, np.minimum(D, self.dmax), k], axis=-1)
 
-    def design_at(self, N: float, k: float | None) -> np.ndarray:
-        """The design the budget buys at model size N (and, for a total budget, k samples): [N, D, k]."""
-        N = float(min(max(N, self.lo), self.hi))
-        if isinstance(self.budget, SplitBudget):
-            return self.split_designs(np.array([N]))[0]
-        kfeas = math.ceil(self.C / (N * self.b1)) - 1.0  # largest k with D > 0
-        k = max(1.0, min(float(np.round(k if k is not None else 1.0)), kfeas, self.kmax))
-        if not (self.C / N - self.b1 * k) > 0.0:  # N at the very top of the range: step down to fit k = 1
-            N = self.C / (self.b1 * k) * (1.0 - 1e-9)
-        return self.total_designs(np.array([N]), k)[0]
-
     # ---- utility -------------------------------------------------------------------------------------------
-    def metrics(self, designs: np.ndarray) -> np.ndarray:
-        """Metric [M, S] of every draw at every design."""
+    def law_metrics(self, designs: np.ndarray) -> np.ndarray:
+        """The law's metric [M, S] of every draw at every design (numba kernel)."""
         out = evaluate_designs(self.route, self.thetas, np.atleast_2d(designs))
         return np.asarray(self.route.metric_from_objective(out), dtype=float)
+
+    def metrics(self, designs: np.ndarray) -> np.ndarray:
+        """Metric [M, S] of every draw at every design: the law's, or a new run's (law=False)."""
+        designs = np.atleast_2d(designs)
+        if self.law:
+            return self.law_metrics(designs)
+        ok = np.all(np.isfinite(designs), axis=1) & (designs[:, 1] > 0.0)
+        safe = np.where(ok[:, None], designs, 1.0)
+        x = metric_draws(self.fit, self.coefs, safe[:, 0], safe[:, 1], safe[:, 2], law=False, seed=self.seed).T
+        x[~ok] = np.nan
+        return x
 
     def utility(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(primary, secondary, utility) for metric rows x[M, S]; the best design minimises (primary,
@@ -352,28 +364,47 @@ def _check_options(budget: Budget, constraints: Constraints, risk: Risk, target:
         raise InputError(f"--prob must be in (0, 1), got {prob:g}")
 
 
-def decide(fit: Any, budget: Budget, constraints: Constraints = Constraints(), *, risk: str | Risk = "mean",
-           target: float | None = None, task: str | None = None, prob: float = 0.9) -> xr.Dataset:
+def decide(fit: Any, budget: Budget, constraints: Constraints | None = None, *, risk: str | Risk = "mean",
+           target: float | None = None, task: str | None = None, prob: float = 0.9, law: bool = False,
+           seed: int = 0) -> xr.Dataset:
     """The design to commit to, per task, under one budget.
 
-    fit: a `Fit` (anything with `route`, `tasks`, `coefficients()` and `optimize(budgets, constraints)`).
-    Returns a Dataset with dims (task, design = chosen | chinchilla | median_optimum) and, per draw,
-    (chain, draw, task, design): N, D, k, tokens_per_param, utility, p_target, expected_regret,
-    metric_median/mean/lower/upper (equal-tailed `prob` interval), metric and regret per draw,
-    optimal_metric (per-draw optimum) and n_draws; attrs say risk, target, budget, constraints.
+    fit: a `Fit` (anything with `route`, `tasks`, `posterior`, `coefficients()` and `optimize`).
+    constraints: an unset min_params becomes a tenth of the smallest model in the data.
+    law: score designs on the law alone; default False, a new run's metric (law plus the fitted checkpoint
+    scatter: one fresh effect per draw, drawn with `seed`, shared by every design).
+    Returns a Dataset with dims (task, design = chosen | chinchilla | train_optimal | median_optimum) and, per
+    draw, (chain, draw, task, design): N, D, k, tokens_per_param, flops_per_query, utility, p_target,
+    expected_regret, metric_median/mean/lower/upper (equal-tailed `prob` interval), metric and regret per
+    draw (regret NOT clipped: metric at the design minus metric at the draw's own optimum, oriented so that
+    positive is worse), optimal_metric, p_beats_chinchilla and p_beats_train_optimal (task; P(chosen design
+    beats the baseline design), negative_regret_share and negative_regret_min (task, design; on the law, a
+    negative regret beyond `REGRET_RTOL` means the per-draw optimum was not optimal), bounds_<name> (task;
+    share of draws whose optimum sits on that bound) and n_draws; attrs say risk, target, budget, constraints.
     """
     risk = parse_risk(risk)
+    constraints = resolve_constraints(fit, constraints)
     _check_options(budget, constraints, risk, target, prob)
     coefs, tasks = _draws(fit, task)
     route = fit.route
-    opt = fit.optimize([budget], constraints).isel(budget=0).sel(task=tasks)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the extrapolation notes belong to `optimize`
+        opt = fit.optimize([budget], constraints, law=law, seed=seed).isel(budget=0).sel(task=tasks)
+    names = list(route.coefficient_names) + [v for v in route.noise_names if v in fit.posterior]
+    post = sample_view(fit.posterior[names].sel(task=tasks))
     per_task = []
     for t in tasks:
-        per_task.append(_decide_task(coefs.sel(task=t), opt.sel(task=t), t, route, budget, constraints, risk,
-                                     target, prob))
+        per_task.append(_decide_task(fit, coefs.sel(task=t), post.sel(task=t), opt.sel(task=t), t, route, budget,
+                                     constraints, risk, target, prob, law, seed))
     ds = xr.concat(per_task, dim="task").transpose(*SAMPLE_DIMS, "task", "design")
     ds.attrs = _attrs(route, budget, constraints, risk, target, prob)
+    ds.attrs.update({"law": int(bool(law)), "seed": int(seed), "scatter": int(_has_scatter(fit, law))})
     return ds
+
+
+def _has_scatter(fit: Any, law: bool) -> bool:
+    """Whether metrics include a checkpoint scatter: not with --law, nor for a fit without noise variables."""
+    return not law and any(v in fit.posterior for v in fit.route.noise_names)
 
 
 def _stack(coefs: xr.Dataset, names: tuple[str, ...]) -> np.ndarray:
@@ -381,65 +412,110 @@ def _stack(coefs: xr.Dataset, names: tuple[str, ...]) -> np.ndarray:
     return np.asarray(arr.values, dtype=float).reshape(-1, len(names))
 
 
-def _decide_task(coefs: xr.Dataset, opt: xr.Dataset, task: str, route: Any, budget: Budget,
-                 constraints: Constraints, risk: Risk, target: float | None, prob: float) -> xr.Dataset:
+def _flat(da: xr.DataArray) -> np.ndarray:
+    return np.asarray(da.transpose(*SAMPLE_DIMS).values, dtype=float).reshape(-1)
+
+
+def _decide_task(fit: Any, coefs: xr.Dataset, post: xr.Dataset, opt: xr.Dataset, task: str, route: Any,
+                 budget: Budget, constraints: Constraints, risk: Risk, target: float | None, prob: float,
+                 law: bool, seed: int) -> xr.Dataset:
     thetas = _stack(coefs, route.coefficient_names)
-    opt_metric = np.asarray(opt["metric"].transpose(*SAMPLE_DIMS).values, dtype=float).reshape(-1)
-    valid = np.all(np.isfinite(thetas), axis=1) & np.isfinite(opt_metric)
+    opt_law = _flat(opt["law_metric"])
+    valid = np.all(np.isfinite(thetas), axis=1) & np.isfinite(opt_law)
     if not valid.any():
         raise InputError(f"task '{task}': no posterior draw has finite coefficients (all-NaN posterior)")
-    problem = _Problem(thetas[valid], route, budget, constraints, risk, target)
+    problem = _Problem(thetas[valid], route, budget, constraints, risk, target, fit=fit,
+                       coefs=post.isel(sample=np.flatnonzero(valid)), law=not _has_scatter(fit, law), seed=seed)
+    opt_N, opt_D, opt_k = (_flat(opt[v])[valid] for v in ("N", "D", "k"))
+    opt_designs = np.stack([opt_N, opt_D, opt_k], axis=-1)
     if target is not None:
-        reach = (opt_metric[valid] <= target) if problem.lower else (opt_metric[valid] >= target)
+        # what each draw's own optimum reaches (a new run's metric unless law)
+        reach_metric = _flat(opt["metric"])[valid]
+        reach = (reach_metric <= target) if problem.lower else (reach_metric >= target)
         if not reach.any():
-            best = np.min(opt_metric[valid]) if problem.lower else np.max(opt_metric[valid])
+            best = np.nanmin(reach_metric) if problem.lower else np.nanmax(reach_metric)
             word = "<=" if problem.lower else ">="
             raise InputError(
                 f"--target {target:g}: no design under this budget reaches {route.metric_name} {word} {target:g} "
                 f"for task '{task}' in any posterior draw (best achievable P = 0; best per-draw optimum "
                 f"{route.metric_name} {best:.4g}); relax the target or raise the budget")
     chosen = problem.search()
-    chin = np.array(chinchilla_design(budget, constraints), dtype=float)
-    n_med = float(np.median(opt["N"].values.reshape(-1)[valid]))
-    k_med = float(np.median(opt["k"].values.reshape(-1)[valid]))
-    median = problem.design_at(n_med, k_med)
-    designs = np.stack([chosen, chin, median])
-    x = problem.metrics(designs)  # [3, S_valid]
+    chin = np.array(chinchilla_baseline(budget, constraints).as_tuple(), dtype=float)
+    to = np.array([float(opt[f"train_optimal_{v}"]) for v in ("N", "D", "k")])
+    median = np.array([float(opt[f"recommended_{v}"]) for v in ("N", "D", "k")])
+    designs = np.stack([chosen, chin, to, median])
+    x = problem.metrics(designs)  # [4, S_valid]
     _, _, utility = problem.utility(x)
-    opt_valid = opt_metric[valid]
-    raw_regret = (x - opt_valid) if problem.lower else (opt_valid - x)
-    # the per-draw optimum is optimal: a negative regret is rounding (or the generic search's tolerance)
-    regret = np.maximum(raw_regret, 0.0)
+    utility = np.where(np.all(np.isfinite(x), axis=1), utility, np.nan)
+    # regret against each draw's own optimum, on the same draw and the same checkpoint effect; never clipped
+    x_opt = _own_optimum_metrics(problem, opt_designs, opt_law[valid])
+    regret = (x - x_opt) if problem.lower else (x_opt - x)
+    # on the law, a design better than the draw's optimum means the optimizer missed: say so
+    law_x = problem.law_metrics(designs)
+    law_regret = (law_x - opt_law[valid]) if problem.lower else (opt_law[valid] - law_x)
+    tol = REGRET_RTOL * np.maximum(np.abs(opt_law[valid]), 1e-300)
+    negative = law_regret < -tol
+    finite = np.isfinite(law_regret)
+    neg_share = np.where(finite.any(axis=1), negative.sum(axis=1) / np.maximum(finite.sum(axis=1), 1), np.nan)
+    neg_min = np.array([float(np.min(r[f])) if f.any() else np.nan for r, f in zip(law_regret, finite)])
     S = thetas.shape[0]
-    metric_full = np.full((3, S), np.nan)
+    M = len(DESIGNS)
+    metric_full = np.full((M, S), np.nan)
     metric_full[:, valid] = x
-    regret_full = np.full((3, S), np.nan)
+    regret_full = np.full((M, S), np.nan)
     regret_full[:, valid] = regret
-    q = np.quantile(x, [(1 - prob) / 2, 0.5, (1 + prob) / 2], axis=1)
+    opt_full = np.full(S, np.nan)
+    opt_full[valid] = x_opt
+    q = np.full((3, M), np.nan)
+    ok_rows = np.all(np.isfinite(x), axis=1)
+    if ok_rows.any():
+        q[:, ok_rows] = np.quantile(x[ok_rows], [(1 - prob) / 2, 0.5, (1 + prob) / 2], axis=1)
     shape = (coefs.sizes["chain"], coefs.sizes["draw"])
     sample_coords = {d: coefs[d].values for d in SAMPLE_DIMS}
     per_design = ("design",)
-    ds = xr.Dataset(
-        {
-            "N": (per_design, designs[:, 0]),
-            "D": (per_design, designs[:, 1]),
-            "k": (per_design, designs[:, 2]),
-            "tokens_per_param": (per_design, designs[:, 1] / designs[:, 0]),
-            "utility": (per_design, utility),
-            "p_target": (per_design, problem.p_target(x) if target is not None else np.full(3, np.nan)),
-            "expected_regret": (per_design, regret.mean(axis=1)),
-            "metric_median": (per_design, q[1]),
-            "metric_mean": (per_design, x.mean(axis=1)),
-            "metric_lower": (per_design, q[0]),
-            "metric_upper": (per_design, q[2]),
-            "metric": (("design", *SAMPLE_DIMS), metric_full.reshape(3, *shape)),
-            "regret": (("design", *SAMPLE_DIMS), regret_full.reshape(3, *shape)),
-            "optimal_metric": (SAMPLE_DIMS, np.where(valid, opt_metric, np.nan).reshape(shape)),
-            "n_draws": ((), int(valid.sum())),
-        },
-        coords={"design": list(DESIGNS), **sample_coords},
-    )
+    from .baselines import BOUND_NAMES, bound_shares, p_beats
+
+    shares = bound_shares(opt_N, opt_D, opt_k, constraints, data_k_max(fit))
+    data = {
+        "N": (per_design, designs[:, 0]),
+        "D": (per_design, designs[:, 1]),
+        "k": (per_design, designs[:, 2]),
+        "tokens_per_param": (per_design, designs[:, 1] / designs[:, 0]),
+        "flops_per_query": (per_design, 2.0 * designs[:, 0] * designs[:, 2] * budget.tokens_per_sample),
+        "utility": (per_design, utility),
+        "p_target": (per_design, np.where(ok_rows, problem.p_target(x), np.nan) if target is not None
+                     else np.full(M, np.nan)),
+        "expected_regret": (per_design, regret.mean(axis=1)),
+        "negative_regret_share": (per_design, neg_share),
+        "negative_regret_min": (per_design, neg_min),
+        "metric_median": (per_design, q[1]),
+        "metric_mean": (per_design, x.mean(axis=1)),
+        "metric_lower": (per_design, q[0]),
+        "metric_upper": (per_design, q[2]),
+        "metric": (("design", *SAMPLE_DIMS), metric_full.reshape(M, *shape)),
+        "regret": (("design", *SAMPLE_DIMS), regret_full.reshape(M, *shape)),
+        "optimal_metric": (SAMPLE_DIMS, opt_full.reshape(shape)),
+        "p_beats_chinchilla": ((), p_beats(x[0], x[1], problem.lower)),
+        "p_beats_train_optimal": ((), p_beats(x[0], x[2], problem.lower)),
+        "chinchilla_feasible": ((), bool(np.isfinite(chin[0]))),
+        "n_draws": ((), int(valid.sum())),
+    }
+    for b in BOUND_NAMES:
+        data[f"bounds_{b}"] = ((), shares.get(b, np.nan))
+    ds = xr.Dataset(data, coords={"design": list(DESIGNS), **sample_coords})
     return ds.assign_coords(task=task)
+
+
+def _own_optimum_metrics(problem: "_Problem", opt_designs: np.ndarray, law_opt: np.ndarray) -> np.ndarray:
+    """Each draw's metric at its own optimum (a per-draw design), on the same footing as `problem.metrics`
+    (law, or a new run with the same checkpoint effect per draw)."""
+    if problem.law:
+        return law_opt
+    ok = np.all(np.isfinite(opt_designs), axis=1)
+    safe = np.where(ok[:, None], opt_designs, 1.0)
+    x = metric_draws(problem.fit, problem.coefs, safe[:, 0:1], safe[:, 1:2], safe[:, 2:3], law=False,
+                     seed=problem.seed)[:, 0]
+    return np.where(ok, x, np.nan)
 
 
 def _attrs(route: Any, budget: Budget, constraints: Constraints, risk: Risk, target: float | None,
@@ -473,9 +549,9 @@ def _scaled_name(budget: Budget) -> str:
     return "train_flops" if isinstance(budget, SplitBudget) else "total_flops"
 
 
-def min_budget(fit: Any, budget: Budget, constraints: Constraints = Constraints(), *, target: float,
+def min_budget(fit: Any, budget: Budget, constraints: Constraints | None = None, *, target: float,
                confidence: float = 0.9, task: str | None = None, prob: float = 0.9,
-               rtol: float = 1e-3) -> xr.Dataset:
+               rtol: float = 1e-3, law: bool = False, seed: int = 0) -> xr.Dataset:
     """The cheapest budget at which some design reaches `target` with probability >= `confidence`, per task.
 
     Scales C_train with C_inf fixed (split) or C with Q fixed (total), starting from `budget`; bisection in
@@ -487,13 +563,18 @@ def min_budget(fit: Any, budget: Budget, constraints: Constraints = Constraints(
         raise InputError("--min-budget needs --target")
     if not 0.0 < confidence < 1.0:
         raise InputError(f"--confidence must be in (0, 1), got {confidence:g}")
+    constraints = resolve_constraints(fit, constraints)
     _check_options(budget, constraints, Risk("prob"), target, prob)
     coefs, tasks = _draws(fit, task)
     route = fit.route
+    names = list(route.coefficient_names) + [v for v in route.noise_names if v in fit.posterior]
+    post = sample_view(fit.posterior[names].sel(task=tasks))
     results = []
     for t in tasks:
         thetas = _stack(coefs.sel(task=t), route.coefficient_names)
-        thetas = thetas[np.all(np.isfinite(thetas), axis=1)]
+        finite = np.all(np.isfinite(thetas), axis=1)
+        thetas = thetas[finite]
+        draws_t = post.sel(task=t).isel(sample=np.flatnonzero(finite))
         if thetas.shape[0] == 0:
             raise InputError(f"task '{t}': no posterior draw has finite coefficients (all-NaN posterior)")
 
@@ -503,7 +584,8 @@ def min_budget(fit: Any, budget: Budget, constraints: Constraints = Constraints(
                 check_feasible(b, constraints)
             except InputError:  # too small to buy the smallest model at all
                 return 0.0
-            return _Problem(thetas, route, b, constraints, Risk("prob"), target).best_p_target()
+            return _Problem(thetas, route, b, constraints, Risk("prob"), target, fit=fit, coefs=draws_t,
+                            law=not _has_scatter(fit, law), seed=seed).best_p_target()
 
         lo, hi = _bracket(best_p, confidence, t, target, route, budget)
         while hi / lo > 1.0 + rtol:
@@ -513,7 +595,7 @@ def min_budget(fit: Any, budget: Budget, constraints: Constraints = Constraints(
             else:
                 lo = mid
         b = _scaled(budget, hi)
-        ds = decide(fit, b, constraints, risk="prob", target=target, task=t, prob=prob)
+        ds = decide(fit, b, constraints, risk="prob", target=target, task=t, prob=prob, law=law, seed=seed)
         ds["min_flops"] = ("task", [getattr(b, _scaled_name(b))])
         results.append(ds)
     out = xr.concat(results, dim="task", combine_attrs="drop_conflicts")
@@ -551,8 +633,13 @@ def _bracket(best_p, confidence: float, task: str, target: float, route: Any, bu
 
 # ------------------------------------------------------------------------------------------------ records
 def decision_records(ds: xr.Dataset) -> list[dict]:
-    """One JSON-ready record per task: budget, risk, target and, per design, N, D, k, tokens/param, metric
-    {median, mean, lower, upper, prob}, p_target, expected_regret, utility."""
+    """One JSON-ready record per task: budget (with T), constraints, risk, target, what the metric includes,
+    per design (chosen, chinchilla, train_optimal, median_optimum) N, D, k, tokens/param, FLOPs per query
+    2NkT, metric {median, mean, lower, upper, prob}, p_target, expected_regret, utility and negative_regret
+    {share, min}; p_beats_chinchilla, p_beats_train_optimal (P(chosen design beats the baseline)), and the
+    bounds {name: share of draws whose optimum sits on it}."""
+    from .baselines import BOUND_NAMES
+
     attrs = ds.attrs
     target = attrs.get("target", float("nan"))
     target = None if target is None or not np.isfinite(target) else float(target)
@@ -562,8 +649,10 @@ def decision_records(ds: xr.Dataset) -> list[dict]:
         budget = json.loads(attrs["budget"])
         if "min_flops" in ds:
             budget[attrs["scaled"]] = float(row["min_flops"])
-        rec: dict[str, Any] = {"task": str(t), "budget": budget, "risk": attrs["risk"], "target": target,
-                               "metric_name": attrs["metric_name"]}
+        rec: dict[str, Any] = {"task": str(t), "budget": budget, "constraints": json.loads(attrs["constraints"]),
+                               "risk": attrs["risk"], "target": target, "metric_name": attrs["metric_name"],
+                               "metric_includes": "law and checkpoint scatter (a new run)"
+                               if attrs.get("scatter") else "law"}
         if "confidence" in attrs:
             rec["confidence"] = float(attrs["confidence"])
         for d in DESIGNS:
@@ -572,12 +661,20 @@ def decision_records(ds: xr.Dataset) -> list[dict]:
             rec[d] = {
                 "N": float(r["N"]), "D": float(r["D"]), "k": float(r["k"]),
                 "tokens_per_param": float(r["tokens_per_param"]),
+                "flops_per_query": float(r["flops_per_query"]),
                 "metric": {"median": float(r["metric_median"]), "mean": float(r["metric_mean"]),
                            "lower": float(r["metric_lower"]), "upper": float(r["metric_upper"]),
                            "prob": float(attrs["prob"])},
                 "p_target": None if not np.isfinite(p) else p,
                 "expected_regret": float(r["expected_regret"]),
+                "negative_regret": {"share": float(r["negative_regret_share"]),
+                                    "min": float(r["negative_regret_min"])},
                 "utility": float(r["utility"]),
             }
+        rec["chinchilla"]["feasible"] = bool(row["chinchilla_feasible"])
+        rec["p_beats_chinchilla"] = float(row["p_beats_chinchilla"])
+        rec["p_beats_train_optimal"] = float(row["p_beats_train_optimal"])
+        shares = {b: float(row[f"bounds_{b}"]) for b in BOUND_NAMES if f"bounds_{b}" in row}
+        rec["bounds"] = {b: v for b, v in shares.items() if np.isfinite(v) and v > 0}
         records.append(rec)
     return records

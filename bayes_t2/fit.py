@@ -204,21 +204,27 @@ class Fit:
         return diagnose(self.tree, list(self.route.coefficient_names))
 
     # ---- derived -------------------------------------------------------------------------------------------
-    def optimize(self, budgets=None, constraints=None, *, draws_per_chunk: int | None = None,
-                 **budget_options: Any) -> xr.Dataset:
-        """Per-draw optimum (N*, D*, k*) for each task and budget: an xarray Dataset (chain, draw, task, budget).
+    def optimize(self, budgets=None, constraints=None, *, draws_per_chunk: int | None = None, law: bool = False,
+                 seed: int = 0, **budget_options: Any) -> xr.Dataset:
+        """Per-draw optimum (N*, D*, k*) for each task and budget: an xarray Dataset (chain, draw, task, budget),
+        with the baselines, the recommended design, P(beats) and the bound shares (`bayes_t2.baselines`).
 
         The budget: keywords as the CLI options (``fit.optimize(train_flops=2.56e19, inference_flops=2e9)``,
         ``total_flops=, queries=``, ``tokens_per_sample=``, ``max_tokens=``, ``max_params=``, ``min_params=``,
-        ``k_max=``), or `Budget` objects (one or a list) and a `Constraints`.
-
+        ``k_max=``), or `Budget` objects (one or a list) and a `Constraints`. An unset min_params becomes a
+        tenth of the smallest model in the data.
+        law: score designs on the law alone; default False, a new run's metric (the law plus the fitted
+        checkpoint scatter, one fresh effect per draw drawn with `seed` and shared by every design).
         draws_per_chunk: split the posterior into Dask chunks over `draw` and compute them on the active Dask
         scheduler (a distributed Client inside `bayes_t2.cluster.dask_client`, else local threads); the result
         is the same to the last bit and comes back computed. Needs dask (`bayes-t2[scale]`).
         """
+        from .baselines import add_decision_quantities, resolve_constraints
         from .options import resolve
 
         budgets, constraints = resolve(budgets, constraints, budget_options)
+        budgets = list(budgets)
+        constraints = resolve_constraints(self, constraints)
         coefficients = self.coefficients()
         if draws_per_chunk is not None:
             try:
@@ -230,6 +236,7 @@ class Fit:
 
         opt = route_optimum(self.route, coefficients, budgets, constraints)
         opt = opt.compute() if draws_per_chunk is not None else opt
+        opt = add_decision_quantities(self, opt, budgets, constraints, law=law, seed=seed)
         notes = prior_only_notes(self.tree) + extrapolation_notes(self, opt)
         opt.attrs["warnings"] = json.dumps(notes)
         for note in notes:
@@ -237,12 +244,13 @@ class Fit:
         return opt
 
     def optimum_records(self, budgets, constraints=None, prob: float = 0.9, *, budgets_per_chunk: int = 8,
-                        draws_per_chunk: int | None = None, progress: bool = False) -> list[dict]:
+                        draws_per_chunk: int | None = None, progress: bool = False, law: bool = False,
+                        seed: int = 0) -> list[dict]:
         """optimum.json records (task-major, budgets in order) for every task and budget.
 
         Solved `budgets_per_chunk` budgets at a time and summarised at once, so memory stays bounded by draws x
         budgets_per_chunk whatever the number of budgets (the full sweep of 1e5 draws x 200 budgets would hold
-        1.6 GB). progress: show a bar over the budgets (interactive sessions only).
+        1.6 GB). progress: show a bar over the budgets (interactive sessions only). law, seed: as `optimize`.
         """
         from .progress import progress as progress_bar
         from .summary import optimum_records
@@ -254,7 +262,7 @@ class Fit:
         with progress_bar("solving budgets", len(budgets), progress) as advance:
             for start in range(0, len(budgets), budgets_per_chunk):
                 chunk = budgets[start:start + budgets_per_chunk]
-                opt = self.optimize(chunk, constraints, draws_per_chunk=draws_per_chunk)
+                opt = self.optimize(chunk, constraints, draws_per_chunk=draws_per_chunk, law=law, seed=seed)
                 for record in optimum_records(opt, self.route.metric_name, self.route.lower_is_better, prob):
                     per_task[record["task"]].append(record)
                 advance(len(chunk))
@@ -339,12 +347,13 @@ class Fit:
 
     def decide(self, budget=None, constraints=None, *, risk: str = "mean", target: float | None = None,
                task: str | None = None, prob: float = 0.9, min_budget: bool = False, confidence: float = 0.9,
-               **budget_options: Any):
+               law: bool = False, seed: int = 0, **budget_options: Any):
         """One design (N, D, k) to commit to per task under one budget and a risk attitude (``mean``,
         ``quantile:Q``, ``cvar:Q``, ``prob`` = P(reach `target`)), against the baselines: a `Decision`
         (``.table``, ``.to_json()``, ``.dataset``). The budget as in `optimize` (keywords or objects).
         min_budget: the cheapest budget (scaling the training or total budget) that reaches `target` with
-        probability `confidence`, as ``bayes-t2 decide --min-budget``.
+        probability `confidence`, as ``bayes-t2 decide --min-budget``. law, seed: as `optimize` (default: a
+        new run's metric, law plus checkpoint scatter).
         """
         from .decide import decide as run_decide, min_budget as run_min_budget
         from .options import resolve
@@ -357,26 +366,30 @@ class Fit:
             if target is None:
                 raise InputError("--min-budget needs --target")
             return Decision(run_min_budget(self, budget, constraints, target=target, confidence=confidence,
-                                           task=task, prob=prob))
-        return Decision(run_decide(self, budget, constraints, risk=risk, target=target, task=task, prob=prob))
+                                           task=task, prob=prob, law=law, seed=seed))
+        return Decision(run_decide(self, budget, constraints, risk=risk, target=target, task=task, prob=prob,
+                                   law=law, seed=seed))
 
     def report(self, path: str | Path, budget=None, constraints=None, *, prob: float = 0.9, risk: str = "mean",
                target: float | None = None, overwrite: bool = False, progress: bool = False,
-               fit_name: str = "FIT.nc", **budget_options: Any):
+               fit_name: str = "FIT.nc", law: bool = False, seed: int = 0, **budget_options: Any):
         """Write the multi-page PDF report (as ``bayes-t2 report``) and return what was written (`Report`:
-        path, page titles, problems stated on the pages). The budget as in `optimize`."""
+        path, page titles, problems stated on the pages). The budget, law and seed as in `optimize`."""
         import matplotlib.pyplot as plt
 
         from .budget import check_feasible
         from .options import resolve
         from .report import check_reportable, write_report
 
+        from .baselines import resolve_constraints
+
         budget, constraints = resolve(budget, constraints, budget_options, many=False)
+        constraints = resolve_constraints(self, constraints)
         check_feasible(budget, constraints)
         check_reportable(self)
         with plt.ioff():
             return write_report(self, path, budget, constraints, prob=prob, risk=risk, target=target,
-                                overwrite=overwrite, progress=progress, fit_name=fit_name)
+                                overwrite=overwrite, progress=progress, fit_name=fit_name, law=law, seed=seed)
 
     # ---- files ---------------------------------------------------------------------------------------------
     def save(self, path: str | Path, *, overwrite: bool = False, optimum: xr.Dataset | None = None,

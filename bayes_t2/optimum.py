@@ -864,7 +864,10 @@ def __getattr__(name: str) -> Any:
 
 
 def budget_table(budgets: Sequence[Budget], constraints: Constraints = Constraints()) -> tuple[np.ndarray, np.ndarray]:
-    """Kernel inputs for a list of budgets: (budgets[B, 4], chinchilla designs[B, 3]); checks feasibility."""
+    """Kernel inputs for a list of budgets: (budgets[B, 4], chinchilla designs[B, 3]); checks feasibility.
+
+    A Chinchilla design the budget cannot afford (`budget.chinchilla_baseline`) is a row of NaN, so its
+    metrics come out NaN."""
     if len(budgets) == 0:
         raise InputError("at least one budget is required")
     table = np.empty((len(budgets), 4))
@@ -923,7 +926,7 @@ def _run(objective: Any, exact: bool, thetas: np.ndarray, table: np.ndarray, chi
     if ok.any():
         good = thetas if ok.all() else np.ascontiguousarray(thetas[ok])
         res = out if ok.all() else np.empty((len(OUTPUTS), good.shape[0], table.shape[0]))
-        sweep_kernel()(objective, exact, good, table, chin, constraints.max_tokens_f, constraints.min_params,
+        sweep_kernel()(objective, exact, good, table, chin, constraints.max_tokens_f, constraints.min_params_f,
                        constraints.max_params_f, constraints.k_max_f, res)
         if not ok.all():
             out[:, ok, :] = res
@@ -959,8 +962,8 @@ def optimize_posterior(coefficients: xr.Dataset, budgets: Sequence[Budget],
 
     Returns a Dataset with dims (*sample dims, budget): N, D, k, tokens_per_param, metric (objective at the
     optimum), chinchilla_metric and chinchilla_metric_k1 (objective at the Chinchilla design, and at its N, D
-    with k = 1), plus chinchilla_N, chinchilla_D, chinchilla_k with dim budget alone (the baseline does not
-    depend on the draw). Non-dim coords on budget describe each budget (NaN where not applicable); the
+    with k = 1; NaN where that design is infeasible), plus chinchilla_N, chinchilla_D, chinchilla_k and
+    chinchilla_feasible with dim budget alone (the baseline does not depend on the draw). Non-dim coords on budget describe each budget (NaN where not applicable); the
     constraints are in attrs.
     """
     objective, exact = _resolve_objective(objective, theta_names, method)
@@ -995,15 +998,16 @@ def optimize_posterior(coefficients: xr.Dataset, budgets: Sequence[Budget],
     ds["chinchilla_N"] = ("budget", chin[:, 0])
     ds["chinchilla_D"] = ("budget", chin[:, 1])
     ds["chinchilla_k"] = ("budget", chin[:, 2])
+    ds["chinchilla_feasible"] = ("budget", np.isfinite(chin[:, 0]))
     order = ["N", "D", "k", "tokens_per_param", "metric", "chinchilla_N", "chinchilla_D", "chinchilla_k",
-             "chinchilla_metric", "chinchilla_metric_k1"]
+             "chinchilla_feasible", "chinchilla_metric", "chinchilla_metric_k1"]
     ds = ds[order]
     ds.attrs = {
         "constraints": constraints.to_json(),
         "max_tokens": constraints.max_tokens_f,
         "max_params": constraints.max_params_f,
         "k_max": constraints.k_max_f,
-        "min_params": constraints.min_params,
+        "min_params": constraints.min_params_f,
         "budgets": json.dumps([b.as_dict() for b in budgets]),
         "objective": getattr(getattr(objective, "py_func", objective), "__name__", str(objective)),
         "method": "exact" if exact else "search",

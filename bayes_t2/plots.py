@@ -428,7 +428,7 @@ def optimum_sweep(fit, budget: Budget, constraints: Constraints = Constraints(),
             skipped.append(b.train_flops if isinstance(b, SplitBudget) else b.total_flops)
     if not feasible:
         raise InputError(f"no budget from {min(flops):.3g} to {max(flops):.3g} FLOPs buys the smallest model "
-                         f"({constraints.min_params:g} parameters) under these constraints")
+                         f"({constraints.min_params_f:g} parameters) under these constraints")
     with warnings.catch_warnings():  # a sweep beyond the data is the point of this figure, not a surprise
         warnings.simplefilter("ignore", ExtrapolationWarning)
         return fit.optimize(feasible, constraints), skipped
@@ -505,13 +505,23 @@ def plot_headline(records: list[dict], *, title: str, lines: Sequence[str] = (),
             fig.text(0.03, y, "\n".join(wrapped), fontsize=9, va="top", color="firebrick", fontweight="bold",
                      linespacing=1.4)
             y -= 0.028 * len(wrapped) + 0.01
-        cols = ["task", "N* (params)", "D* (tokens)", "tokens/param", "k*", metric, "Chinchilla N",
-                "Chinchilla D", "k", f"Chinchilla {metric}", "P(beats)"]
-        cells = [[r["task"], fmt.interval(r["N"]), fmt.interval(r["D"]), fmt.interval(r["tokens_per_param"]),
-                  fmt.interval(r["k"], ".0f"), fmt.interval(r["metric"], ".4g"), fmt.number(r["chinchilla"]["N"]),
-                  fmt.number(r["chinchilla"]["D"]),
-                  f"{r['chinchilla']['k']:.0f}", fmt.interval(r["chinchilla"]["metric"], ".4g"),
-                  f"{r['p_beats_chinchilla']:.2f}"] for r in records]
+        cols = ["task", "N* (params)", "D* (tokens)", "tokens/param", "k*", metric, "recommended N, D, k",
+                f"rec. {metric}", "Chinchilla N, D, k", f"Chin. {metric}", "train-opt. N, D, k",
+                f"t.-o. {metric}", "P(beats Chin.)", "P(beats t.-o.)"]
+
+        def design(d: dict) -> str:
+            if d.get("feasible") is False:
+                return "infeasible"
+            return f"{fmt.number(d['N'])}, {fmt.number(d['D'])}, {d['k']:.0f}"
+
+        def p(x: float) -> str:
+            return "n/a" if not np.isfinite(x) else f"{x:.2f}"
+
+        cells = [[r["task"], fmt.interval(r["N"]), fmt.interval(r["D"]), fmt.interval(r["tokens_per_param"]), fmt.interval(r["k"], ".0f"),
+                  fmt.interval(r["metric"], ".4g"), design(r["recommended"]), f"{r['recommended']['metric']['median']:.4g}",
+                  design(r["chinchilla"]), _median4(r["chinchilla"]["metric"]), design(r["train_optimal"]),
+                  _median4(r["train_optimal"]["metric"]), p(r["p_beats_chinchilla"]),
+                  p(r["p_beats_train_optimal"])] for r in records]
         height = min(0.035 * (len(cells) + 1), max(y - 0.47, 0.08))
         ax_table = fig.add_axes((0.03, y - height - 0.035, 0.94, height))
         ax_table.axis("off")
@@ -552,8 +562,13 @@ def plot_headline(records: list[dict], *, title: str, lines: Sequence[str] = (),
     return fig, np.array([ax_table, *axes])
 
 
+def _median4(s: dict) -> str:
+    return f"{s['median']:.4g}" if np.isfinite(s["median"]) else "n/a"
+
+
 # ------------------------------------------------------------------------------------- (6) decision
-DESIGN_LABELS = {"chosen": "chosen", "chinchilla": "Chinchilla", "median_optimum": "median optimum"}
+DESIGN_LABELS = {"chosen": "chosen", "chinchilla": "Chinchilla", "train_optimal": "train-optimal",
+                 "median_optimum": "median optimum"}
 
 
 def tail_risk(x: np.ndarray, lower_is_better: bool, q: float = 0.1) -> tuple[float, float]:

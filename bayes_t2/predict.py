@@ -52,3 +52,58 @@ def predict_points(fit, points: list[dict[str, float]], prob: float = 0.9, *, ne
     K = xr.DataArray([p["k"] for p in points], coords={"point": dim}, dims="point")
     pred = fit.metric_at(N, D, K, new_checkpoint=new_checkpoint, seed=seed)
     return prediction_records(pred, points, fit.route.metric_name, prob)
+
+
+# ------------------------------------------------------------------------------- metric draws at designs
+class SharedEffects:
+    """A stand-in for `numpy.random.Generator` in `route.metric(..., rng=...)`: each request for random
+    numbers of shape (S, M) (S posterior draws x M designs) is drawn for the S draws alone and repeated over
+    the M designs. So every design sees the same fresh checkpoint effect in a given draw (common random
+    numbers): comparisons between designs (P(beats), regret, the best design) are not blurred by noise drawn
+    independently per design, and the same seed gives the same effects whatever the designs."""
+
+    def __init__(self, seed: int, n_samples: int, n_designs: int) -> None:
+        self._rng = np.random.default_rng(seed)
+        self._shape = (n_samples, n_designs)
+
+    def _shared(self, draw, size) -> np.ndarray:
+        size = tuple(np.atleast_1d(size)) if size is not None else ()
+        if size != self._shape:
+            raise ValueError(f"SharedEffects expects draws x designs {self._shape}, got {size}")
+        return np.broadcast_to(draw((self._shape[0], 1)), size)
+
+    def standard_normal(self, size=None) -> np.ndarray:
+        return self._shared(lambda s: self._rng.standard_normal(s), size)
+
+    def standard_t(self, df, size=None) -> np.ndarray:
+        return self._shared(lambda s: self._rng.standard_t(df, s), size)
+
+
+def metric_draws(fit, coefficients: xr.Dataset, N, D, k, *, law: bool = False, seed: int = 0) -> np.ndarray:
+    """The metric of every posterior draw at every design -> array [S, M].
+
+    coefficients: one task's posterior (the route's coefficient and noise variables) with a single sample
+    dim `sample` of size S; N, D, k: arrays broadcastable to [S, M] (a fixed design is a column, a per-draw
+    design a column of S values). law=False (default): what a newly trained run would show, the law plus a
+    fresh checkpoint effect per draw drawn with `seed` and shared by all designs (`SharedEffects`), exactly
+    as `Fit.predict(new_checkpoint=True)` draws it; law=True: the law alone."""
+    route = fit.route
+    S = coefficients.sizes["sample"]
+    N, D, k = np.broadcast_arrays(*(np.asarray(x, dtype=float) for x in (N, D, k)))
+    if N.ndim == 1:
+        N, D, k = N[None, :], D[None, :], k[None, :]
+    M = N.shape[1]
+    N, D, k = (np.broadcast_to(x, (S if x.shape[0] == S else 1, M)) for x in (N, D, k))
+
+    def arr(x: np.ndarray) -> xr.DataArray:
+        return xr.DataArray(x, dims=("sample", "design")) if x.shape[0] == S else \
+            xr.DataArray(x[0], dims=("design",))
+
+    names = list(route.coefficient_names) + ([] if law else [v for v in route.noise_names if v in coefficients])
+    coefs = coefficients[names]
+    if law:
+        out = route.metric(coefs, arr(N), arr(D), arr(k))
+    else:
+        out = route.metric(coefs, arr(N), arr(D), arr(k), rng=SharedEffects(seed, S, M), spec=fit.spec)
+    out = out.transpose("sample", "design") if isinstance(out, xr.DataArray) else out
+    return np.broadcast_to(np.asarray(out, dtype=float), (S, M)).copy()

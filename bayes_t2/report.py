@@ -56,25 +56,29 @@ def check_reportable(fit) -> None:
 
 def write_report(fit, path: str | Path, budget: Budget, constraints: Constraints = Constraints(), *,
                  prob: float = 0.9, risk: str = "mean", target: float | None = None, overwrite: bool = False,
-                 progress: bool = False, fit_name: str = "FIT.nc") -> Report:
+                 progress: bool = False, fit_name: str = "FIT.nc", law: bool = False, seed: int = 0) -> Report:
     """Build every page and write the PDF atomically (refusing to replace `path` unless `overwrite`).
 
     Raises InputError, before writing anything, for an empty posterior, a budget that cannot buy the
     smallest model or a malformed risk. `risk` and `target` are those of `bayes_t2.decide.decide` for the
     decision pages; a target no design reaches is stated on those pages. `fit_name` is how the inputs page
-    refers to the fit file in its commands.
+    refers to the fit file in its commands. law, seed: as `Fit.optimize` (metrics of a new run by default).
     """
+    from .baselines import resolve_constraints
     from .decide import decide, parse_risk
+    from .summary import bound_warnings
 
     path = check_writable(path, overwrite=overwrite)
     check_reportable(fit)
+    constraints = resolve_constraints(fit, constraints)
     check_feasible(budget, constraints)
     parse_risk(risk)
-    opt = fit.optimize([budget], constraints)
+    opt = fit.optimize([budget], constraints, law=law, seed=seed)
     records = optimum_records(opt, fit.route.metric_name, fit.route.lower_is_better, prob)
     problems = [f"diagnostics: {w}" for w in fit.diagnostics().warnings]
     problems += [f"{r['task']}: no posterior draw gives a valid optimum at this budget" for r in records
                  if not np.isfinite(r["N"]["median"])]
+    problems += bound_warnings(records)
     pages: list[tuple[str, Callable[[], Any]]] = [
         ("headline", lambda: _headline(fit, records, budget, constraints, problems)[0])]
     for start in range(0, len(fit.tasks), TASKS_PER_PAGE):
@@ -90,13 +94,15 @@ def write_report(fit, path: str | Path, budget: Budget, constraints: Constraints
 
     def decision_page(tasks: list[str]):
         if "ds" not in decision:  # one search for all tasks, on the first decision page
-            decision["ds"] = decide(fit, budget, constraints, risk=risk, target=target, prob=prob)
+            decision["ds"] = decide(fit, budget, constraints, risk=risk, target=target, prob=prob, law=law,
+                                    seed=seed)
         return plots.plot_decision(decision["ds"].sel(task=tasks))[0]
 
     for start in range(0, len(fit.tasks), DECISION_TASKS_PER_PAGE):
         tasks = fit.tasks[start:start + DECISION_TASKS_PER_PAGE]
         pages.append((f"decision: {', '.join(tasks)}", lambda tasks=tasks: decision_page(tasks)))
-    pages.append(("inputs", lambda: _inputs_page(fit, budget, constraints, prob, fit_name, risk, target)))
+    pages.append(("inputs", lambda: _inputs_page(fit, budget, constraints, prob, fit_name, risk, target, law,
+                                                 seed)))
     titles: list[str] = []
 
     def write(tmp: Path) -> None:
@@ -129,16 +135,22 @@ def _compute(budget: Budget) -> float:
 
 def _headline(fit, records, budget: Budget, constraints: Constraints, problems: list[str]):
     diag = fit.diagnostics()
-    cons = {k: v for k, v in constraints.as_dict().items() if v is not None and k != "min_params"}
+    cons = {k: v for k, v in constraints.as_dict().items()
+            if v is not None and k not in ("min_params", "min_params_source")}
+    includes = records[0].get("metric_includes", "law") if records else "law"
     lines = [
-        f"Budget: {budget.label()} FLOPs" + (f"; constraints: {_kv(cons)}" if cons else "; no constraints")
-        + f"; smallest model considered {constraints.min_params:g} parameters",
+        f"Budget: {budget.label()}" + (f"; constraints: {_kv(cons)}" if cons else "; no constraints")
+        + f"; {constraints.min_params_note()}",
         f"Fit: route '{fit.route.name}', {len(fit.tasks)} task(s), {diag.n_samples} posterior draws; "
         f"max r-hat {diag.max_rhat:.3f}, min bulk ESS {diag.min_ess_bulk:.0f}, {diag.divergences} divergences",
         f"Data: sha256 {fit.tree.attrs.get('data_sha256', 'unknown')[:16]}…, "
         f"{', '.join(json.loads(fit.tree.attrs.get('data_sources', '[]')))}",
-        "N* = parameters, D* = training tokens, k* = samples per query at the optimum (median [interval]); "
-        "P(beats) = posterior probability that the T2 optimum beats the Chinchilla design at this budget.",
+        "N* = parameters, D* = training tokens, k* = samples per query at each draw's optimum (median "
+        f"[interval]); the metric is the {includes}. Recommended = the design at the posterior-median optimum. "
+        "Chinchilla = the largest D = 20N model the budget allows; train-optimal = the law's own compute-optimal "
+        "model for k = 1; each draws the k its inference budget affords (FLOPs/query = 2NkT).",
+        "P(beats X) = posterior probability that the recommended design does strictly better than design X, both "
+        "scored on the same posterior draw (and the same checkpoint effect).",
     ]
     return plots.plot_headline(records, title="bayes-t2: what to train and how to serve it", lines=lines,
                                problems=problems)
@@ -158,11 +170,13 @@ def _budget_options(budget: Budget, constraints: Constraints) -> str:
         value = getattr(constraints, key)
         if value is not None:
             opts.append(f"{opt} {value:g}")
+    if constraints.min_params_source == "user":
+        opts.append(f"--min-params {constraints.min_params_f:g}")
     return " ".join(opts)
 
 
 def _inputs_page(fit, budget: Budget, constraints: Constraints, prob: float, fit_name: str, risk: str,
-                 target: float | None):
+                 target: float | None, law: bool = False, seed: int = 0):
     """Everything needed to reproduce the report: data hash and sources, versions, model spec, sampler."""
     attrs = fit.tree.attrs
     settings = json.loads(attrs.get("sampler_settings", "{}"))
@@ -183,11 +197,14 @@ def _inputs_page(fit, budget: Budget, constraints: Constraints, prob: float, fit
         ("constraints", constraints.to_json()),
         ("intervals", f"equal-tailed, {prob:.0%}, ends included: for the integer k* (and N*, D*, which follow "
                       f"it at a split budget) they hold at least {prob:.0%} of the posterior, i.e. are conservative"),
-        ("decision", f"risk {risk}" + ("" if target is None else f", target {target:g}")),
+        ("decision", f"risk {risk}" + ("" if target is None else f", target {target:g}")
+         + ("; metrics of the law alone (--law)" if law else f"; metrics of a new run (law + checkpoint scatter, "
+            f"seed {seed})")),
         ("reproduce the fit", fit_cmd),
         ("reproduce the report", f"bayes-t2 report {fit_name} --out report.pdf "
                                  f"{_budget_options(budget, constraints)} --prob {prob:g} --risk {risk}"
-                                 + ("" if target is None else f" --target {target:g}")),
+                                 + ("" if target is None else f" --target {target:g}")
+                                 + (" --law" if law else f" --seed {seed}")),
     ]
     text = []
     for key, value in left:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import numpy as np
@@ -24,26 +25,50 @@ def interval(values: xr.DataArray, prob: float) -> dict[str, float]:
     return {"median": float(med), "mean": float(x.mean()), "lower": float(lo), "upper": float(hi), "prob": prob}
 
 
+def _design(o: xr.Dataset, name: str, prob: float, tokens_per_sample: float) -> dict[str, Any]:
+    """One fixed design of a record: N, D, k, its inference FLOPs per query 2NkT and its metric interval."""
+    n, d, k = (float(o[f"{name}_{v}"]) for v in ("N", "D", "k"))
+    return {"N": n, "D": d, "k": k, "flops_per_query": 2.0 * n * k * tokens_per_sample,
+            "metric": interval(o[f"{name}_metric"], prob)}
+
+
+def _share(value: Any) -> float:
+    v = float(value)
+    return v if np.isfinite(v) else float("nan")
+
+
 def optimum_records(opt: xr.Dataset, metric_name: str, lower_is_better: bool, prob: float = 0.9) -> list[dict]:
-    """One record per (task, budget): N, D, k, tokens/param, metric with intervals, Chinchilla, P(beats it)."""
+    """One record per (task, budget) in DESIGN.md's optimum.json format: the per-draw optimum's N, D, k,
+    tokens/param and metric (intervals), the recommended design (at the posterior-median optimum), the
+    chinchilla and train_optimal baselines, P(recommended beats each baseline) and the share of draws on
+    each bound. `opt` is `Fit.optimize`'s result."""
+    from .baselines import BOUND_NAMES
+
     records = []
+    law = bool(opt.attrs.get("law", 0))
     for task in opt["task"].values:
         for b in opt["budget"].values:
             o = opt.sel(task=task, budget=b)
-            t2, chin = o["metric"], o["chinchilla_metric"]
-            beats = (t2 < chin) if lower_is_better else (t2 > chin)
-            valid = np.isfinite(t2) & np.isfinite(chin)
+            budget = _budget_dict(opt, b)
+            T = budget.get("tokens_per_sample", 1.0)
+            feasible = bool(o["chinchilla_feasible"])
+            chin = _design(o, "chinchilla", prob, T)
+            chin["feasible"] = feasible
+            chin["metric_k1"] = interval(o["chinchilla_metric_k1"], prob)
+            bounds = {name: _share(o[f"bounds_{name}"]) for name in BOUND_NAMES if f"bounds_{name}" in o}
             rec: dict[str, Any] = {
                 "task": str(task),
-                "budget": _budget_dict(opt, b),
+                "budget": budget,
                 **{name: interval(o[name], prob) for name in ("N", "D", "k", "tokens_per_param", "metric")},
                 "metric_name": metric_name,
-                "chinchilla": {
-                    "N": float(o["chinchilla_N"].max()), "D": float(o["chinchilla_D"].max()),
-                    "k": float(o["chinchilla_k"].max()),
-                    "metric": interval(chin, prob), "metric_k1": interval(o["chinchilla_metric_k1"], prob),
-                },
-                "p_beats_chinchilla": float(beats.where(valid).mean()) if bool(valid.any()) else float("nan"),
+                "metric_includes": "law" if law else "law and checkpoint scatter (a new run)",
+                "recommended": _design(o, "recommended", prob, T),
+                "chinchilla": chin,
+                "train_optimal": _design(o, "train_optimal", prob, T),
+                "p_beats_chinchilla": _share(o["p_beats_chinchilla"]),
+                "p_beats_train_optimal": _share(o["p_beats_train_optimal"]),
+                "bounds": {k: v for k, v in bounds.items() if np.isfinite(v) and v > 0},
+                "constraints": json.loads(opt.attrs.get("constraints", "{}")),
             }
             records.append(rec)
     return records
@@ -72,3 +97,36 @@ def prediction_records(pred: xr.DataArray, points: list[dict[str, float]], metri
                             "k": point["k"], "metric_name": metric_name, "median": s["median"],
                             "lower": s["lower"], "upper": s["upper"], "prob": prob})
     return records
+
+
+def bound_warnings(records: list[dict]) -> list[str]:
+    """One line per task and bound that a share of posterior draws' optima sit on (records of
+    `optimum_records` or `decide.decision_records`), plus one per infeasible Chinchilla baseline and per
+    negative regret (a per-draw optimum beaten on its own law: a bug, reported rather than clipped)."""
+    lines = []
+    for r in records:
+        cons = r.get("constraints", {})
+        src = cons.get("min_params_source", "default")
+        where = {"min_params": f"the smallest model considered ({cons.get('min_params', float('nan')):.3g} "
+                               f"parameters, {'set by --min-params' if src == 'user' else 'a tenth of the smallest model in the data' if src == 'data' else 'the default'}; change with --min-params)",
+                 "max_params": f"--max-params {cons.get('max_params') or float('nan'):.3g}",
+                 "k_max": f"--k-max {cons.get('k_max') or float('nan'):.0f}",
+                 "max_tokens": f"the data wall (--max-tokens {cons.get('max_tokens') or float('nan'):.3g})",
+                 "k_beyond_data": "a k beyond the largest k in the data (the sampling term is extrapolated)"}
+        for name, share in r.get("bounds", {}).items():
+            verb = "sits at" if name == "k_beyond_data" else "sits on"
+            lines.append(f"task '{r['task']}': the optimum of {share:.0%} of posterior draws {verb} "
+                         f"{where.get(name, name)}; there the bound, not the law, decides")
+        chin = r.get("chinchilla", {})
+        if chin.get("feasible") is False:
+            lines.append(f"task '{r['task']}': the Chinchilla baseline (D = 20 N) is infeasible at this budget: no "
+                         f"model of at least the smallest size considered, trained on 20 tokens per parameter, "
+                         f"fits the budgets and constraints with one sample per query; its metric and "
+                         f"P(beats Chinchilla) are n/a")
+        for design in ("chosen", "chinchilla", "train_optimal", "median_optimum"):
+            neg = r.get(design, {}).get("negative_regret") if isinstance(r.get(design), dict) else None
+            if neg and np.isfinite(neg.get("share", np.nan)) and neg["share"] > 0:
+                lines.append(f"task '{r['task']}': the {design.replace('_', ' ')} design beats the per-draw "
+                             f"optimum on its own law in {neg['share']:.1%} of draws (regret down to "
+                             f"{neg['min']:.3g}): the optimizer missed those optima; regrets are shown unclipped")
+    return lines

@@ -71,7 +71,7 @@ def utility_np(x: np.ndarray, risk: str, target: float | None = None) -> np.ndar
 def split_grid(budget: SplitBudget, constraints: Constraints = Constraints(), n: int = 6000):
     """Every design of a fine brute-force grid: log-grid in N plus both ends of every k segment."""
     c = budget.inference_flops / (2 * budget.tokens_per_sample)
-    lo, hi = constraints.min_params, min(constraints.max_params_f, c)
+    lo, hi = constraints.min_params_f, min(constraints.max_params_f, c)
     ks = np.arange(1, min(np.floor(c / lo), constraints.k_max_f) + 1)
     N = np.concatenate([np.geomspace(lo, hi, n), c / ks, c / (ks + 1)])
     N = N[(N >= lo) & (N <= hi)]
@@ -234,8 +234,10 @@ def test_per_task_decisions_and_records():
         assert r["risk"] == "cvar:0.1" and r["target"] == 3.2 and r["budget"]["kind"] == "split"
         for d in DESIGNS:
             e = r[d]
-            assert set(e) == {"N", "D", "k", "tokens_per_param", "metric", "p_target", "expected_regret",
-                              "utility"}
+            assert set(e) >= {"N", "D", "k", "tokens_per_param", "flops_per_query", "metric", "p_target",
+                              "expected_regret", "negative_regret", "utility"}
+            assert e["flops_per_query"] == pytest.approx(2 * e["N"] * e["k"] * SPLIT.tokens_per_sample, rel=1e-12)
+            assert e["negative_regret"]["share"] == 0.0
             assert e["metric"]["lower"] <= e["metric"]["median"] <= e["metric"]["upper"]
             assert 0 <= e["p_target"] <= 1
     one = decide(fit, SPLIT, task="y")
@@ -329,7 +331,7 @@ def fit_file(loss_truth_fit, tmp_path_factory):
 
 def test_real_posterior_against_brute_force(loss_truth_fit):
     fit = loss_truth_fit[2]
-    ds = decide(fit, SPLIT, risk="quantile:0.1", task="code")
+    ds = decide(fit, SPLIT, risk="quantile:0.1", task="code", law=True)
     c = draws_of(fit, "code")
     N, D, k = split_grid(SPLIT, n=3000)
     u = utility_np(law(c, N, D, k), "quantile:0.1")

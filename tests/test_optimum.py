@@ -253,11 +253,11 @@ def test_optimal_loss_monotone_in_budgets_and_bounded_by_k_free_optimum():
     nc = np.clip(nc[:, None], 1e6, cis / 2)  # smallest model considered; k >= 1 needs N <= C_inf/(2T)
     assert np.all(out[ROW["N"]] <= nc * (1 + 1e-12))
     assert np.any(out[ROW["N"]] < nc * (1 - 1e-3))  # (and more samples do pay for a smaller model)
-    # the optimum beats the Chinchilla design at the same budget (where that design fits the inference budget:
-    # the baseline draws at least one sample even when one sample costs more than C_inf)
+    # the optimum beats the Chinchilla design at the same budget (a design within every budget: clipped to the
+    # inference cap, so it exists at every C_inf here)
     fits = np.array([chinchilla_design(SplitBudget(1e21, ci))[0] <= ci / 2 for ci in cis])
-    assert 0 < fits.sum() < len(cis)
-    assert np.all(out[ROW["metric"]][:, fits] <= out[ROW["chinchilla_metric"]][:, fits] * (1 + 1e-14))
+    assert fits.all()
+    assert np.all(out[ROW["metric"]] <= out[ROW["chinchilla_metric"]] * (1 + 1e-14))
     # total budget: more compute never hurts, more queries never help
     tot = optimize_array(th, [TotalBudget(c, 1e9) for c in np.logspace(19, 25, 20)], Constraints())
     assert np.all(np.diff(tot[ROW["metric"]], axis=1) <= 1e-14)
@@ -280,8 +280,8 @@ def test_constraints_and_budgets_respected(method):
                  Constraints(max_tokens=1e10, k_max=3)):
         out = optimize_array(th, split + total, cons, method=method)
         N, D, k = out[ROW["N"]], out[ROW["D"]], out[ROW["k"]]
-        assert np.all(np.isfinite(out))
-        assert np.all(N >= cons.min_params) and np.all(N <= cons.max_params_f)
+        assert np.all(np.isfinite(out[[ROW["N"], ROW["D"], ROW["k"], ROW["metric"]]]))  # (baseline: tests/test_baselines.py)
+        assert np.all(N >= cons.min_params_f) and np.all(N <= cons.max_params_f)
         assert np.all(D <= cons.max_tokens_f) and np.all(D > 0)
         assert np.all(k >= 1) and np.all(k == np.round(k)) and np.all(k <= cons.k_max_f)
         for j, b in enumerate(split):
@@ -467,24 +467,7 @@ def test_undefined_draws_give_nan_and_leave_the_others_alone():
 # ------------------------------------------------------------------------------------------------------------
 
 
-def test_chinchilla_design():
-    for Ct in (1e18, 1e21, 1e24):
-        n, d, k = chinchilla_design(SplitBudget(Ct, 1e13, 4.0))
-        assert d / n == pytest.approx(20.0, rel=1e-14)
-        assert 6 * n * d == pytest.approx(Ct, rel=1e-14)
-        assert k == max(1, math.floor(1e13 / (2 * n * 4.0)))
-        assert 2 * n * k * 4.0 <= 1e13  # affordable at every Ct here (no `or k == 1` escape)
-    # k_max caps k, the data wall moves the model, max_params clips it
-    assert chinchilla_design(SplitBudget(1e20, 1e15), Constraints(k_max=5))[2] == 5
-    n, d, _ = chinchilla_design(SplitBudget(1e24, 1e13), Constraints(max_tokens=1e12))
-    assert d == 1e12 and 6 * n * d == pytest.approx(1e24, rel=1e-14) and d / n < 20
-    n, d, _ = chinchilla_design(SplitBudget(1e24, 1e13), Constraints(max_params=1e10))
-    assert n == 1e10 and 6 * n * d == pytest.approx(1e24, rel=1e-14)
-    # total budget: D = 20 N, k = 1, the whole budget spent on training plus serving
-    for C, Q, T in ((1e22, 1e9, 1.0), (1e24, 1e12, 3.0), (1e20, 1.0, 1.0)):
-        n, d, k = chinchilla_design(TotalBudget(C, Q, T))
-        assert k == 1 and d / n == pytest.approx(20.0, rel=1e-12)
-        assert 6 * n * d + 2 * n * T * Q == pytest.approx(C, rel=1e-12)
+# moved to tests/test_baselines.py (the baseline never exceeds any budget)
 
 
 # ------------------------------------------------------------------------------------------------------------
