@@ -117,15 +117,17 @@ MIN_PARAMS_DATA_FRACTION = 0.1
 @dataclass(frozen=True)
 class Constraints:
     """Design constraints. None means unconstrained, except `min_params` (the smallest model considered):
-    None there means "not given" and is resolved from the fit's data (`resolve_min_params`: a tenth of the
-    smallest model evaluated); without data `FALLBACK_MIN_PARAMS` applies (`min_params_f`)."""
+    None there means "not given": `FALLBACK_MIN_PARAMS` until `resolve_min_params` takes it from the fit's
+    data (a tenth of the smallest model evaluated); `min_params_source` says which ("user", "data",
+    "default")."""
 
     max_tokens: float | None = None
     max_params: float | None = None
     k_max: int | None = None
     min_params: float | None = None
     #: where min_params came from: "user", "data" (a tenth of the smallest model evaluated) or "default"
-    min_params_source: str = "default"
+    #: (empty when constructing: "user" if min_params is given, else "default")
+    min_params_source: str = ""
 
     def __post_init__(self) -> None:
         if self.max_tokens is not None:
@@ -134,8 +136,13 @@ class Constraints:
             object.__setattr__(self, "max_params", _positive("--max-params", self.max_params))
         if self.min_params is not None:
             object.__setattr__(self, "min_params", _positive("--min-params", self.min_params))
-            if self.min_params_source == "default":
+            if not self.min_params_source:  # given by the caller
                 object.__setattr__(self, "min_params_source", "user")
+        else:  # not given: the fallback until `resolve_min_params` takes it from the data
+            object.__setattr__(self, "min_params", FALLBACK_MIN_PARAMS)
+            object.__setattr__(self, "min_params_source", "default")
+        if self.min_params_source not in ("user", "data", "default"):
+            raise ValueError(f"min_params_source must be user, data or default, got {self.min_params_source!r}")
         if self.k_max is not None:
             k = self.k_max
             ok = (not isinstance(k, bool) and isinstance(k, Real) and math.isfinite(float(k))
@@ -152,7 +159,7 @@ class Constraints:
     def resolve_min_params(self, smallest_model: float | None) -> "Constraints":
         """These constraints with min_params set from the data (a tenth of `smallest_model`, the smallest
         model evaluated) when the user did not give it; unchanged otherwise or without data."""
-        if self.min_params is not None or smallest_model is None or not smallest_model > 0:
+        if self.min_params_source != "default" or smallest_model is None or not smallest_model > 0:
             return self
         return replace(self, min_params=MIN_PARAMS_DATA_FRACTION * float(smallest_model),
                        min_params_source="data")
@@ -160,7 +167,7 @@ class Constraints:
     # Float views for the numba kernels (inf = unconstrained).
     @property
     def min_params_f(self) -> float:
-        return FALLBACK_MIN_PARAMS if self.min_params is None else float(self.min_params)
+        return float(self.min_params)
 
     @property
     def max_tokens_f(self) -> float:

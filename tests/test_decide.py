@@ -348,7 +348,7 @@ def test_real_accuracy_posterior_against_brute_force(accuracy_truth_fit):
     fit = accuracy_truth_fit[2]
     task = fit.tasks[0]
     budget = SplitBudget(1e21, 1e11)
-    ds = decide(fit, budget, risk="quantile:0.1", task=task)
+    ds = decide(fit, budget, Constraints(min_params=1e6), risk="quantile:0.1", task=task, law=True)
     N, D, k = split_grid(budget, n=1500)
     as_design = lambda x: xr.DataArray(np.asarray(x, float), dims="design")  # noqa: E731
     pass_k = fit.predict(as_design(N), as_design(D), as_design(k), new_checkpoint=False).sel(task=task)
