@@ -12,7 +12,8 @@ from bayes_t2.docs_cli import render
 
 ROOT = Path(__file__).resolve().parents[1]
 #: the guide and the reference pages (not the pages other parts of the docs own)
-PAGES = ["README.md", "docs/api.md", "docs/cli.md", "docs/model.md", "docs/performance.md", "docs/validation.md"]
+PAGES = ["README.md", "docs/api.md", "docs/cli.md", "docs/decisions.md", "docs/model.md", "docs/performance.md",
+         "docs/validation.md"]
 
 
 def test_cli_reference_is_generated_from_the_cli():
