@@ -101,6 +101,10 @@ def metric_draws(fit, coefficients: xr.Dataset, N, D, k, *, law: bool = False, s
 
     names = list(route.coefficient_names) + ([] if law else [v for v in route.noise_names if v in coefficients])
     coefs = coefficients[names]
+    for name in names:  # data constants stored per draw (e.g. the fitted data's range): one copy
+        da = coefs[name]
+        if "sample" in da.dims and da.ndim > 1 and "task" not in da.dims and bool((da == da.isel(sample=0)).all()):
+            coefs[name] = da.isel(sample=0, drop=True)
     if law:
         out = route.metric(coefs, arr(N), arr(D), arr(k))
     else:
