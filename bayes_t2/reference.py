@@ -101,12 +101,14 @@ def _int_ks(k0: float, k1: float, full: int = FULL_K) -> np.ndarray:
 
 
 def _polish(fun: Callable[[float], float], a: float, b: float) -> tuple[float, float]:
-    """Bounded minimisation of fun(u) on [a, b] (u = log N), ends included -> (u, value)."""
-    best = min(((a, fun(a)), (b, fun(b))), key=lambda t: t[1])
+    """Bounded minimisation of fun(u), u = log N, over N in [a, b], ends included -> (N, value). An end that
+    wins is returned exactly as given (no exp(log N) round trip: segment ends are exact designs)."""
+    best = min(((a, fun(math.log(a))), (b, fun(math.log(b)))), key=lambda t: t[1])
     if b > a:
-        r = minimize_scalar(fun, bounds=(a, b), method="bounded", options={"xatol": XATOL, "maxiter": 500})
+        r = minimize_scalar(fun, bounds=(math.log(a), math.log(b)), method="bounded",
+                            options={"xatol": XATOL, "maxiter": 500})
         if r.fun < best[1]:
-            best = (float(r.x), float(r.fun))
+            best = (min(max(math.exp(float(r.x)), a), b), float(r.fun))
     return best
 
 
@@ -152,11 +154,11 @@ def _split(f: Objective, theta: np.ndarray, bud: SplitBudget, con: Constraints) 
                 N = math.exp(u)
                 return _scalar(f, theta[i], N, min(Ct / (6.0 * N), Dmax), k)
 
-            u, v = _polish(fun, math.log(a), math.log(b))
+            N, v = _polish(fun, a, b)
             if vals[i, j] < v:
-                u, v = math.log(pts[j]), vals[i, j]
+                N, v = pts[j], vals[i, j]
             if v < best[0]:
-                best = (v, math.exp(u), k)
+                best = (v, N, k)
         v, N, k = best
         if np.isfinite(v):
             res[i] = (N, min(Ct / (6.0 * N), Dmax), k, v)
@@ -241,8 +243,8 @@ def _total(f: Objective, theta: np.ndarray, bud: TotalBudget, con: Constraints) 
             d = (C / n - bk) / 6.0
             return _scalar(f, theta[i], n, min(d, Dmax), k) if d > 0 else math.inf
 
-        u, val = _polish(fun, math.log(a), math.log(b))
-        return (math.log(N[j]), v[j]) if v[j] < val else (u, val)
+        n, val = _polish(fun, a, b)
+        return (N[j], v[j]) if v[j] < val else (n, val)
 
     ks = _int_ks(1.0, K)
     prof, _ = scan(np.arange(P), ks, TOTAL_COARSE)
@@ -283,9 +285,9 @@ def _total(f: Objective, theta: np.ndarray, bud: TotalBudget, con: Constraints) 
         best = (math.inf, math.nan, math.nan)
         for kk, j in dict.fromkeys(jobs):
             _, N, _D, v = seen[kk]
-            u, val = polish(i, kk, N, v, j)
+            n, val = polish(i, kk, N, v, j)
             if val < best[0]:
-                best = (val, math.exp(u), kk)
+                best = (val, n, kk)
         val, N, k = best
         if np.isfinite(val):
             res[i] = (N, min((C / N - b1 * k) / 6.0, Dmax), k, val)
