@@ -17,7 +17,8 @@ from .errors import InputError
 from .resources import models_dir
 
 ROUTES = ("loss", "accuracy")
-#: Settings that are scales, spreads, medians of positive coefficients or degrees of freedom: > 0.
+#: Settings of the [priors.*] and [likelihood] tables that are scales, spreads, medians of positive
+#: coefficients or degrees of freedom: > 0 (elsewhere, e.g. discrepancy.scale, 0 may mean "off").
 POSITIVE_SETTINGS = frozenset({"median", "log_sd", "pool_sd", "sd_log_sd", "sd_nu", "sd_mu", "scale", "sigma",
                                "nu"})
 
@@ -72,7 +73,7 @@ def _check_keys(default: dict, user: dict, source: str, prefix: str = "") -> Non
                 raise InputError(f"{source}: '{name}' must be a number, got {value!r}")
             if not math.isfinite(value):
                 raise InputError(f"{source}: '{name}' must be finite, got {value!r}")
-            if key in POSITIVE_SETTINGS and value <= 0:
+            if key in POSITIVE_SETTINGS and prefix.startswith(("priors.", "likelihood.")) and value <= 0:
                 raise InputError(f"{source}: '{name}' must be > 0 (a scale, spread or median), got {value!r}")
 
 
