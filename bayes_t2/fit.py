@@ -473,7 +473,7 @@ def _structure_problem(result: Fit) -> str | None:
         if var.dtype.kind not in "fi":
             return f"coefficient '{name}' is not numeric"
     if "task" not in post.coords or any(post.sizes[d] == 0 for d in ("chain", "draw", "task")):
-        return "the posterior has no draws or no tasks"
+        return "the posterior is empty (no draws or no tasks)"
     return None
 
 
