@@ -364,6 +364,19 @@ def _check_options(budget: Budget, constraints: Constraints, risk: Risk, target:
         raise InputError(f"--prob must be in (0, 1), got {prob:g}")
 
 
+def _warn_prior_only(fit: Any) -> None:
+    """A prior-only fit says so here too: the optimize call above silences its notes (extrapolation notes
+    belong to `optimize`), but intervals that are the prior's must be said in every output."""
+    tree = getattr(fit, "tree", None)
+    if tree is None:
+        return
+    from .criticism import ExtrapolationWarning
+    from .fit import prior_only_notes
+
+    for note in prior_only_notes(tree):
+        warnings.warn(note, ExtrapolationWarning, stacklevel=3)
+
+
 def decide(fit: Any, budget: Budget, constraints: Constraints | None = None, *, risk: str | Risk = "mean",
            target: float | None = None, task: str | None = None, prob: float = 0.9, law: bool = False,
            seed: int = 0) -> xr.Dataset:
@@ -390,6 +403,7 @@ def decide(fit: Any, budget: Budget, constraints: Constraints | None = None, *, 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the extrapolation notes belong to `optimize`
         opt = fit.optimize([budget], constraints, law=law, seed=seed).isel(budget=0).sel(task=tasks)
+    _warn_prior_only(fit)
     names = list(route.coefficient_names) + [v for v in route.noise_names if v in fit.posterior]
     post = sample_view(fit.posterior[names].sel(task=tasks))
     per_task = []
