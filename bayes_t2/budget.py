@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 from numbers import Integral, Real
 from typing import Any
 
+from . import designs
 from .errors import InputError
 from .laws import CHINCHILLA_TOKENS_PER_PARAM
 
@@ -55,8 +56,22 @@ def _positive(option: str, value: Any) -> float:
     return out
 
 
+class _QueryCost:
+    """What a query costs under a budget (shared by both budget kinds)."""
+
+    tokens_per_sample: float
+
+    def query_terms(self) -> tuple[float, float, float, float]:
+        """(t, n0, p, q0): a query of k samples from N parameters costs 2t (k (N + n0) + p N + q0)."""
+        return tuple(float(x) for x in designs.query_terms(self.tokens_per_sample, 0.0, 0.0, True, 1.0, 1.0))
+
+    def query_cost(self, N: float, k: float) -> float:
+        """Inference FLOPs of one query of k samples from a model of N parameters."""
+        return designs.query_cost(*self.query_terms(), N, k)
+
+
 @dataclass(frozen=True)
-class SplitBudget:
+class SplitBudget(_QueryCost):
     """Training FLOPs plus inference FLOPs *per query* (T2 convention): 6ND = C_train, 2NkT = C_inf."""
 
     train_flops: float
@@ -81,7 +96,7 @@ class SplitBudget:
 
 
 @dataclass(frozen=True)
-class TotalBudget:
+class TotalBudget(_QueryCost):
     """One end-to-end budget for training plus Q queries: 6ND + 2NkTQ <= C."""
 
     total_flops: float
@@ -237,13 +252,13 @@ def check_feasible(budget: Budget, constraints: Constraints = Constraints()) -> 
             raise InputError(
                 f"--train-flops {budget.train_flops:g} cannot train even the smallest model ({n:g} parameters) on "
                 f"one token per parameter, which needs {6.0 * n * n:g} FLOPs")
-        need = 2.0 * n * t
+        need = budget.query_cost(n, 1.0)
         if budget.inference_flops < need:
             raise InputError(
                 f"--inference-flops {budget.inference_flops:g} cannot draw one sample of {t:g} tokens per query "
                 f"even from the smallest model ({n:g} parameters), which needs {need:g} FLOPs")
     elif isinstance(budget, TotalBudget):
-        need = 2.0 * n * t * budget.queries + 6.0 * n * n
+        need = budget.query_cost(n, 1.0) * budget.queries + 6.0 * n * n
         if budget.total_flops <= need:
             raise InputError(
                 f"--total-flops {budget.total_flops:g} cannot serve {budget.queries:g} queries even with the "
@@ -268,10 +283,6 @@ class Design:
     k: float
     feasible: bool = True
 
-    def flops_per_query(self, tokens_per_sample: float) -> float:
-        """Inference FLOPs of one query: k samples of T tokens, 2N FLOPs a token."""
-        return 2.0 * self.N * self.k * tokens_per_sample
-
     def as_tuple(self) -> tuple[float, float, float]:
         return self.N, self.D, self.k
 
@@ -283,12 +294,12 @@ def affordable_k(budget: Budget, constraints: Constraints, N: float, D: float) -
     """Samples per query the budget affords a model of N parameters trained on D tokens, capped at k_max;
     0 if not even one sample is affordable.
 
-    Split: floor(C_inf/(2NT)). Total: floor((C - 6ND)/(2NTQ)), what training leaves for Q queries."""
-    T = budget.tokens_per_sample
+    Split: the largest k whose query fits C_inf. Total: what training leaves for Q queries."""
+    t, n0, p, q0 = budget.query_terms()
     if isinstance(budget, SplitBudget):
-        x = budget.inference_flops / (2.0 * N * T)
+        x = designs.split_k_real(budget.inference_flops / (2.0 * t), n0, p, q0, N)
     elif isinstance(budget, TotalBudget):
-        x = (budget.total_flops - 6.0 * N * D) / (2.0 * N * T * budget.queries)
+        x = designs.total_k_real(budget.total_flops, 2.0 * t * budget.queries, n0, p, q0, N, D)
     else:
         raise InputError(f"unknown budget type {type(budget).__name__}")
     k = math.floor(x * (1.0 + _K_SLACK)) if math.isfinite(x) and x > 0 else 0
@@ -300,22 +311,24 @@ def design_at(budget: Budget, constraints: Constraints, N: float, k: float | Non
     all the training budget (up to the data wall), then the samples the inference budget affords.
 
     Split: D = min(C_train/(6N), max_tokens), k = the affordable k. Total: k rounded and capped so that
-    training keeps D > 0 (at least 1), D = min((C - 2NkTQ)/(6N), max_tokens); if the data wall leaves FLOPs
-    over, k rises to what they afford. Returns `INFEASIBLE` if N is not a finite positive number."""
+    training keeps D > 0 (at least 1), D = what the budget leaves for training, up to max_tokens; if the
+    data wall leaves FLOPs over, k rises to what they afford. Returns `INFEASIBLE` if N is not a finite
+    positive number."""
     if not (math.isfinite(N) and N > 0):
         return INFEASIBLE
-    lo, T = constraints.min_params_f, budget.tokens_per_sample
+    lo = constraints.min_params_f
+    t, n0, p, q0 = budget.query_terms()
     if isinstance(budget, SplitBudget):
-        N = min(max(N, lo), constraints.max_params_f, budget.inference_flops / (2.0 * T))
-        D = min(budget.train_flops / (6.0 * N), constraints.max_tokens_f)
+        c = budget.inference_flops / (2.0 * t)
+        N = min(max(N, lo), constraints.max_params_f, designs.split_segment_end(c, n0, p, q0, 1.0))
+        D = designs.split_D(budget.train_flops, constraints.max_tokens_f, N)
         return Design(N, D, max(1.0, affordable_k(budget, constraints, N, D)))
     if isinstance(budget, TotalBudget):
-        C, b1 = budget.total_flops, 2.0 * T * budget.queries
-        N = min(max(N, lo), constraints.max_params_f, C / b1 * (1.0 - 1e-9))
-        kfeas = math.ceil(C / (N * b1)) - 1.0  # largest k leaving D > 0
-        kk = max(1.0, min(float(round(k)) if k is not None and math.isfinite(k) else 1.0, kfeas,
-                          constraints.k_max_f))
-        D = min((C / N - b1 * kk) / 6.0, constraints.max_tokens_f)
+        C, b1 = budget.total_flops, 2.0 * t * budget.queries
+        N = min(max(N, lo), constraints.max_params_f, designs.total_n_top(C, b1, n0, p, q0, 1.0) * (1.0 - 1e-9))
+        kfeas = designs.total_k_top(C, b1, n0, p, q0, N, constraints.k_max_f)  # largest k leaving D > 0
+        kk = max(1.0, min(float(round(k)) if k is not None and math.isfinite(k) else 1.0, kfeas))
+        D = min(designs.total_D(C, b1, n0, p, q0, N, kk), constraints.max_tokens_f)
         return Design(N, D, max(kk, affordable_k(budget, constraints, N, D)))
     raise InputError(f"unknown budget type {type(budget).__name__}")
 
@@ -325,19 +338,18 @@ def chinchilla_baseline(budget: Budget, constraints: Constraints = Constraints()
     and every constraint allow, drawing as many samples per query as its inference budget affords.
 
     N is the smallest of: what the training budget buys at 20 tokens/param (120 N^2 = C_train; total
-    budget: 120 N^2 + 2NTQ = C, one sample a query), the data wall / 20, max_params, and (split) the
-    inference cap C_inf/(2T) (one sample a query). Where a cap binds, the baseline stays at 20 tokens/param
+    budget: 120 N^2 + Q query_cost(N, 1) = C, one sample a query), the data wall / 20, max_params, and
+    (split) the largest model whose one-sample query fits C_inf. Where a cap binds, the baseline stays at 20 tokens/param
     and leaves training FLOPs unspent (`train_optimal` is the baseline that spends them well). Then
     k = the affordable k, capped at k_max. If that N is below min_params no such design exists:
     `INFEASIBLE`. It never spends more than any budget."""
     r = CHINCHILLA_TOKENS_PER_PARAM
-    T = budget.tokens_per_sample
+    t, n0, p, q0 = budget.query_terms()
     if isinstance(budget, SplitBudget):
-        n = min(math.sqrt(budget.train_flops / (6.0 * r)), budget.inference_flops / (2.0 * T))
+        n = min(designs.split_n_on_ratio(budget.train_flops, r),
+                designs.split_segment_end(budget.inference_flops / (2.0 * t), n0, p, q0, 1.0))
     elif isinstance(budget, TotalBudget):
-        c, b = budget.total_flops, 2.0 * T * budget.queries
-        # 6 r N^2 + b N - C = 0, positive root in the cancellation-free form
-        n = 2.0 * c / (b + math.sqrt(b * b + 24.0 * r * c))
+        n = designs.total_n_on_ratio(budget.total_flops, 2.0 * t * budget.queries, n0, p, q0, r)
     else:
         raise InputError(f"unknown budget type {type(budget).__name__}")
     n = min(n, constraints.max_tokens_f / r, constraints.max_params_f)

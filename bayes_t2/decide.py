@@ -40,6 +40,7 @@ import numpy as np
 import xarray as xr
 from numba import types
 
+from . import designs as rules
 from .baselines import data_k_max, resolve_constraints, sample_view
 from .budget import Budget, Constraints, SplitBudget, check_feasible, chinchilla_baseline
 from .errors import InputError
@@ -150,28 +151,29 @@ class _Problem:
         self.m_tail = max(1, math.ceil(risk.q * S - 1e-9)) if risk.q is not None else 0
         c = constraints
         self.lo, self.maxn, self.dmax, self.kmax = c.min_params_f, c.max_params_f, c.max_tokens_f, c.k_max_f
-        T = budget.tokens_per_sample
+        t, *self.terms = budget.query_terms()  # the query's cost terms (designs.query_terms)
         if isinstance(budget, SplitBudget):
-            self.ct, self.c = budget.train_flops, budget.inference_flops / (2.0 * T)
-            self.hi = min(self.maxn, self.c)
+            self.ct, self.c = budget.train_flops, budget.inference_flops / (2.0 * t)
+            self.hi = min(self.maxn, self.segment_end(1.0))
         else:
-            self.C, self.b1 = budget.total_flops, 2.0 * T * budget.queries
-            self.hi = min(self.maxn, self.C / self.b1)
-            self.K = max(1.0, min(self.kmax, math.ceil(self.C / (self.lo * self.b1)) - 1.0))
+            self.C, self.b1 = budget.total_flops, 2.0 * t * budget.queries
+            self.hi = min(self.maxn, rules.total_n_top(self.C, self.b1, *self.terms, 1.0))
+            self.K = rules.total_k_top(self.C, self.b1, *self.terms, self.lo, self.kmax)
 
-    # ---- designs -------------------------------------------------------------------------------------------
+    # ---- designs (the rules of `designs`, as `rules`) ------------------------------------------------------------------
+    def segment_end(self, k: float) -> float:
+        """Largest N that affords k samples per query (split)."""
+        return rules.split_segment_end(self.c, *self.terms, k)
+
     def split_designs(self, N: np.ndarray, k: np.ndarray | float | None = None) -> np.ndarray:
-        N = np.asarray(N, dtype=float)
-        if k is None:
-            k = np.maximum(1.0, np.minimum(self.kmax, np.floor(self.c / N)))
-        k = np.broadcast_to(np.asarray(k, dtype=float), N.shape)
-        return np.stack([N, np.minimum(self.ct / (6.0 * N), self.dmax), k], axis=-1)
+        N = np.ascontiguousarray(N, dtype=float).reshape(-1)
+        k = np.ascontiguousarray(np.broadcast_to(np.nan if k is None else np.asarray(k, dtype=float), N.shape))
+        return rules.split_designs(self.ct, self.c, *self.terms, self.dmax, self.kmax, N, k)
 
     def total_designs(self, N: np.ndarray, k: np.ndarray | float) -> np.ndarray:
-        N = np.asarray(N, dtype=float)
-        k = np.broadcast_to(np.asarray(k, dtype=float), N.shape)
-        D = (self.C / N - self.b1 * k) / 6.0
-        return np.stack([N, np.minimum(D, self.dmax), k], axis=-1)
+        N = np.ascontiguousarray(N, dtype=float).reshape(-1)
+        k = np.ascontiguousarray(np.broadcast_to(np.asarray(k, dtype=float), N.shape))
+        return rules.total_designs(self.C, self.b1, *self.terms, self.dmax, N, k)
 
     # ---- utility -------------------------------------------------------------------------------------------
     def law_metrics(self, designs: np.ndarray) -> np.ndarray:
@@ -251,8 +253,8 @@ class _Problem:
 
     def _segment(self, k: float) -> tuple[float, float] | None:
         """N range where the inference budget affords exactly k samples (k_max: everything below)."""
-        nlo = self.lo if k >= self.kmax else max(self.lo, self.c / (k + 1.0))
-        nhi = min(self.hi, self.c / k)
+        nlo = self.lo if k >= self.kmax else max(self.lo, self.segment_end(k + 1.0))
+        nhi = min(self.hi, self.segment_end(k))
         return (nlo, nhi) if nlo <= nhi else None
 
     def _split_search(self) -> np.ndarray:
@@ -261,14 +263,16 @@ class _Problem:
         samples pay) and interior points. The ends' envelope is searched over k by narrowing geometric
         subsets of k until every integer between the best end's neighbours is listed; a log-grid over N
         finds the best interior segment. Those segments are probed and the best four refined."""
-        K = max(1.0, min(self.kmax, math.floor(self.c / self.lo)))
+        K = rules.split_k(self.c, *self.terms, self.lo, self.kmax)
         a, b = 1.0, K
         while True:
             ks = np.arange(a, b + 1.0) if b - a < 512 else np.unique(np.round(np.geomspace(a, b, _GRID)))
-            ks = ks[(self.c / ks <= self.hi) | (ks >= K)]  # ends above max_params are not designs
+            ends_n = np.array([self.segment_end(k) for k in ks])
+            keep = (ends_n <= self.hi) | (ks >= K)  # ends above max_params are not designs
+            ks, ends_n = ks[keep], ends_n[keep]
             if ks.size == 0:
-                ks = np.array([K])
-            ends = self.split_designs(np.minimum(self.c / ks, self.hi), ks)
+                ks, ends_n = np.array([K]), np.array([self.segment_end(K)])
+            ends = self.split_designs(np.minimum(ends_n, self.hi), ks)
             p, s = self.scores(ends)
             e = int(np.lexsort((s, p))[0])
             if b - a < 512:
@@ -297,7 +301,7 @@ class _Problem:
 
     def _total_nhi(self, k: float) -> float:
         """Largest N with D > 0 at k samples (and within max_params)."""
-        return min(self.hi, self.C / (self.b1 * k)) * (1.0 - 1e-12)
+        return min(self.hi, rules.total_n_top(self.C, self.b1, *self.terms, k)) * (1.0 - 1e-12)
 
     def _total_profiles(self, ks: np.ndarray, levels: int) -> list[tuple[Any, float, float]]:
         """Best design per integer k in ks (each with D > 0 possible), zooming over N for all at once."""

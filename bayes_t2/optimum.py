@@ -45,6 +45,7 @@ import numpy as np
 import xarray as xr
 from numba import types
 
+from . import designs as ds_
 from .budget import Budget, Constraints, SplitBudget, TotalBudget, check_feasible, chinchilla_design
 from .errors import InputError
 from .laws import LOSS_COEFFICIENTS, chinchilla_optimal_params_nb, loss_law_nb
@@ -89,7 +90,7 @@ def loss_objective_nb(theta, N, D, k):
 @numba.njit(**_JIT)
 def _split_loss_value(theta, Ct, Dmax, N, k):
     return loss_law_nb(theta[0], theta[1], theta[2], theta[3], theta[4], theta[5], theta[6],
-                       N, min(Ct / (6.0 * N), Dmax), k)
+                       N, ds_.split_D(Ct, Dmax, N), k)
 
 
 @numba.njit(**_JIT)
@@ -139,25 +140,31 @@ def _root_phi1(lp, a, lq, b, lr, g, x1, x2):
 
 @numba.njit(**_JIT)
 def split_optimum_loss(theta, Ct, Ci, T, Dmax, lo, maxN, kmax):
-    """Exact split-budget optimum of the loss law -> (N, D, k, loss).
+    """Exact split-budget optimum of the loss law -> (N, D, k, loss), a query costing 2NkT (`_split_loss`)."""
+    return _split_loss(theta, Ct, Ci / (2.0 * T), Dmax, lo, maxN, kmax)
+
+
+@numba.njit(**_JIT)
+def _split_loss(theta, Ct, c, Dmax, lo, maxN, kmax):
+    """Exact split-budget optimum of the loss law when a query costs s N k (c = C_inf / s) -> (N, D, k, loss).
 
     Within the segment of the fixed-k optimum N_h = clip(max(N_chinchilla, N_wall), lo, hi) nothing beats
     N_h. For more samples than that segment affords the best N in each segment is its right end
-    N_k = C_inf/(2kT), where psi(k) = loss(N_k, k) is convex in log k; its real minimiser solves a monotone
-    first-order condition and the integer optimum is its floor or ceiling.
+    N_k = c/k, where psi(k) = loss(N_k, k) is convex in log k; its real minimiser solves a monotone
+    first-order condition and the integer optimum is its floor or ceiling. (With a prompt or an attention
+    term the segment ends are not c/k and the sweep takes the generic search instead.)
     """
     A, a, B, b, G, g = theta[1], theta[2], theta[3], theta[4], theta[5], theta[6]
-    c = Ci / (2.0 * T)
-    hi = min(maxN, c)
+    hi = min(maxN, ds_.split_segment_end(c, 0.0, 0.0, 0.0, 1.0))
     if not lo <= hi:
         return np.nan, np.nan, np.nan, np.nan
-    nw = Ct / (6.0 * Dmax)
+    nw = ds_.split_n_wall(Ct, Dmax)
     nc = chinchilla_optimal_params_nb(A, a, B, b, Ct)
     nh = min(max(max(nc, nw), lo), hi)
-    kh = _k_of_n(c, nh, kmax)
+    kh = ds_.split_k(c, 0.0, 0.0, 0.0, nh, kmax)
     bn, bk = nh, kh
     bv = _split_loss_value(theta, Ct, Dmax, nh, kh)
-    K = max(1.0, min(kmax, np.floor(c / lo)))
+    K = ds_.split_k(c, 0.0, 0.0, 0.0, lo, kmax)
     if G > 0.0 and kh + 1.0 <= K:
         v0, v1 = math.log(kh + 1.0), math.log(K)
         lp = math.log(a * A) - a * math.log(c)
@@ -180,16 +187,16 @@ def split_optimum_loss(theta, Ct, Ci, T, Dmax, lo, maxN, kmax):
         kf = np.floor(math.exp(vs))
         for kk in (kf, kf + 1.0):
             k = min(max(kk, kh + 1.0), K)
-            n = max(c / k, lo)
+            n = max(ds_.split_segment_end(c, 0.0, 0.0, 0.0, k), lo)
             v = _split_loss_value(theta, Ct, Dmax, n, k)
             if v < bv:
                 bn, bk, bv = n, k, v
-    return bn, min(Ct / (6.0 * bn), Dmax), bk, bv
+    return bn, ds_.split_D(Ct, Dmax, bn), bk, bv
 
 
 @numba.njit(**_JIT)
-def _total_loss_value(theta, C, bk, Dmax, N, k):
-    D = (C / N - bk) / 6.0
+def _total_loss_value(theta, C, b1, Dmax, N, k):
+    D = ds_.total_D(C, b1, 0.0, 0.0, 0.0, N, k)
     if not D > 0.0:
         return np.inf
     return loss_law_nb(theta[0], theta[1], theta[2], theta[3], theta[4], theta[5], theta[6],
@@ -210,16 +217,17 @@ def _total_foc(t, l0, a, b, C, bk):
 @numba.njit(**_JIT)
 def _total_inner_loss_n(theta, C, bk, Dmax, lo, hi):
     """Exact best N for fixed k under the total budget (bk = 2kTQ): the root of the first-order condition,
-    moved to the data wall if it lies on the capped side, clipped to [lo, hi]; nan if no N has D > 0."""
+    moved to the data wall if it lies on the capped side, clipped to [lo, hi]; nan if no N has D > 0.
+    (The first-order condition's algebra is written for 6ND + bk N = C: a query costing s N k.)"""
     A, a, B, b = theta[1], theta[2], theta[3], theta[4]
-    nhi = min(hi, (C / bk) * (1.0 - 1e-12))
+    nhi = min(hi, ds_.total_n_top(C, bk, 0.0, 0.0, 0.0, 1.0) * (1.0 - 1e-12))
     if not lo < nhi:
         return np.nan
     l0 = math.log(a * A) - math.log(b * B * C / 6.0)
     # D range: t_lo at N = nhi, t_hi at N = lo or the data wall
-    d_nhi = (C / nhi - bk) / 6.0
+    d_nhi = ds_.total_D(C, bk, 0.0, 0.0, 0.0, nhi, 1.0)
     t_lo = math.log(d_nhi) if d_nhi > 0.0 else -np.inf
-    t_hi = min(math.log((C / lo - bk) / 6.0), math.log(Dmax))
+    t_hi = min(math.log(ds_.total_D(C, bk, 0.0, 0.0, 0.0, lo, 1.0)), math.log(Dmax))
     # The root lies right of the roots of the two linear upper bounds of F (log(6e^t + bk) exceeds both
     # log(6e^t) and log(bk)), and Newton from the left of the root of a concave increasing function climbs
     # monotonically to it.
@@ -251,55 +259,52 @@ def _total_inner_loss_n(theta, C, bk, Dmax, lo, hi):
 
 
 @numba.njit(**_JIT)
-def _value(f, theta, mode, N, a0, a1, a2, a3):
-    """Objective at N for one of three one-dimensional problems.
+def _value(f, theta, mode, N, args):
+    """Objective at N for one of two one-dimensional problems with a fixed k; args is a 7-tuple:
 
-    mode 0 split, fixed k:  a0 = C_train, a1 = max_tokens, a2 = k
-    mode 1 split, real k:   a0 = C_train, a1 = max_tokens, a2 = C_inf/(2T), a3 = k_max
-    mode 2 total, fixed k:  a0 = C, a1 = max_tokens, a2 = 2kTQ, a3 = k
+    mode 0 split:  args = (C_train, max_tokens, k, ...)
+    mode 2 total:  args = (C, b1 = sQ, n0, p, q0, max_tokens, k) (query cost terms as `designs`)
     """
     if mode == 0:
-        return f(theta, N, min(a0 / (6.0 * N), a1), a2)
-    if mode == 1:
-        return f(theta, N, min(a0 / (6.0 * N), a1), min(a3, a2 / N))
-    D = (a0 / N - a2) / 6.0
+        return f(theta, N, ds_.split_D(args[0], args[1], N), args[2])
+    D = ds_.total_D(args[0], args[1], args[2], args[3], args[4], N, args[6])
     if not D > 0.0:
         return np.inf
-    return f(theta, N, min(D, a1), a3)
+    return f(theta, N, min(D, args[5]), args[6])
 
 
 @numba.njit(**_JIT)
-def _brent(f, theta, mode, a0, a1, a2, a3, nlo, nhi):
+def _brent(f, theta, mode, args, nlo, nhi):
     """Bounded Brent minimisation (golden section + parabolic steps, as scipy's `fminbound`) in u = log N
-    over [nlo, nhi]; returns (N, value). The end points are compared at the end, so a binding bound is
-    returned exactly."""
+    over [nlo, nhi] of `_value(f, theta, mode, N, args)`; returns (N, value). The end points are compared at
+    the end, so a binding bound is returned exactly."""
     a, b = math.log(nlo), math.log(nhi)
-    vlo = _value(f, theta, mode, nlo, a0, a1, a2, a3)
+    vlo = _value(f, theta, mode, nlo, args)
     if not b > a:
         return nlo, vlo
-    vhi = _value(f, theta, mode, nhi, a0, a1, a2, a3)
+    vhi = _value(f, theta, mode, nhi, args)
     cg = 0.5 * (3.0 - math.sqrt(5.0))
     xatol = _XATOL * max(1.0, abs(a), abs(b))
     # A unimodal function that does not rise over the last xatol before an end has its minimum within xatol
     # of that end (the tolerance anyway): return the end at once. Segment ends are the common answer.
     if b - a > 4.0 * xatol:
-        if vhi <= vlo and vhi <= _value(f, theta, mode, math.exp(b - xatol), a0, a1, a2, a3):
+        if vhi <= vlo and vhi <= _value(f, theta, mode, math.exp(b - xatol), args):
             return nhi, vhi
-        if vlo < vhi and vlo <= _value(f, theta, mode, math.exp(a + xatol), a0, a1, a2, a3):
+        if vlo < vhi and vlo <= _value(f, theta, mode, math.exp(a + xatol), args):
             return nlo, vlo
     # Minima at an end are common (segment ends); a unimodal function that does not rise over the last
     # 1/1000 of the interval has its minimum there, which saves ~15 golden steps. (The probe is far enough
     # in that float rounding of f cannot fake the comparison except inside rounding's own flat band.)
     delta = 1e-3 * (b - a)
     if delta > xatol:
-        if vhi <= _value(f, theta, mode, math.exp(b - delta), a0, a1, a2, a3):
+        if vhi <= _value(f, theta, mode, math.exp(b - delta), args):
             a = b - delta
-        elif vlo <= _value(f, theta, mode, math.exp(a + delta), a0, a1, a2, a3):
+        elif vlo <= _value(f, theta, mode, math.exp(a + delta), args):
             b = a + delta
     fulc = a + cg * (b - a)
     nfc, xf = fulc, fulc
     rat, e = 0.0, 0.0
-    fx = _value(f, theta, mode, math.exp(xf), a0, a1, a2, a3)
+    fx = _value(f, theta, mode, math.exp(xf), args)
     ffulc, fnfc = fx, fx
     xm = 0.5 * (a + b)
     tol1 = xatol / 3.0
@@ -331,7 +336,7 @@ def _brent(f, theta, mode, a0, a1, a2, a3, nlo, nhi):
             rat = cg * e
         step = max(abs(rat), tol1)
         x = xf + (step if rat >= 0.0 else -step)
-        fu = _value(f, theta, mode, math.exp(x), a0, a1, a2, a3)
+        fu = _value(f, theta, mode, math.exp(x), args)
         if fu <= fx:
             if x >= xf:
                 a = xf
@@ -359,12 +364,6 @@ def _brent(f, theta, mode, a0, a1, a2, a3, nlo, nhi):
     if vhi < bv:
         bn, bv = nhi, vhi
     return bn, bv
-
-
-@numba.njit(**_JIT)
-def _k_of_n(c, N, kmax):
-    """Samples per query the inference budget affords at N: min(k_max, floor(C_inf/(2NT))), at least 1."""
-    return max(1.0, min(kmax, np.floor(c / N)))
 
 
 #
@@ -427,15 +426,27 @@ def _geometric_ks(k0, k1, m):
 
 @numba.njit(**_JIT)
 def _k_value(f, theta, kind, p, k):
-    """(N, value) of the best design found with exactly k samples.
+    """(N, value) of the best design found with exactly k samples; p[5:8] = query cost terms (n0, p, q0).
 
-    kind 0 (split, p = [C_train, max_tokens, C_inf/(2T), lo, hi]): the right end of k's segment, tight.
-    kind 1 (total, p = [C, 2TQ, max_tokens, lo, hi]): the global inner search over N.
+    kind 0 (split, p = [C_train, max_tokens, C_inf/s, lo, hi, ...]): the right end of k's segment, tight.
+    kind 1 (total, p = [C, b1 = sQ, max_tokens, lo, hi, ...]): the global inner search over N.
     """
     if kind == 0:
-        n = min(p[4], p[2] / k)
-        return n, f(theta, n, min(p[0] / (6.0 * n), p[1]), k)
-    return _total_inner(f, theta, p[0], p[1], p[2], p[3], p[4], k)
+        n = min(p[4], ds_.split_segment_end(p[2], p[5], p[6], p[7], k))
+        return n, f(theta, n, ds_.split_D(p[0], p[1], n), k)
+    return _total_inner(f, theta, p[0], p[1], p[5], p[6], p[7], p[2], p[3], p[4], k)
+
+
+@numba.njit(**_JIT)
+def _local_minima(vals, n):
+    """vals[:n] where a value is no larger than both neighbours (a local minimum of the scan), else inf."""
+    loc = np.full(n, np.inf)
+    for i in range(n):
+        left = vals[i - 1] if i > 0 else np.inf
+        right = vals[i + 1] if i < n - 1 else np.inf
+        if vals[i] <= left and vals[i] <= right:
+            loc[i] = vals[i]
+    return loc
 
 
 @numba.njit(**_JIT)
@@ -501,13 +512,7 @@ def _k_scan(f, theta, kind, p, k0, k1, nfull, nsmall, ngeo):
     n = m
     if k1 - k0 + 1.0 > nfull:
         # local minima of the scan (in k order), best first
-        loc = np.full(m, np.inf)
-        for i in range(m):
-            left = vs[i - 1] if i > 0 else np.inf
-            right = vs[i + 1] if i < m - 1 else np.inf
-            if vs[i] <= left and vs[i] <= right:
-                loc[i] = vs[i]
-        top = _top_indices(loc, m, _REFINE)
+        top = _top_indices(_local_minima(vs, m), m, _REFINE)
         for j in range(_REFINE):
             i = top[j]
             if i < 0 or ks[i] <= k0 + nsmall - 1.0:
@@ -550,19 +555,26 @@ def _sorted_unique(pts, ks, vs, n):
 
 @numba.njit(**_JIT)
 def _split_search(f, theta, Ct, Ci, T, Dmax, lo, maxN, kmax):
-    """Minimise f over the split budget (C_train, C_inf per query, T tokens/sample) -> (N, D, k, value).
+    """Minimise f over the split budget (C_train, C_inf per query, T tokens/sample, a query costing 2NkT)
+    -> (N, D, k, value); see `_split_search_q`."""
+    return _split_search_q(f, theta, Ct, Ci / (2.0 * T), 0.0, 0.0, 0.0, Dmax, lo, maxN, kmax)
+
+
+@numba.njit(**_JIT)
+def _split_search_q(f, theta, Ct, c, n0, pp, q0, Dmax, lo, maxN, kmax):
+    """Minimise f over the split budget -> (N, D, k, value); c = C_inf/s and (n0, pp, q0) the query cost
+    terms (`designs.query_terms`).
 
     Scan: a log grid in N (each point at the k it affords), the data wall, and the right end of constant-k
     segments (all of them, or small k + a geometric subset refined to the integer around its local minima);
     polish: bounded Brent over the `_POLISH` best scan points' cells (between their scan neighbours, inside
     their own segment, ends included)."""
-    c = Ci / (2.0 * T)
-    hi = min(maxN, c)
+    hi = min(maxN, ds_.split_segment_end(c, n0, pp, q0, 1.0))
     if not lo <= hi:
         return np.nan, np.nan, np.nan, np.nan
-    kmin = _k_of_n(c, hi, kmax)
-    K = _k_of_n(c, lo, kmax)
-    p = np.array([Ct, Dmax, c, lo, hi])
+    kmin = ds_.split_k(c, n0, pp, q0, hi, kmax)
+    K = ds_.split_k(c, n0, pp, q0, lo, kmax)
+    p = np.array([Ct, Dmax, c, lo, hi, n0, pp, q0])
     ks, kn, kv = _k_scan(f, theta, 0, p, kmin, K, float(_SPLIT_FULL), float(_SMALL_K), _GEO_K)
     nmax = _SPLIT_GRID + 3 + ks.shape[0]
     pts = np.empty(nmax)
@@ -578,11 +590,11 @@ def _split_search(f, theta, Ct, Ci, T, Dmax, lo, maxN, kmax):
         elif i == _SPLIT_GRID + 1:
             N = hi
         else:
-            N = Ct / (6.0 * Dmax)  # the data wall
+            N = ds_.split_n_wall(Ct, Dmax)  # the data wall
             if not lo < N < hi:
                 continue
-        k = _k_of_n(c, N, kmax)
-        pts[n], pk[n], pv[n] = N, k, f(theta, N, min(Ct / (6.0 * N), Dmax), k)
+        k = ds_.split_k(c, n0, pp, q0, N, kmax)
+        pts[n], pk[n], pv[n] = N, k, f(theta, N, ds_.split_D(Ct, Dmax, N), k)
         n += 1
     for i in range(ks.shape[0]):
         pts[n], pk[n], pv[n] = kn[i], ks[i], kv[i]
@@ -599,41 +611,34 @@ def _split_search(f, theta, Ct, Ci, T, Dmax, lo, maxN, kmax):
         if i < 0:
             continue
         k = pk[i]
-        seg_lo = lo if k >= kmax else max(lo, c / (k + 1.0))
-        seg_hi = min(hi, c / k)
+        seg_lo = lo if k >= kmax else max(lo, ds_.split_segment_end(c, n0, pp, q0, k + 1.0))
+        seg_hi = min(hi, ds_.split_segment_end(c, n0, pp, q0, k))
         left = max(pts[i - 1] if i > 0 else lo, seg_lo)
         right = min(pts[i + 1] if i < n - 1 else hi, seg_hi)
         left, right = min(left, pts[i]), max(right, pts[i])
-        N, v = _brent(f, theta, 0, Ct, Dmax, k, 0.0, left, right)
+        N, v = _brent(f, theta, 0, (Ct, Dmax, k, 0.0, 0.0, 0.0, 0.0), left, right)
         if v < bv:
             bn, bk, bv = N, k, v
     # a point polished onto its segment's left end affords one more sample there
-    k_tight = _k_of_n(c, bn, kmax)
+    k_tight = ds_.split_k(c, n0, pp, q0, bn, kmax)
     if k_tight > bk:
-        v = f(theta, bn, min(Ct / (6.0 * bn), Dmax), k_tight)
+        v = f(theta, bn, ds_.split_D(Ct, Dmax, bn), k_tight)
         if v < bv:
             bk, bv = k_tight, v
-    return bn, min(Ct / (6.0 * bn), Dmax), bk, bv
+    return bn, ds_.split_D(Ct, Dmax, bn), bk, bv
 
 
 @numba.njit(**_JIT)
-def _total_kmax(C, b1, lo, kmax):
-    """Largest k with D > 0 at N = min_params (2 N k T Q < C), capped at k_max; b1 = 2TQ."""
-    x = C / (lo * b1)
-    return max(1.0, min(kmax, np.ceil(x) - 1.0))
-
-
-@numba.njit(**_JIT)
-def _total_inner(f, theta, C, b1, Dmax, lo, hi, k):
-    """Best N for a fixed k under the total budget -> (N, value); f = None selects the exact loss path.
+def _total_inner(f, theta, C, b1, n0, pp, q0, Dmax, lo, hi, k):
+    """Best N for a fixed k under the total budget -> (N, value); f = None selects the exact loss path
+    (a query costing s N k only: n0 = pp = q0 = 0).
 
     Generic objectives: a log grid in N, the data wall and the N at a few training shares of C, then
     bounded Brent over the cells of the two best local minima of that scan."""
     if f is None:
         n = _total_inner_loss_n(theta, C, b1 * k, Dmax, lo, hi)
-        return n, _total_loss_value(theta, C, b1 * k, Dmax, n, k)
-    bk = b1 * k
-    nhi = min(hi, C / bk)
+        return n, _total_loss_value(theta, C, b1, Dmax, n, k)
+    nhi = min(hi, ds_.total_n_top(C, b1, n0, pp, q0, k))
     if not lo < nhi:
         return np.nan, np.inf
     m = _TOTAL_GRID + 1 + len(_TRAIN_SHARES)
@@ -644,26 +649,22 @@ def _total_inner(f, theta, C, b1, Dmax, lo, hi, k):
     for i in range(_TOTAL_GRID):
         pts[n] = min(max(math.exp(ul + (uh - ul) * i / (_TOTAL_GRID - 1.0)), lo), nhi)
         n += 1
-    nw = C / (6.0 * Dmax + bk)
+    nw = ds_.total_n_wall(C, b1, n0, pp, q0, Dmax, k)
     if lo < nw < nhi:
         pts[n] = nw
         n += 1
     for x in _TRAIN_SHARES:
-        N = C * (1.0 - x) / bk
+        N = ds_.total_n_at_share(C, b1, n0, pp, q0, k, x)
         if lo < N < nhi:
             pts[n] = N
             n += 1
     pts, _, _ = _sorted_unique(pts, ones, ones, n)
     n = pts.shape[0]
+    q = (C, b1, n0, pp, q0, Dmax, k)
     vals = np.empty(n)
     for i in range(n):
-        vals[i] = _value(f, theta, 2, pts[i], C, Dmax, bk, k)
-    loc = np.full(n, np.inf)
-    for i in range(n):
-        left = vals[i - 1] if i > 0 else np.inf
-        right = vals[i + 1] if i < n - 1 else np.inf
-        if vals[i] <= left and vals[i] <= right:
-            loc[i] = vals[i]
+        vals[i] = _value(f, theta, 2, pts[i], q)
+    loc = _local_minima(vals, n)
     bi = _top_indices(vals, n, 1)[0]
     if bi < 0:
         return np.nan, np.inf
@@ -675,7 +676,7 @@ def _total_inner(f, theta, C, b1, Dmax, lo, hi, k):
             continue
         left = pts[i - 1] if i > 0 else lo
         right = pts[i + 1] if i < n - 1 else nhi
-        N, v = _brent(f, theta, 2, C, Dmax, bk, k, left, right)
+        N, v = _brent(f, theta, 2, q, left, right)
         if v < bv:
             bn, bv = N, v
     return bn, bv
@@ -688,12 +689,12 @@ def _total_profile_slope(theta, C, b1, Dmax, lo, hi, v):
     k = math.exp(v)
     bk = b1 * k
     n = _total_inner_loss_n(theta, C, bk, Dmax, lo, hi)
-    nwall = C / (6.0 * Dmax + bk)
+    nwall = ds_.total_n_wall(C, b1, 0.0, 0.0, 0.0, Dmax, k)
     if n < nwall * (1.0 - 1e-12):  # N pinned at max_params with D capped: compute to spare, only k matters
         return -g * G * k ** (-g)
     if n <= nwall * (1.0 + 1e-12):  # at the data wall N = C / (6 Dmax + bk) moves with k
         return a * A * n ** (-a) * bk / (6.0 * Dmax + bk) - g * G * k ** (-g)
-    d = (C / n - bk) / 6.0  # otherwise (interior or at a bound on N) D moves with k
+    d = ds_.total_D(C, b1, 0.0, 0.0, 0.0, n, k)  # otherwise (interior or at a bound on N) D moves with k
     return b * B * d ** (-b - 1.0) * bk / 6.0 - g * G * k ** (-g)
 
 
@@ -735,17 +736,23 @@ def _total_k_bracket_loss(theta, C, b1, Dmax, lo, hi, vmax):
 
 @numba.njit(**_JIT)
 def _total_search(f, theta, C, T, Q, Dmax, lo, maxN, kmax):
-    """Total budget -> (N, D, k, value); f = None selects the exact path for the loss law.
+    """Total budget, a query costing 2NkT -> (N, D, k, value); see `_total_search_q`."""
+    return _total_search_q(f, theta, C, 2.0 * T * Q, 0.0, 0.0, 0.0, Dmax, lo, maxN, kmax)
+
+
+@numba.njit(**_JIT)
+def _total_search_q(f, theta, C, b1, n0, pp, q0, Dmax, lo, maxN, kmax):
+    """Total budget (b1 = sQ and query cost terms n0, pp, q0 as `designs`) -> (N, D, k, value); f = None
+    selects the exact path for the loss law (n0 = pp = q0 = 0 only).
 
     Loss law: Illinois on the (monotone) profile slope in log k brackets k*, then the integers around it.
     Generic objectives: a scan over k (every integer up to `_TOTAL_FULL` values, else small k, a geometric
     grid and integer refinement around its best local minima), each k with the global inner search over N
     (`_total_inner`); no unimodality in k is assumed."""
-    b1 = 2.0 * T * Q
-    hi = min(maxN, C / b1)
+    hi = min(maxN, ds_.total_n_top(C, b1, n0, pp, q0, 1.0))
     if not lo < hi:
         return np.nan, np.nan, np.nan, np.nan
-    K = _total_kmax(C, b1, lo, kmax)
+    K = ds_.total_k_top(C, b1, n0, pp, q0, lo, kmax)
     bn, bk, bv = np.nan, np.nan, np.inf
     if f is None:
         a, b = _total_k_bracket_loss(theta, C, b1, Dmax, lo, hi, math.log(K))
@@ -758,19 +765,19 @@ def _total_search(f, theta, C, T, Q, Dmax, lo, maxN, kmax):
             k1 = min(K, k0 + 7.0)
         k = k0
         while k <= k1:
-            n, v = _total_inner(f, theta, C, b1, Dmax, lo, hi, k)
+            n, v = _total_inner(f, theta, C, b1, 0.0, 0.0, 0.0, Dmax, lo, hi, k)
             if v < bv:
                 bn, bk, bv = n, k, v
             k += 1.0
     else:
-        p = np.array([C, b1, Dmax, lo, hi])
+        p = np.array([C, b1, Dmax, lo, hi, n0, pp, q0])
         ks, ns, vs = _k_scan(f, theta, 1, p, 1.0, K, float(_TOTAL_FULL), float(_TOTAL_SMALL), _TOTAL_GEO)
         for i in range(ks.shape[0]):
             if vs[i] < bv:
                 bn, bk, bv = ns[i], ks[i], vs[i]
     if not bv < np.inf:
         return np.nan, np.nan, np.nan, np.nan
-    return bn, min((C / bn - b1 * bk) / 6.0, Dmax), bk, bv
+    return bn, min(ds_.total_D(C, b1, n0, pp, q0, bn, bk), Dmax), bk, bv
 
 
 @numba.njit(**_JIT)
@@ -787,7 +794,10 @@ def total_optimum_loss(theta, C, T, Q, Dmax, lo, maxN, kmax):
 def _sweep(f, exact, thetas, budgets, chinchilla, Dmax, lo, maxN, kmax, out):
     """Fill out[6, P, B] (rows: OUTPUTS) for every draw (row of thetas) and budget (row of budgets).
 
-    budgets[j] = (kind 0 split / 1 total, C_train or C, C_inf or Q, T); chinchilla[j] = (N, D, k).
+    budgets[j] = (kind 0 split / 1 total, C_train or C, C_inf or Q, t, n0, p, q0) with the query cost terms
+    of `designs.query_terms`; chinchilla[j] = (N, D, k). The exact loss path needs a query costing s N k
+    (n0 = p = q0 = 0: its segment ends and first-order conditions are written for that, s = 2t); otherwise the
+    generic search runs on the same objective.
     """
     P = thetas.shape[0]
     nb = budgets.shape[0]
@@ -795,17 +805,19 @@ def _sweep(f, exact, thetas, budgets, chinchilla, Dmax, lo, maxN, kmax, out):
         i = idx // nb
         j = idx - i * nb
         theta = thetas[i]
-        kind, c1, c2, T = budgets[j, 0], budgets[j, 1], budgets[j, 2], budgets[j, 3]
+        kind, c1, c2, t = budgets[j, 0], budgets[j, 1], budgets[j, 2], budgets[j, 3]
+        n0, pp, q0 = budgets[j, 4], budgets[j, 5], budgets[j, 6]
+        plain = exact and n0 == 0.0 and pp == 0.0 and q0 == 0.0
         if kind == 0.0:
-            if exact:
-                n, d, k, v = split_optimum_loss(theta, c1, c2, T, Dmax, lo, maxN, kmax)
+            if plain:
+                n, d, k, v = _split_loss(theta, c1, c2 / (2.0 * t), Dmax, lo, maxN, kmax)
             else:
-                n, d, k, v = _split_search(f, theta, c1, c2, T, Dmax, lo, maxN, kmax)
+                n, d, k, v = _split_search_q(f, theta, c1, c2 / (2.0 * t), n0, pp, q0, Dmax, lo, maxN, kmax)
         else:
-            if exact:
-                n, d, k, v = _total_search(None, theta, c1, T, c2, Dmax, lo, maxN, kmax)
+            if plain:
+                n, d, k, v = _total_search_q(None, theta, c1, 2.0 * t * c2, 0.0, 0.0, 0.0, Dmax, lo, maxN, kmax)
             else:
-                n, d, k, v = _total_search(f, theta, c1, T, c2, Dmax, lo, maxN, kmax)
+                n, d, k, v = _total_search_q(f, theta, c1, 2.0 * t * c2, n0, pp, q0, Dmax, lo, maxN, kmax)
         out[0, i, j] = n
         out[1, i, j] = d
         out[2, i, j] = k
@@ -829,7 +841,7 @@ _sweep_kernel = None
 def sweep_kernel():
     """The parallel sweep kernel (compiled, or loaded from the on-disk cache, on first use).
 
-    kernel(objective, exact, thetas[P, ncoef], budgets[B, 4], chinchilla[B, 3],
+    kernel(objective, exact, thetas[P, ncoef], budgets[B, 7], chinchilla[B, 3],
            max_tokens, min_params, max_params, k_max, out[6, P, B]) with inf for "no constraint".
     """
     global _sweep_kernel
@@ -864,20 +876,20 @@ def __getattr__(name: str) -> Any:
 
 
 def budget_table(budgets: Sequence[Budget], constraints: Constraints = Constraints()) -> tuple[np.ndarray, np.ndarray]:
-    """Kernel inputs for a list of budgets: (budgets[B, 4], chinchilla designs[B, 3]); checks feasibility.
+    """Kernel inputs for a list of budgets: (budgets[B, 7], chinchilla designs[B, 3]); checks feasibility.
 
     A Chinchilla design the budget cannot afford (`budget.chinchilla_baseline`) is a row of NaN, so its
     metrics come out NaN."""
     if len(budgets) == 0:
         raise InputError("at least one budget is required")
-    table = np.empty((len(budgets), 4))
+    table = np.empty((len(budgets), 7))
     chin = np.empty((len(budgets), 3))
     for j, bud in enumerate(budgets):
         check_feasible(bud, constraints)
         if isinstance(bud, SplitBudget):
-            table[j] = (SPLIT, bud.train_flops, bud.inference_flops, bud.tokens_per_sample)
+            table[j] = (SPLIT, bud.train_flops, bud.inference_flops, *bud.query_terms())
         elif isinstance(bud, TotalBudget):
-            table[j] = (TOTAL, bud.total_flops, bud.queries, bud.tokens_per_sample)
+            table[j] = (TOTAL, bud.total_flops, bud.queries, *bud.query_terms())
         else:
             raise InputError(f"unknown budget type {type(bud).__name__}")
         chin[j] = chinchilla_design(bud, constraints)

@@ -190,20 +190,19 @@ def test_empty_parquet(tmp_path):
     assert_names(info.value, path, None, None, "no data rows")
 
 
-def test_missing_required_columns(tmp_path):
-    path = write(tmp_path, "task,params,problem,n_samples\ng,1e7,p,3\n", "cols.csv")
+@pytest.mark.parametrize("content, fragments", [
+    # a samples file without tokens and n_correct: the missing columns of the kind it looks like
+    ("task,params,problem,n_samples\ng,1e7,p,3\n",
+     ("missing required columns", "'tokens'", "'n_correct'", "samples", "found: task, params, problem, n_samples")),
+    # no kind's columns at all: what each kind would need
+    ("task,params,tokens,accuracy\ng,1e7,1e9,0.3\n",
+     ("cannot tell the data kind", "'loss'", "'pass_at_k'", "'n_correct'", "found: task, params, tokens, accuracy")),
+])
+def test_missing_columns_are_listed(tmp_path, content, fragments):
+    path = write(tmp_path, content, "cols.csv")
     with pytest.raises(InputError) as info:
         read_data(path)
-    assert_names(info.value, path, None, None, "missing required columns", "'tokens'", "'n_correct'",
-                 "samples", "found: task, params, problem, n_samples")
-
-
-def test_no_known_kind_lists_what_is_missing(tmp_path):
-    path = write(tmp_path, "task,params,tokens,accuracy\ng,1e7,1e9,0.3\n", "acc.csv")
-    with pytest.raises(InputError) as info:
-        read_data(path)
-    assert_names(info.value, path, None, None, "cannot tell the data kind", "'loss'", "'pass_at_k'",
-                 "'n_correct'", "found: task, params, tokens, accuracy")
+    assert_names(info.value, path, None, None, *fragments)
 
 
 def test_unknown_file_type(tmp_path):
