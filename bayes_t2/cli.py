@@ -345,8 +345,15 @@ def calibrate(data: Annotated[Optional[list[Path]], typer.Argument(
               max_params: MaxParams = None,
               min_params: MinParams = None,
               k_max: KMax = None,
-              draws: int = 300, tune: int = 300, chains: int = 2, force: Force = False) -> None:
-    """Simulation-based calibration: coverage of the intervals of the coefficients, N*, D*, k* and the metric."""
+              draws: int = 300, tune: int = 300, chains: int = 2, force: Force = False,
+              from_prior: Annotated[bool, typer.Option(
+                  "--from-prior", help="SBC proper: truths drawn from the model's own prior, no filter; writes "
+                                       "sbc.{nc,json,png,pdf} (--noise does not apply).")] = False,
+              n_tasks: Annotated[Optional[int], typer.Option(
+                  "--n-tasks", help="With --from-prior: keep the design's first N tasks (default: loss 2, "
+                                    "accuracy 2 on the built-in design; all of DATA).")] = None) -> None:
+    """Simulation-based calibration: coverage of the intervals of the coefficients, N*, D*, k* and the metric
+    (truths from a realistic population; `--from-prior`: from the model's prior)."""
     from .budget import Constraints
     from .calibrate import DEFAULT_BUDGET, calibrate as run, default_design, design_from_data, summary, \
         write_outputs
@@ -354,8 +361,9 @@ def calibrate(data: Annotated[Optional[list[Path]], typer.Argument(
     from .fit import SamplerSettings
     from .io import check_writable
 
+    stem = "sbc" if from_prior else "calibration"
     for ext in ("nc", "json", "png", "pdf"):
-        check_writable(out_dir / f"calibration.{ext}", overwrite=force)
+        check_writable(out_dir / f"{stem}.{ext}", overwrite=force)
     if all(v is None for v in (train_flops, inference_flops, total_flops, queries)):
         budget, constraints = DEFAULT_BUDGET, Constraints(**{k: v for k, v in dict(
             max_tokens=max_tokens, max_params=max_params, k_max=k_max, min_params=min_params).items()
@@ -363,6 +371,10 @@ def calibrate(data: Annotated[Optional[list[Path]], typer.Argument(
     else:
         budget, constraints = _budget_options(train_flops, inference_flops, total_flops, queries,
                                               tokens_per_sample, max_tokens, max_params, k_max, min_params)
+    if from_prior:
+        _calibrate_from_prior(data, out_dir, route, n_sims, seed, priors, budget, constraints, n_tasks,
+                              SamplerSettings(draws=draws, tune=tune, chains=chains, seed=seed), force)
+        return
     design = (design_from_data(read_data(data), route, noise) if data else default_design(route, noise=noise))
     per_point = (f"{design.n_problems} problems x samples in {list(design.ks)}" if route == "accuracy"
                  else f"k in {list(design.ks)}")
@@ -374,6 +386,37 @@ def calibrate(data: Annotated[Optional[list[Path]], typer.Argument(
                                                      f"{float(s['max_rhat'][-1]):.3f}"))
     paths = write_outputs(scores, out_dir, overwrite=force)
     _print_calibration(summary(scores))
+    out.print(f"wrote {', '.join(str(p) for p in paths.values())}")
+
+
+def _calibrate_from_prior(data, out_dir, route, n_sims, seed, priors, budget, constraints, n_tasks, settings,
+                          force) -> None:
+    from .data import read_data
+    from .sbc import run_sbc, sbc_design, sbc_summary, write_sbc
+
+    if n_sims < 1:
+        raise InputError(f"--n-sims must be >= 1, got {n_sims}")
+    design = sbc_design(route, read_data(data) if data else None, n_tasks)
+    out.print(f"SBC of the {route} route from its prior: {n_sims} prior draws on {design.describe()}, budget "
+              f"{budget.label()}")
+    scores = run_sbc(design, n_sims=n_sims, seed=seed, budget=budget, constraints=constraints, priors=priors,
+                     settings=settings,
+                     on_replicate=lambda s, i: out.print(f"  prior draw {i + 1}/{n_sims}: max r-hat "
+                                                         f"{float(s['max_rhat'][-1]):.3f}"))
+    paths = write_sbc(scores, out_dir, overwrite=force, seed=seed)
+    summ = sbc_summary(scores, seed)
+    table = Table(title=f"rank uniformity over {summ['n_replicates_ranked']} prior draws x {summ['n_tasks']} tasks "
+                        f"(fractional ranks among min(99, ESS) thinned draws); degenerate data: "
+                        f"{', '.join(f'{k} {v}' for k, v in summ['degenerate'].items())}")
+    for col in ("quantity", "50% by rank", "90% by rank", "chi-square p", "ECDF p", "mean rank", "flag"):
+        table.add_column(col)
+    for q, r in summ["quantities"].items():
+        table.add_row(q, *(f"{r[c]['coverage']:.0%}" for c in ("coverage_50", "coverage_90")),
+                      f"{r['chi2_pvalue']:.2g}", f"{r['ecdf_pvalue']:.2g}", f"{r['mean_rank']:.2f}",
+                      "not uniform" if r["flagged"] else "ok")
+    out.print(table)
+    out.print(f"{'passes' if summ['passes'] else 'FAILS'}: smallest p {summ['smallest_p']:.2g} over "
+              f"{summ['bonferroni_tests']} tests (Bonferroni at 5%)")
     out.print(f"wrote {', '.join(str(p) for p in paths.values())}")
 
 
