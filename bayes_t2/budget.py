@@ -140,6 +140,9 @@ class Constraints:
     max_params: float | None = None
     k_max: int | None = None
     min_params: float | None = None
+    #: unique training tokens U: beyond U, training repeats data, valued by the data-constrained law
+    #: (`bayes_t2.repetition`); not a cap (max_tokens is the cap)
+    unique_tokens: float | None = None
     #: where min_params came from: "user", "data" (a tenth of the smallest model evaluated) or "default"
     #: (empty when constructing: "user" if min_params is given, else "default")
     min_params_source: str = ""
@@ -149,6 +152,8 @@ class Constraints:
             object.__setattr__(self, "max_tokens", _positive("--max-tokens", self.max_tokens))
         if self.max_params is not None:
             object.__setattr__(self, "max_params", _positive("--max-params", self.max_params))
+        if self.unique_tokens is not None:
+            object.__setattr__(self, "unique_tokens", _positive("--unique-tokens", self.unique_tokens))
         if self.min_params is not None:
             object.__setattr__(self, "min_params", _positive("--min-params", self.min_params))
             if not self.min_params_source:  # given by the caller
@@ -203,8 +208,11 @@ class Constraints:
         return f"smallest model considered {self.min_params_f:.3g} parameters ({why[self.min_params_source]})"
 
     def as_dict(self) -> dict[str, Any]:
-        return {"max_tokens": self.max_tokens, "max_params": self.max_params, "k_max": self.k_max,
-                "min_params": self.min_params_f, "min_params_source": self.min_params_source}
+        out = {"max_tokens": self.max_tokens, "max_params": self.max_params, "k_max": self.k_max,
+               "min_params": self.min_params_f, "min_params_source": self.min_params_source}
+        if self.unique_tokens is not None:
+            out["unique_tokens"] = self.unique_tokens
+        return out
 
     def to_json(self) -> str:
         return json.dumps(self.as_dict())

@@ -54,6 +54,9 @@ MaxParams = Annotated[Optional[float], typer.Option(help="Largest model consider
 MinParams = Annotated[Optional[float], typer.Option(help="Smallest model considered: N >= this (default: a "
                                                          "tenth of the smallest model in the data).")]
 KMax = Annotated[Optional[int], typer.Option(help="k <= this.")]
+UniqueTokens = Annotated[Optional[float], typer.Option(
+    help="Unique training tokens U: beyond U, training repeats data, valued by the data-constrained law "
+         "(Muennighoff et al. 2023); not a cap (--max-tokens is).")]
 Law = Annotated[bool, typer.Option("--law", help="Score designs on the law alone, without the fitted "
                                    "checkpoint scatter a newly trained run shows (default: with it).")]
 Seed = Annotated[int, typer.Option("--seed", help="Seed of the checkpoint-scatter draws (one per posterior "
@@ -61,12 +64,13 @@ Seed = Annotated[int, typer.Option("--seed", help="Seed of the checkpoint-scatte
 
 
 def _budget_options(train_flops, inference_flops, total_flops, queries, tokens_per_sample, max_tokens,
-                    max_params, k_max, min_params=None):
+                    max_params, k_max, min_params=None, unique_tokens=None):
     from .options import budget_and_constraints  # the Python API's keywords read the same way
 
     return budget_and_constraints(train_flops=train_flops, inference_flops=inference_flops,
                                   total_flops=total_flops, queries=queries, tokens_per_sample=tokens_per_sample,
-                                  max_tokens=max_tokens, max_params=max_params, min_params=min_params, k_max=k_max)
+                                  max_tokens=max_tokens, max_params=max_params, min_params=min_params, k_max=k_max,
+                                  unique_tokens=unique_tokens)
 
 
 def _warn(lines) -> None:
@@ -137,6 +141,7 @@ def optimize(fit_path: Annotated[Path, typer.Argument(help="Fit file from `bayes
              max_params: MaxParams = None,
              min_params: MinParams = None,
              k_max: KMax = None,
+             unique_tokens: UniqueTokens = None,
              law: Law = False,
              seed: Seed = 0,
              prob: Prob = 0.9,
@@ -152,7 +157,8 @@ def optimize(fit_path: Annotated[Path, typer.Argument(help="Fit file from `bayes
     if json_path:
         check_writable(json_path, overwrite=force)
     budget, constraints = _budget_options(train_flops, inference_flops, total_flops, queries,
-                                          tokens_per_sample, max_tokens, max_params, k_max, min_params)
+                                          tokens_per_sample, max_tokens, max_params, k_max, min_params,
+                                          unique_tokens)
     result = Fit.load(fit_path)
     with dask_client(workers, scheduler) as client:
         records = result.optimum_records([budget], constraints, prob, progress=_interactive(),
@@ -175,6 +181,7 @@ def decide(fit_path: Annotated[Path, typer.Argument(help="Fit file from `bayes-t
            max_params: MaxParams = None,
            min_params: MinParams = None,
            k_max: KMax = None,
+           unique_tokens: UniqueTokens = None,
            law: Law = False,
            seed: Seed = 0,
            target: Annotated[Optional[float], typer.Option(help="Metric value to reach (loss <= T, "
@@ -199,7 +206,8 @@ def decide(fit_path: Annotated[Path, typer.Argument(help="Fit file from `bayes-t
     if json_path:
         check_writable(json_path, overwrite=force)
     budget, constraints = _budget_options(train_flops, inference_flops, total_flops, queries,
-                                          tokens_per_sample, max_tokens, max_params, k_max, min_params)
+                                          tokens_per_sample, max_tokens, max_params, k_max, min_params,
+                                          unique_tokens)
     result = Fit.load(fit_path)
     if min_budget:
         if risk != "mean":
@@ -269,6 +277,7 @@ def report(fit_path: Annotated[Path, typer.Argument(help="Fit file from `bayes-t
            max_params: MaxParams = None,
            min_params: MinParams = None,
            k_max: KMax = None,
+           unique_tokens: UniqueTokens = None,
            law: Law = False,
            seed: Seed = 0,
            target: Annotated[Optional[float], typer.Option(help="Metric value to reach, for the decision "
@@ -289,7 +298,8 @@ def report(fit_path: Annotated[Path, typer.Argument(help="Fit file from `bayes-t
 
     check_writable(out_path, overwrite=force)
     budget, constraints = _budget_options(train_flops, inference_flops, total_flops, queries,
-                                          tokens_per_sample, max_tokens, max_params, k_max, min_params)
+                                          tokens_per_sample, max_tokens, max_params, k_max, min_params,
+                                          unique_tokens)
     check_feasible(budget, constraints)  # before loading anything
     result = Fit.load(fit_path)
     try:
@@ -478,6 +488,7 @@ def sensitivity(fit_path: Annotated[Path, typer.Argument(help="Fit file from `ba
                 max_params: MaxParams = None,
                 min_params: MinParams = None,
                 k_max: KMax = None,
+                unique_tokens: UniqueTokens = None,
                 prob: Prob = 0.9,
                 json_path: Annotated[Optional[Path], typer.Option("--json", help="Write the records here.")] = None,
                 force: Force = False) -> None:
@@ -489,7 +500,8 @@ def sensitivity(fit_path: Annotated[Path, typer.Argument(help="Fit file from `ba
     if json_path:
         check_writable(json_path, overwrite=force)
     budget, constraints = _budget_options(train_flops, inference_flops, total_flops, queries,
-                                          tokens_per_sample, max_tokens, max_params, k_max, min_params)
+                                          tokens_per_sample, max_tokens, max_params, k_max, min_params,
+                                          unique_tokens)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         records = prior_sensitivity(Fit.load(fit_path), budget, constraints, prob=prob)
@@ -633,6 +645,8 @@ def _budget_lines(r: dict) -> list[str]:
               if c.get(name) is not None]
     lines = [text, f"smallest model considered: {c.get('min_params', float('nan')):.3g} parameters ({src}; "
                    f"change with --min-params)" + (f"; constraints: --{', --'.join(bounds)}" if bounds else "")]
+    if c.get("unique_tokens") is not None:
+        lines.append(fmt.repetition_line(c["unique_tokens"], r.get("repetition", {})))
     return lines
 
 
@@ -660,6 +674,10 @@ def _print_optimum(records: list[dict], label: str) -> None:
                       _design_cell(t), f"{t['metric']['median']:.4f}", _p(r["p_beats_chinchilla"]),
                       _p(r["p_beats_train_optimal"]))
     out.print(table)
+    for r in records:
+        if "epochs" in r:
+            out.print(f"task '{r['task']}': epochs over the unique data D*/U {fmt.interval(r['epochs'])}; "
+                      f"recommended {r['recommended']['epochs']:.3g}", highlight=False)
     scatter = r0.get("metric_includes", "law") != "law"
     out.print(f"{metric}: {r0.get('metric_includes', 'law')}. Recommended = the design at the posterior-median "
               f"optimum (the one to commit to). Chinchilla = the largest D = 20N model the budget allows, with the "
@@ -712,6 +730,10 @@ def _print_decision(records: list[dict], attrs: dict) -> None:
                 row.insert(2, f"{r['budget'][attrs['scaled']]:.3g}")
             table.add_row(*row)
     out.print(table)
+    for r in records:
+        if "epochs" in r:
+            out.print(f"task '{r['task']}': epochs over the unique data D*/U {fmt.interval(r['epochs'])}; "
+                      f"recommended {r['recommended']['epochs']:.3g}", highlight=False)
     scatter = r0.get("metric_includes", "law") != "law"
     out.print(f"{metric}: {r0.get('metric_includes', 'law')}. E(regret) = mean over draws of how much worse the "
               f"design does than that draw's own optimum (never clipped). FLOPs/query = 2NkT.", highlight=False)

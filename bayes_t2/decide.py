@@ -46,6 +46,7 @@ from .budget import Budget, Constraints, SplitBudget, check_feasible, chinchilla
 from .errors import InputError
 from .optimum import OBJECTIVE_TYPE, _resolve_objective
 from .predict import metric_draws
+from .repetition import repeated_view
 from .summary import SAMPLE_DIMS
 
 __all__ = ["DESIGNS", "LOG_N_TOL", "Risk", "decide", "decision_records", "evaluate_designs", "min_budget",
@@ -400,6 +401,7 @@ def decide(fit: Any, budget: Budget, constraints: Constraints | None = None, *, 
     share of draws whose optimum sits on that bound) and n_draws; attrs say risk, target, budget, constraints.
     """
     risk = parse_risk(risk)
+    fit = repeated_view(fit, constraints, seed)  # unique_tokens: the law at the effective design
     constraints = resolve_constraints(fit, constraints)
     _check_options(budget, constraints, risk, target, prob)
     coefs, tasks = _draws(fit, task)
@@ -581,6 +583,7 @@ def min_budget(fit: Any, budget: Budget, constraints: Constraints | None = None,
         raise InputError("--min-budget needs --target")
     if not 0.0 < confidence < 1.0:
         raise InputError(f"--confidence must be in (0, 1), got {confidence:g}")
+    fit = repeated_view(fit, constraints, seed)  # unique_tokens: the law at the effective design
     constraints = resolve_constraints(fit, constraints)
     _check_options(budget, constraints, Risk("prob"), target, prob)
     coefs, tasks = _draws(fit, task)

@@ -221,9 +221,14 @@ class Fit:
         """
         from .baselines import add_decision_quantities, resolve_constraints
         from .options import resolve
+        from .repetition import repeated_view
 
         budgets, constraints = resolve(budgets, constraints, budget_options)
         budgets = list(budgets)
+        view = repeated_view(self, constraints, seed)  # unique_tokens: the law at the effective design
+        if view is not self:
+            return view.optimize(budgets, constraints, draws_per_chunk=draws_per_chunk,
+                                                               law=law, seed=seed)
         constraints = resolve_constraints(self, constraints)
         coefficients = self.coefficients()
         if draws_per_chunk is not None:
@@ -237,6 +242,12 @@ class Fit:
         opt = route_optimum(self.route, coefficients, budgets, constraints)
         opt = opt.compute() if draws_per_chunk is not None else opt
         opt = add_decision_quantities(self, opt, budgets, constraints, law=law, seed=seed)
+        if constraints.unique_tokens is not None:  # epochs over the unique data, per draw
+            opt["epochs"] = opt["D"] / constraints.unique_tokens
+            opt["recommended_epochs"] = opt["recommended_D"] / constraints.unique_tokens
+            from .repetition import repetition_source
+
+            opt.attrs["repetition"] = json.dumps(repetition_source(self))
         notes = prior_only_notes(self.tree) + extrapolation_notes(self, opt)
         opt.attrs["warnings"] = json.dumps(notes)
         for note in notes:

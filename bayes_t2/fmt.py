@@ -35,3 +35,10 @@ def interval(s: Mapping[str, float], digits: str = ".3g") -> str:
     if digits == ".3g":
         return f"{number(s['median'])} [{number(s['lower'])}, {number(s['upper'])}]"
     return f"{s['median']:{digits}} [{s['lower']:{digits}}, {s['upper']:{digits}}]"
+
+
+def repetition_line(unique_tokens: float, source: Mapping[str, str]) -> str:
+    """The repeated-data setting in words: U, the law, and where each R* comes from."""
+    where = ", ".join(f"{name.replace('_star', '*')} {how}" for name, how in source.items())
+    return (f"unique tokens U = {number(unique_tokens)}: training beyond U repeats data, valued by the "
+            f"data-constrained law (Muennighoff et al. 2023)" + (f"; {where}" if where else ""))

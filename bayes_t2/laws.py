@@ -7,6 +7,8 @@ L(N, D, k) = E + A/N^alpha + B/D^beta + G/k^gamma. A k-free (Chinchilla) law is 
 
 from __future__ import annotations
 
+import math
+
 import numba
 import numpy as np
 
@@ -29,3 +31,73 @@ def chinchilla_optimal_params(A, alpha, B, beta, train_flops):
 
 
 chinchilla_optimal_params_nb = numba.njit(cache=True, nogil=True)(chinchilla_optimal_params)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Repeated data: the data-constrained law of Muennighoff et al. 2023 ("Scaling Data-Constrained Language
+# Models", NeurIPS 2023, eqs. 5-6; docs/model.md). Training on D tokens drawn from U unique ones repeats them
+# R_D = D/U - 1 times beyond the first epoch, and each repetition is worth less: the law sees the effective
+# tokens D' = U + U R_D* (1 - exp(-R_D/R_D*)) instead of D. Parameters beyond U_N, the compute-optimal model
+# size for U tokens, are discounted the same way with R_N*. Both tend to the fresh-data law as R* -> inf and
+# to a hard cap at U (at U_N) as R* -> 0.
+# ----------------------------------------------------------------------------------------------------------
+
+#: the published fit (Muennighoff et al. 2023, the datablations repository's parametric fit): R_D*, R_N*
+PUBLISHED_R_D_STAR = 15.387756
+PUBLISHED_R_N_STAR = 5.309743
+
+
+def repeated_value(base, excess, r_star, fmin=np.fmin, expm1=np.expm1):
+    """base (1 + R* (1 - exp(-R/R*))) for R = `excess` >= 0 repetitions beyond the first: what `base` unique
+    units repeated R more times are worth. numpy/xarray by default (and numba, compiled below); the PyMC model
+    passes pytensor's ops. R* (1 - e^(-R/R*)) <= R always, so the `fmin` with R changes no finite value and
+    only fills the limits the closed form leaves undefined: R* = inf (no decay: worth R) and R = R* = 0."""
+    with np.errstate(divide="ignore", invalid="ignore"):  # the limits, filled by fmin
+        return base * (1.0 + fmin(r_star * -expm1(-excess / r_star), excess))
+
+
+def effective_tokens(D, U, r_star):
+    """Effective training tokens D' of D tokens drawn from U unique ones (D' = D when D <= U or U is NaN)."""
+    unique = np.fmin(U, D)
+    return repeated_value(unique, D / unique - 1.0, r_star)
+
+
+def effective_params(N, U_N, r_star):
+    """Effective parameters N' of a model of N parameters when U_N is the compute-optimal size for the unique
+    data (N' = N when N <= U_N or U_N is NaN)."""
+    unique = np.fmin(U_N, N)
+    return repeated_value(unique, N / unique - 1.0, r_star)
+
+
+def unique_params(A, alpha, B, beta, U):
+    """U_N: the compute-optimal model size whose compute-optimal token count is U, from the law's own
+    coefficients (Chinchilla's N_opt(C) = G (C/6)^(beta/(alpha+beta)), G = (alpha A/(beta B))^(1/(alpha+beta)),
+    inverted: U_N = G (G U)^(beta/alpha); as the datablations parametric fit computes it)."""
+    g = (alpha * A / (beta * B)) ** (1.0 / (alpha + beta))
+    return g * (g * U) ** (beta / alpha)
+
+
+_NB_ERR = dict(cache=True, nogil=True, error_model="numpy")  # x/0 -> inf, as numpy
+
+
+@numba.njit(**_NB_ERR)
+def repeated_value_nb(base, excess, r_star):
+    """`repeated_value` for numba kernels (scalars): the same formula and limits."""
+    return base * (1.0 + min(r_star * -math.expm1(-excess / r_star), excess)) if r_star < math.inf \
+        else base * (1.0 + excess)
+
+
+@numba.njit(**_NB_ERR)
+def effective_tokens_nb(D, U, r_star):
+    """`effective_tokens` for numba kernels (scalars; U NaN or >= D: no repetition)."""
+    if not U < D:
+        return D
+    return repeated_value_nb(U, D / U - 1.0, r_star)
+
+
+@numba.njit(**_NB_ERR)
+def effective_params_nb(N, U_N, r_star):
+    """`effective_params` for numba kernels (scalars)."""
+    if not U_N < N:
+        return N
+    return repeated_value_nb(U_N, N / U_N - 1.0, r_star)

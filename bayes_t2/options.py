@@ -13,23 +13,26 @@ from .errors import InputError
 #: keywords that describe the budget (DESIGN.md "Budgets")
 BUDGET_KEYWORDS = ("train_flops", "inference_flops", "total_flops", "queries", "tokens_per_sample")
 #: keywords that constrain the design
-CONSTRAINT_KEYWORDS = ("max_tokens", "max_params", "min_params", "k_max")
+CONSTRAINT_KEYWORDS = ("max_tokens", "max_params", "min_params", "k_max", "unique_tokens")
 
 
 def budget_and_constraints(*, train_flops: float | None = None, inference_flops: float | None = None,
                            total_flops: float | None = None, queries: float | None = None,
                            tokens_per_sample: float | None = None, max_tokens: float | None = None,
                            max_params: float | None = None, min_params: float | None = None,
-                           k_max: int | None = None) -> tuple[Budget, Constraints]:
+                           k_max: int | None = None, unique_tokens: float | None = None
+                           ) -> tuple[Budget, Constraints]:
     """(budget, constraints) from the keywords: a split budget (train_flops and inference_flops) or a total
     one (total_flops and queries); unset constraints are unconstrained (min_params: the `Constraints`
     default). tokens_per_sample T defaults to 1, the T2 paper's convention (set it to an answer's length in
-    tokens to count each sample's full decode)."""
+    tokens to count each sample's full decode). unique_tokens U: training beyond U tokens repeats data, valued
+    by the data-constrained law (`bayes_t2.repetition`); max_tokens stays the hard cap."""
     if train_flops is None and inference_flops is None and total_flops is None and queries is None:
         raise InputError("give a budget: --train-flops C --inference-flops C, or --total-flops C --queries Q")
     budget = make_budget(train_flops=train_flops, inference_flops=inference_flops, total_flops=total_flops,
                          queries=queries, tokens_per_sample=1.0 if tokens_per_sample is None else tokens_per_sample)
-    given = dict(max_tokens=max_tokens, max_params=max_params, min_params=min_params, k_max=k_max)
+    given = dict(max_tokens=max_tokens, max_params=max_params, min_params=min_params, k_max=k_max,
+                 unique_tokens=unique_tokens)
     return budget, Constraints(**{k: v for k, v in given.items() if v is not None})
 
 

@@ -480,6 +480,45 @@ def plot_optimum_vs_budget(fit, budget: Budget | None = None, constraints: Const
     return fig, axes
 
 
+def plot_optimum_vs_unique_tokens(fit, budget: Budget | None = None, constraints: Constraints | None = None,
+                                  u_values: Sequence[float] | None = None, seed: int = 0,
+                                  **budget_options: Any):
+    """N*, D*, epochs D*/U and k* against the unique tokens U (bands per task) under one budget, with the
+    optimum without a data limit (dashed): how the answer moves as fresh data run out and training repeats
+    them (the data-constrained law, `bayes_t2.repetition`). The budget's own U (``unique_tokens=``), if given, is
+    marked. `u_values`: the U values swept (default: `repetition.optimum_vs_unique_tokens`'s sweep)."""
+    from .options import resolve
+    from .repetition import optimum_vs_unique_tokens
+
+    budget, constraints = resolve(budget, constraints, budget_options, many=False)
+    base = getattr(fit, "base_fit", fit)
+    swept, free = optimum_vs_unique_tokens(base, budget, constraints, u_values, seed=seed)
+    x = swept["unique_tokens"].values
+    colors = task_colors(base.tasks)
+    panels = [("N", "model size N* (parameters)"), ("D", "training tokens D* (tokens)"),
+              ("epochs", "epochs over the unique data D*/U"), ("k", "samples per query k*")]
+    with style():
+        fig, axes = plt.subplots(2, 2, figsize=PAGE, sharex=True, layout="constrained")
+        for ax, (var, label) in zip(axes.flat, panels):
+            for task in base.tasks:
+                _band(ax, x, swept[var].sel(task=task).transpose("unique_tokens", ...), colors[task], label=task)
+                if var != "epochs":
+                    ax.axhline(float(free[var].sel(task=task).median()), color=colors[task], linestyle="--",
+                               linewidth=1)
+            if constraints.unique_tokens is not None:
+                ax.axvline(constraints.unique_tokens, color="0.3", linestyle=":", linewidth=1)
+            _log_axis(ax, "x")
+            _log_axis(ax, "y", narrow=var in ("k", "epochs"))
+            ax.set_ylabel(label)
+            ax.set_title(label, loc="left")
+        for ax in axes[-1]:
+            ax.set_xlabel("unique training tokens U")
+        axes[0, 0].legend(loc="best", ncols=2 if len(base.tasks) > 4 else 1)
+        fig.suptitle(f"Optimum against unique tokens U ({budget.label()})\ndashed: no data limit; dotted: the "
+                     f"budget's U; median, 50% and 90% bands", fontsize=11)
+    return fig, axes
+
+
 # ------------------------------------------------------------------------------------- (5) headline
 def plot_headline(records: list[dict], *, title: str, lines: Sequence[str] = (),
                   problems: Sequence[str] = ()):

@@ -60,9 +60,38 @@ def _accuracy_objective(theta: np.ndarray, N: np.ndarray, D: np.ndarray, k: np.n
     return np.asarray(log1m_beta_pass_at_k(a, b, np.asarray(k, dtype=float)), dtype=float)
 
 
+#: the repetition numbers a repeated route appends to theta (unique tokens U, R_D*, U_N, R_N*), in this order
+REPEAT_COLUMNS = ("unique_tokens", "R_D_star", "U_N", "R_N_star")
+
+
+def _repeated_amount(x: np.ndarray, unique: np.ndarray, r_star: np.ndarray) -> np.ndarray:
+    """What x units (tokens or parameters) are worth when only `unique` of them are fresh: x itself up to
+    `unique` (or with no limit, NaN); beyond it, unique + unique R* (1 - exp(-R/R*)) with R = x/unique - 1
+    (Muennighoff et al. 2023), R* = inf meaning no decay and R* = 0 a hard cap at `unique`. Written here
+    again, in its own numpy, so that the optimizer's version (bayes_t2.laws) is checked, not copied."""
+    with np.errstate(all="ignore"):
+        reps = x / unique - 1.0
+        decayed = unique + unique * r_star * (1.0 - np.exp(-reps / r_star))
+        value = np.where(np.isinf(r_star), x, np.where(r_star == 0.0, unique, decayed))
+        return np.where(np.isnan(unique) | (x <= unique), x, value)
+
+
+def _repeated_objective(f: Objective, n: int) -> Objective:
+    """f at the effective design: theta[:, :n] the route's coefficients, theta[:, n:n+4] `REPEAT_COLUMNS`."""
+    def g(theta: np.ndarray, N: np.ndarray, D: np.ndarray, k: np.ndarray) -> np.ndarray:
+        U, rd, un, rn = (theta[:, n + j, None] for j in range(4))
+        return f(theta[:, :n], _repeated_amount(N, un, rn), _repeated_amount(D, U, rd), k)
+    return g
+
+
 def numpy_objective(route: Any) -> tuple[Objective, tuple[str, ...]]:
-    """(objective, theta names) of a route ("loss", "accuracy" or a route object), through its numpy code."""
+    """(objective, theta names) of a route ("loss", "accuracy", "loss+repeated", "accuracy+repeated" or a
+    route object; a repeated route (`base` attribute) scores designs at the effective (N', D')), through its
+    numpy code."""
     name = route if isinstance(route, str) else route.name
+    if name.endswith("+repeated") or hasattr(route, "base"):
+        f, names = numpy_objective(name.removesuffix("+repeated"))
+        return _repeated_objective(f, len(names)), names + REPEAT_COLUMNS
     if name == "loss":
         return _loss_objective, LOSS_COEFFICIENTS
     if name == "accuracy":
@@ -335,7 +364,7 @@ def reference_route_optimum(route: Any, coefficients: xr.Dataset, budgets: Seque
                     coords={**coords, "budget": np.arange(len(budgets))})
     ds["tokens_per_param"] = ds["D"] / ds["N"]
     metric_from_objective = route.metric_from_objective if not isinstance(route, str) else (
-        (lambda v: v) if route == "loss" else (lambda v: -np.expm1(v)))
+        (lambda v: v) if route.startswith("loss") else (lambda v: -np.expm1(v)))
     ds["metric"] = metric_from_objective(ds["objective"])
     ds.attrs["solver"] = "reference (dense grid + scipy bounded polish)"
     return ds

@@ -68,7 +68,11 @@ def write_report(fit, path: str | Path, budget: Budget, constraints: Constraints
     from .decide import decide, parse_risk
     from .summary import bound_warnings
 
+    from .repetition import repeated_view
+
     path = check_writable(path, overwrite=overwrite)
+    base = fit
+    fit = repeated_view(fit, constraints, seed)  # unique_tokens: the optimum at the effective design
     check_reportable(fit)
     constraints = resolve_constraints(fit, constraints)
     check_feasible(budget, constraints)
@@ -84,12 +88,15 @@ def write_report(fit, path: str | Path, budget: Budget, constraints: Constraints
     for start in range(0, len(fit.tasks), TASKS_PER_PAGE):
         tasks = fit.tasks[start:start + TASKS_PER_PAGE]
         pages.append((f"data and law: {', '.join(tasks)}",
-                      lambda tasks=tasks: plots.plot_law(fit, tasks, compute_max=_compute(budget))[0]))
+                      lambda tasks=tasks: plots.plot_law(base, tasks, compute_max=_compute(budget))[0]))
     pages += [
-        ("coefficients", lambda: plots.plot_coefficients(fit)[0]),
-        ("diagnostics", lambda: plots.plot_diagnostics(fit, prob=prob)[0]),
+        ("coefficients", lambda: plots.plot_coefficients(base)[0]),
+        ("diagnostics", lambda: plots.plot_diagnostics(base, prob=prob)[0]),
         ("optimum against budget", lambda: plots.plot_optimum_vs_budget(fit, budget, constraints)[0]),
     ]
+    if constraints.unique_tokens is not None:
+        pages.append(("optimum against unique tokens",
+                      lambda: plots.plot_optimum_vs_unique_tokens(base, budget, constraints, seed=seed)[0]))
     decision: dict[str, Any] = {}
 
     def decision_page(tasks: list[str]):
@@ -152,6 +159,11 @@ def _headline(fit, records, budget: Budget, constraints: Constraints, problems: 
         "P(beats X) = posterior probability that the recommended design does strictly better than design X, both "
         "scored on the same posterior draw (and the same checkpoint effect).",
     ]
+    if constraints.unique_tokens is not None and records:
+        from . import fmt
+
+        lines.append(fmt.repetition_line(constraints.unique_tokens, records[0].get("repetition", {})) + "; epochs "
+                     "D*/U: " + ", ".join(f"{r['task']} {fmt.interval(r['epochs'])}" for r in records if "epochs" in r))
     return plots.plot_headline(records, title="bayes-t2: what to train and how to serve it", lines=lines,
                                problems=problems)
 
@@ -166,7 +178,8 @@ def _budget_options(budget: Budget, constraints: Constraints) -> str:
             if b["kind"] == "split" else [f"--total-flops {b['total_flops']:g}", f"--queries {b['queries']:g}"])
     if b["tokens_per_sample"] != 1.0:
         opts.append(f"--tokens-per-sample {b['tokens_per_sample']:g}")
-    for key, opt in (("max_tokens", "--max-tokens"), ("max_params", "--max-params"), ("k_max", "--k-max")):
+    for key, opt in (("max_tokens", "--max-tokens"), ("max_params", "--max-params"), ("k_max", "--k-max"),
+                     ("unique_tokens", "--unique-tokens")):
         value = getattr(constraints, key)
         if value is not None:
             opts.append(f"{opt} {value:g}")

@@ -70,6 +70,10 @@ def optimum_records(opt: xr.Dataset, metric_name: str, lower_is_better: bool, pr
                 "bounds": {k: v for k, v in bounds.items() if np.isfinite(v) and v > 0},
                 "constraints": json.loads(opt.attrs.get("constraints", "{}")),
             }
+            if "epochs" in o:  # unique_tokens set: passes over the unique data, D/U
+                rec["epochs"] = interval(o["epochs"], prob)
+                rec["recommended"]["epochs"] = float(o["recommended_epochs"])
+                rec["repetition"] = json.loads(opt.attrs.get("repetition", "{}"))
             records.append(rec)
     return records
 

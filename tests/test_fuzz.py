@@ -61,7 +61,7 @@ def assert_one_line(code: int, stderr: str, *fragments: str) -> str:
 
 # --------------------------------------------------------------------------------- budgets and options
 BUDGET_OPTIONS = ["--train-flops", "--inference-flops", "--tokens-per-sample", "--max-tokens", "--max-params",
-                  "--k-max", "--total-flops", "--queries", "--prob"]
+                  "--k-max", "--total-flops", "--queries", "--prob", "--unique-tokens"]
 HOSTILE = ["nan", "inf", "-inf", "-1", "0", "1e400", "1e19x", "abc", ""]
 
 
