@@ -31,7 +31,7 @@ from .errors import InputError
 
 #: holdout name -> the checkpoint quantity whose largest values are held out
 HOLDOUTS: dict[str, str] = {"largest-params": "params", "largest-compute": "compute",
-                            "largest-tokens": "tokens"}
+                            "largest-tokens": "tokens", "most-repeated": "epochs"}
 DEFAULT_HOLDOUT = "largest-params"
 #: share of the checkpoints held out (whole groups of equal key: every run of a held-out size goes)
 DEFAULT_FRACTION = 0.25
@@ -78,10 +78,13 @@ def split_data(data: EvalData, holdout: str = DEFAULT_HOLDOUT, fraction: float =
         raise InputError(f"--fraction must be in (0, 1), got {fraction}")
     key = HOLDOUTS[holdout]
     frame = data.frame
-    row_key = 6.0 * frame["params"] * frame["tokens"] if key == "compute" else frame[key]
-    # checkpoints: distinct (params, tokens) pairs (a model name adds nothing to the key)
-    ck = frame[["params", "tokens"]].drop_duplicates()
-    ck_key = np.sort((6.0 * ck["params"] * ck["tokens"] if key == "compute" else ck[key]).to_numpy(float))[::-1]
+    if key == "epochs" and "unique_tokens" not in frame.columns:
+        raise InputError("--holdout most-repeated needs a unique_tokens column (runs that repeated their data)")
+    row_key = _holdout_key(frame, key)
+    # checkpoints: distinct (params, tokens[, unique_tokens]) runs (a model name adds nothing to the key)
+    ck_cols = ["params", "tokens"] + (["unique_tokens"] if "unique_tokens" in frame.columns else [])
+    ck = frame[ck_cols].drop_duplicates()
+    ck_key = np.sort(_holdout_key(ck, key).to_numpy(float))[::-1]
     values = np.unique(ck_key)[::-1]  # descending distinct keys
     n_ck = len(ck_key)
     threshold, held = None, 0
@@ -93,7 +96,7 @@ def split_data(data: EvalData, holdout: str = DEFAULT_HOLDOUT, fraction: float =
     assert threshold is not None
     is_test = (row_key >= threshold).to_numpy()
     train_frame, test_frame = frame[~is_test], frame[is_test]
-    if train_frame["params"].nunique() < 2 or len(train_frame[["params", "tokens"]].drop_duplicates()) < 3:
+    if train_frame["params"].nunique() < 2 or len(train_frame[ck_cols].drop_duplicates()) < 3:
         raise InputError(f"--holdout {holdout} --fraction {fraction:g} leaves fewer than 3 checkpoints of at least "
                          f"2 model sizes to fit; lower --fraction or give more runs")
     if held == n_ck or test_frame.empty:
@@ -103,9 +106,18 @@ def split_data(data: EvalData, holdout: str = DEFAULT_HOLDOUT, fraction: float =
     if test_frame.empty:
         raise InputError(f"--holdout {holdout}: no held-out run belongs to a task seen in the training part")
     part = lambda f: replace(data, frame=f.reset_index(drop=True))  # noqa: E731 - already validated rows
-    n_test_ck = len(test_frame[["params", "tokens"]].drop_duplicates())
+    n_test_ck = len(test_frame[ck_cols].drop_duplicates())
     return Split(train=_fresh(part(train_frame)), test=_fresh(part(test_frame)), holdout=holdout,
                  threshold=threshold, n_train_checkpoints=n_ck - held, n_test_checkpoints=n_test_ck)
+
+
+def _holdout_key(frame: pd.DataFrame, key: str) -> pd.Series:
+    """The quantity a holdout ranks runs by: compute 6ND, epochs D/U (fresh data: 1), or a column."""
+    if key == "compute":
+        return 6.0 * frame["params"] * frame["tokens"]
+    if key == "epochs":
+        return frame["tokens"] / frame["unique_tokens"].fillna(frame["tokens"])
+    return frame[key]
 
 
 def _fresh(data: EvalData) -> EvalData:
@@ -127,6 +139,9 @@ def _distances(points: pd.DataFrame, train: pd.DataFrame) -> pd.DataFrame:
     ratio = np.log10(np.asarray(points["tokens"] / points["params"], float))
     train_ratio = np.log10(np.asarray(train["tokens"] / train["params"], float))
     out["distance_tokens_per_param"] = np.maximum(0.0, np.maximum(train_ratio.min() - ratio, ratio - train_ratio.max()))
+    if "unique_tokens" in points.columns and "unique_tokens" in train.columns:  # epochs beyond the training part's
+        out["distance_epochs"] = np.maximum(0.0, np.log10(np.asarray(_holdout_key(points, "epochs"), float)
+                                                          / float(_holdout_key(train, "epochs").max())))
     return pd.DataFrame(out, index=points.index)
 
 
@@ -137,10 +152,16 @@ def _loss_predictive(fit, test: EvalData, seed: int) -> tuple[pd.DataFrame, np.n
     N = xr.DataArray(obs["params"].to_numpy(float), coords={"point": point}, dims="point")
     D = xr.DataArray(obs["tokens"].to_numpy(float), coords={"point": point}, dims="point")
     K = xr.DataArray(obs["k"].to_numpy(float), coords={"point": point}, dims="point")
+    if "unique_tokens" in obs.columns:  # runs that repeated their data: the law at the effective design
+        from .repetition import repeated_fit
+
+        U = xr.DataArray(obs["unique_tokens"].to_numpy(float), coords={"point": point}, dims="point")
+        fit = repeated_fit(fit, U, seed)
     pred = fit.predict(N, D, K, new_checkpoint=True, seed=seed)
     task = xr.DataArray(obs["task"].to_numpy(str), dims="point")
     draws = pred.sel(task=task).stack(sample=("chain", "draw")).transpose("point", "sample").values
-    points = obs.rename(columns={"loss": "observed"})[["task", "params", "tokens", "k", "observed"]]
+    cols = ["task", "params", "tokens", "k"] + (["unique_tokens"] if "unique_tokens" in obs.columns else [])
+    points = obs.rename(columns={"loss": "observed"})[cols + ["observed"]]
     return points, np.asarray(draws, dtype=float)
 
 

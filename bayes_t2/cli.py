@@ -230,7 +230,8 @@ def predict(fit_path: Annotated[Path, typer.Argument(help="Fit file from `bayes-
             params: Annotated[Optional[float], typer.Option(help="Model size N.")] = None,
             tokens: Annotated[Optional[float], typer.Option(help="Training tokens D.")] = None,
             k: Annotated[float, typer.Option(help="Samples per query.")] = 1,
-            points: Annotated[Optional[Path], typer.Option(help="CSV with columns params, tokens, k.")] = None,
+            points: Annotated[Optional[Path], typer.Option(
+                help="CSV with columns params, tokens, k (optional unique_tokens: U the run repeats).")] = None,
             law: Annotated[bool, typer.Option("--law", help="Interval of the law alone, without a new "
                                               "checkpoint's scatter around it.")] = False,
             seed: Annotated[int, typer.Option(help="Seed of the new-checkpoint draws.")] = 0,
@@ -521,7 +522,8 @@ def sensitivity(fit_path: Annotated[Path, typer.Argument(help="Fit file from `ba
 @app.command()
 def backtest(data: Annotated[list[Path], typer.Argument(help="Evaluation data: CSV or Parquet files.")],
              holdout: Annotated[str, typer.Option(help="Hold out the checkpoints with the largest: "
-                                                  "largest-params | largest-compute | largest-tokens.")]
+                                                  "largest-params | largest-compute | largest-tokens | "
+                                                  "most-repeated (epochs D/U; data with unique_tokens).")]
              = "largest-params",
              fraction: Annotated[float, typer.Option(help="Share of the checkpoints held out (whole sizes).")]
              = 0.25,

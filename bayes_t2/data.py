@@ -4,7 +4,8 @@ Formats are fixed by `shared/DESIGN.md`. Columns common to every kind: `task` (s
 "default" for single-task data such as Chinchilla-style loss runs), `params` (N > 0), `tokens` (D > 0), and an
 optional `model` (checkpoint name). The kind is told apart by its columns:
 
-* **loss**    — `loss` (> 0, finite), optional `k` (integer >= 1, default 1);
+* **loss**    — `loss` (> 0, finite), optional `k` (integer >= 1, default 1), optional `unique_tokens` (0 < U <=
+  tokens: the run repeated U unique tokens for tokens/U epochs; a blank cell means every token was fresh);
 * **samples** — `problem`, `n_samples` (integer >= 1), `n_correct` (integer, 0 <= n_correct <= n_samples;
   counts at most `MAX_COUNT` = 2**53);
 * **passk**   — `k` (integer >= 1), `pass_at_k` (in [0, 1]), `n_problems` (integer >= 1).
@@ -59,10 +60,12 @@ SIGNATURE: dict[str, tuple[str, ...]] = {
 }
 COMMON_REQUIRED: tuple[str, ...] = ("params", "tokens")
 LABEL_COLUMNS: tuple[str, ...] = ("task", "model", "problem")
-FLOAT_COLUMNS: tuple[str, ...] = ("params", "tokens", "loss", "pass_at_k")
+FLOAT_COLUMNS: tuple[str, ...] = ("params", "tokens", "loss", "pass_at_k", "unique_tokens")
 INT_COLUMNS: tuple[str, ...] = ("k", "n_samples", "n_correct", "n_problems")
 CANONICAL_COLUMNS: tuple[str, ...] = ("task", "model", "params", "tokens", "k", "loss", "problem", "n_samples",
-                                      "n_correct", "pass_at_k", "n_problems")
+                                      "n_correct", "pass_at_k", "n_problems", "unique_tokens")
+#: optional columns kept only when the input has them (no default is filled in): kind -> columns
+OPTIONAL_IF_GIVEN: dict[str, tuple[str, ...]] = {"loss": ("unique_tokens",), "samples": (), "passk": ()}
 
 #: Largest integer count accepted (k, n_samples, n_correct, n_problems): every integer up to 2**53 is exact in
 #: float64, the type the models compute in.
@@ -486,12 +489,16 @@ def _prepare(raw: pd.DataFrame, source: str, column_map: Mapping[str, str], kind
     checks: list[tuple[str, np.ndarray, object]] = []  # (column, bad mask, reason(row) -> str)
     order = ["task"] + (["model"] if "model" in frame.columns else []) + list(COMMON_REQUIRED)
     order += [c for c in CANONICAL_COLUMNS if c in REQUIRED[kind] or c in OPTIONAL[kind]]
+    order += [c for c in OPTIONAL_IF_GIVEN[kind] if c in frame.columns]
     for col in order:
         if col not in frame.columns:
             default = DEFAULT_TASK if col == "task" else OPTIONAL[kind][col]
             canon[col] = pd.Series(np.full(n, default), dtype="str" if col == "task" else None)
             continue
         raw_col = frame[col]
+        if col == "unique_tokens":  # a blank cell: every token was fresh, U = tokens (D' = D)
+            blank = raw_col.isna() | (raw_col.astype("str").str.strip() == "")
+            raw_col = raw_col.astype(object).where(~blank, frame["tokens"].astype(object))
         if col in LABEL_COLUMNS:
             values, bad = _labels(raw_col)
             if col != "model":  # the optional checkpoint name may be blank
@@ -505,6 +512,13 @@ def _prepare(raw: pd.DataFrame, source: str, column_map: Mapping[str, str], kind
             over = np.isfinite(ns) & np.isfinite(nc) & (nc > ns) & (ns >= 1) & (nc >= 0)
         checks.append(("n_correct", over, lambda i, nc=nc, ns=ns:
                        f"n_correct ({fmt.value(nc[i])}) > n_samples ({fmt.value(ns[i])})"))
+    if "unique_tokens" in canon:
+        u, d = canon["unique_tokens"].to_numpy(), canon["tokens"].to_numpy()
+        with np.errstate(invalid="ignore"):
+            over = np.isfinite(u) & np.isfinite(d) & (u > d) & (u > 0) & (d > 0)
+        checks.append(("unique_tokens", over, lambda i, u=u, d=d:
+                       f"unique_tokens ({fmt.value(u[i])}) > tokens ({fmt.value(d[i])}): a run cannot see more "
+                       f"unique tokens than it trained on"))
     bad = np.zeros(n, dtype=bool)
     for _, mask, _ in checks:
         bad |= mask
@@ -540,6 +554,7 @@ _RULES = {
     "n_samples": (">= 1", lambda v: v >= 1),
     "n_correct": (">= 0", lambda v: v >= 0),
     "n_problems": (">= 1", lambda v: v >= 1),
+    "unique_tokens": ("> 0", lambda v: v > 0),
 }
 
 

@@ -303,7 +303,8 @@ class Fit:
                                  spec=self.spec).rename(self.route.metric_name)
 
     def predict(self, params: Any = None, tokens: Any = None, k: Any = 1, *, law: bool = False, seed: int = 0,
-                max_draws: int | None = None, new_checkpoint: bool | None = None) -> xr.Dataset:
+                max_draws: int | None = None, new_checkpoint: bool | None = None,
+                unique_tokens: Any = None) -> xr.Dataset:
         """Posterior of the metric at model size `params`, training tokens `tokens` and `k` samples per query,
         per draw and task: a Dataset with one variable named after the metric (``loss`` or ``pass_at_k``).
 
@@ -314,6 +315,9 @@ class Fit:
 
         `new_checkpoint` (given) selects the earlier form of this method, which returns `metric_at`'s bare
         DataArray; new code calls `metric_at` for that.
+        unique_tokens: the unique tokens U each point's run trains on (broadcast with the points; NaN or None:
+        fresh data): the law is evaluated at the effective design of the data-constrained law
+        (`bayes_t2.repetition`; R* fitted, or from the published prior, drawn with `seed`).
         """
         if new_checkpoint is not None:
             return self.metric_at(params, tokens, k, new_checkpoint=new_checkpoint, seed=seed, max_draws=max_draws)
@@ -321,14 +325,23 @@ class Fit:
 
         if params is None or tokens is None:
             raise InputError("give params= (model size N) and tokens= (training tokens D)")
-        scalar = all(np.ndim(v) == 0 for v in (params, tokens, k))
-        arrays = np.broadcast_arrays(*(np.atleast_1d(np.asarray(v, dtype=object)) for v in (params, tokens, k)))
-        points = [read_points(None, params=p, tokens=d, k=kk)[0] for p, d, kk in zip(*(a.ravel() for a in arrays))]
+        u_given = unique_tokens is not None
+        unique_tokens = np.nan if unique_tokens is None else unique_tokens
+        scalar = all(np.ndim(v) == 0 for v in (params, tokens, k, unique_tokens))
+        arrays = np.broadcast_arrays(*(np.atleast_1d(np.asarray(v, dtype=object))
+                                       for v in (params, tokens, k, unique_tokens)))
+        points = [read_points(None, params=p, tokens=d, k=kk, unique_tokens=u)[0]
+                  for p, d, kk, u in zip(*(a.ravel() for a in arrays))]
         point = np.arange(len(points))
-        coords = {name: ("point", np.array([p[name] for p in points])) for name in ("params", "tokens", "k")}
-        grid = {name: xr.DataArray(coords[name][1], dims="point", coords={"point": point})
-                for name in ("params", "tokens", "k")}
-        pred = self.metric_at(grid["params"], grid["tokens"], grid["k"], new_checkpoint=not law, seed=seed,
+        names = ("params", "tokens", "k") + (("unique_tokens",) if u_given else ())
+        coords = {name: ("point", np.array([p.get(name, np.nan) for p in points])) for name in names}
+        grid = {name: xr.DataArray(coords[name][1], dims="point", coords={"point": point}) for name in names}
+        view = self
+        if u_given:  # the data-constrained law at each point's U
+            from .repetition import repeated_fit
+
+            view = repeated_fit(self, grid["unique_tokens"], seed)
+        pred = view.metric_at(grid["params"], grid["tokens"], grid["k"], new_checkpoint=not law, seed=seed,
                               max_draws=max_draws)
         ds = pred.to_dataset(name=self.route.metric_name).assign_coords(point=point, **coords)
         ds.attrs.update({"metric_name": self.route.metric_name, "law": int(law), "seed": seed,

@@ -14,10 +14,13 @@ from .summary import prediction_records
 
 
 def read_points(path: Path | None, *, params: float | None = None, tokens: float | None = None,
-                k: float = 1) -> list[dict[str, float]]:
-    """Points from a CSV (columns params, tokens, optional k) or one point from options; validated."""
+                k: float = 1, unique_tokens: float | None = None) -> list[dict[str, float]]:
+    """Points from a CSV (columns params, tokens, optional k, optional unique_tokens) or one point from
+    options; validated. unique_tokens (0 < U <= tokens; blank or NaN: fresh data) is kept only when given."""
     if path is None:
         frame, source = pd.DataFrame({"params": [params], "tokens": [tokens], "k": [k]}), "options"
+        if unique_tokens is not None and not (isinstance(unique_tokens, float) and np.isnan(unique_tokens)):
+            frame["unique_tokens"] = [unique_tokens]
     else:
         if not Path(path).exists():
             raise InputError(f"{path}: points file not found")
@@ -37,6 +40,14 @@ def read_points(path: Path | None, *, params: float | None = None, tokens: float
                 raise InputError(f"must be {what}, got {getattr(row, col)!r}", source=source,
                                  row=i if path is not None else None, column=col)
             values[col] = float(v)
+        if "unique_tokens" in frame.columns:
+            raw = getattr(row, "unique_tokens")
+            blank = raw is None or (isinstance(raw, str) and not raw.strip()) or (isinstance(raw, float) and np.isnan(raw))
+            v = np.nan if blank else pd.to_numeric(raw, errors="coerce")
+            if not blank and not (np.isfinite(v) and 0 < v <= values["tokens"]):
+                raise InputError(f"must be a positive number <= tokens ({values['tokens']:g}), got {raw!r}",
+                                 source=source, row=i if path is not None else None, column="unique_tokens")
+            values["unique_tokens"] = float(v)
         points.append(values)
     if not points:
         raise InputError(f"{source}: no points to predict")
@@ -50,6 +61,11 @@ def predict_points(fit, points: list[dict[str, float]], prob: float = 0.9, *, ne
     N = xr.DataArray([p["params"] for p in points], coords={"point": dim}, dims="point")
     D = xr.DataArray([p["tokens"] for p in points], coords={"point": dim}, dims="point")
     K = xr.DataArray([p["k"] for p in points], coords={"point": dim}, dims="point")
+    if any("unique_tokens" in p for p in points):  # runs on repeated data: the data-constrained law
+        from .repetition import repeated_fit
+
+        U = xr.DataArray([p.get("unique_tokens", np.nan) for p in points], coords={"point": dim}, dims="point")
+        fit = repeated_fit(fit, U, seed)
     pred = fit.metric_at(N, D, K, new_checkpoint=new_checkpoint, seed=seed)
     return prediction_records(pred, points, fit.route.metric_name, prob)
 

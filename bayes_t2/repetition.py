@@ -50,7 +50,8 @@ def published_prior_draws(name: str, shape: tuple[int, ...], seed: int) -> np.nd
 def repetition_coefficients(posterior: xr.Dataset, unique_tokens: Any, seed: int = 0) -> xr.Dataset:
     """U, R_D*, U_N and R_N* per draw (and task; U may carry a dim of its own, e.g. `point`, NaN = no
     repetition there): the fitted R* where the posterior has it, else seeded draws from the published prior
-    (one per draw, shared by the tasks)."""
+    (one per draw, shared by the tasks) -- except R_N* of a fit that learned R_D* but not R_N* (its data did
+    not inform it, `routes.loss.repetition_terms`): off, as in the fitted law."""
     sample = {d: posterior.sizes[d] for d in ("chain", "draw")}
     coords = {d: posterior[d] for d in sample if d in posterior.coords}
     out = {"unique_tokens": unique_tokens if isinstance(unique_tokens, xr.DataArray)
@@ -58,6 +59,8 @@ def repetition_coefficients(posterior: xr.Dataset, unique_tokens: Any, seed: int
     for name in ("R_D_star", "R_N_star"):
         if name in posterior:
             out[name] = posterior[name]
+        elif name == "R_N_star" and "R_D_star" in posterior:  # fitted without R_N*: as the fit had it
+            out[name] = xr.DataArray(R_STAR_OFF)
         else:
             out[name] = xr.DataArray(published_prior_draws(name, tuple(sample.values()), seed), dims=tuple(sample),
                                      coords=coords)
@@ -149,8 +152,11 @@ def repeated_view(fit: Any, constraints: Any, seed: int = 0) -> Any:
 def repetition_source(fit: Any) -> dict[str, str]:
     """Where each R* of a (repeated view of a) fit comes from: "fitted" (the posterior learned it from data
     with a unique_tokens column) or "published prior" (Muennighoff et al. 2023, `PUBLISHED_PRIOR`)."""
-    base = getattr(fit, "base_fit", fit)
-    return {name: "fitted" if name in base.posterior else "published prior" for name in ("R_D_star", "R_N_star")}
+    post = getattr(fit, "base_fit", fit).posterior
+    out = {name: "fitted" if name in post else "published prior" for name in ("R_D_star", "R_N_star")}
+    if "R_D_star" in post and "R_N_star" not in post:
+        out["R_N_star"] = "off (not fitted: the data have too few runs beyond U_N)"
+    return out
 
 
 #: default sweep of `optimum_vs_unique_tokens`: U from twice the unlimited optimum's D* down by this factor

@@ -373,8 +373,70 @@ def simulate_accuracy_population(seed: int, checkpoints: Sequence[tuple[float, f
     return pd.concat(rows, ignore_index=True), truth
 
 
+# ------------------------------------------------------------------------------------------ repeated data
+#: The repeated-data testbed (`simulate_repeated`), shaped like Muennighoff et al. 2023's suite: models of a few
+#: sizes trained for 1 to 64 epochs on a few unique-data budgets U (D = U x epochs), plus the same sizes on fresh
+#: data. The truth is their published C4 fit (datablations' parametric fit: E = e^0.625, A = e^6.255,
+#: B = e^7.305, alpha = beta = 0.353) with R_D* = 7, half the published 15.4, so a fit must learn R_D* from the
+#: data rather than read it off its prior; R_N* is the published 5.31.
+REPEATED_PARAMS = (2e7, 6e7, 2e8, 6e8)
+REPEATED_UNIQUE = (1e8, 4e8, 1.6e9)
+REPEATED_EPOCHS = (1, 2, 4, 8, 16, 32, 64)
+REPEATED_TRUTH = {"E": 1.8692, "A": 520.57, "alpha": 0.35266, "B": 1488.0, "beta": 0.35266, "G": 0.0, "gamma": 1.0,
+                  "R_D_star": 7.0, "R_N_star": 5.309743}
+#: spread of the per-task truths around REPEATED_TRUTH when several tasks are simulated (sd of log E, log R_D*)
+REPEATED_TASK_SD = {"E": 0.1, "R_D_star": 0.3}
+
+
+def simulate_repeated(seed: int, n_tasks: int = 1, params: Sequence[float] = REPEATED_PARAMS,
+                      unique_tokens: Sequence[float] = REPEATED_UNIQUE, epochs: Sequence[float] = REPEATED_EPOCHS,
+                      noise: float = 0.01, truth: dict | None = None) -> tuple[pd.DataFrame, dict]:
+    """Runs trained for several epochs on U unique tokens, with a known data-constrained truth.
+
+    Every (params, U, epochs) run, D = U x epochs (epochs 1 is fresh data), one row per task and run with
+    columns task, model, params, tokens, unique_tokens, k (= 1), loss; the loss is the data-constrained law
+    (`laws.effective_tokens`, `laws.effective_params` with U_N from the task's own coefficients) times
+    exp(noise z). `truth` ({task: coefficients incl. R_D_star, R_N_star}) replaces the drawn truths. The truth
+    dict has the `simulate_loss` layout plus R_D_star, R_N_star per task."""
+    from .laws import effective_params, effective_tokens, unique_params
+
+    if not (isinstance(n_tasks, int) and n_tasks >= 1):
+        raise InputError(f"n_tasks must be a positive integer, got {n_tasks}")
+    rng = np.random.default_rng(seed)
+    if truth is not None:
+        coefs = {t: dict(c) for t, c in (truth.get("tasks", truth)).items()}
+    else:
+        coefs = {}
+        for i in range(n_tasks):
+            c = dict(REPEATED_TRUTH)
+            if n_tasks > 1:
+                for name, sd in REPEATED_TASK_SD.items():
+                    c[name] = float(c[name] * math.exp(sd * rng.standard_normal()))
+            coefs[TASK_NAMES[i % len(TASK_NAMES)] + ("" if i < len(TASK_NAMES) else str(i))] = c
+    runs = pd.DataFrame([(float(n), float(u), float(u) * float(e)) for n in params for u in unique_tokens
+                         for e in epochs], columns=["params", "unique_tokens", "tokens"]).drop_duplicates()
+    rows = []
+    for task, c in coefs.items():
+        N, U, D = (runs[col].to_numpy(float) for col in ("params", "unique_tokens", "tokens"))
+        u_n = unique_params(c["A"], c["alpha"], c["B"], c["beta"], U)
+        mean = loss_law(c["E"], c["A"], c["alpha"], c["B"], c["beta"], 0.0, 1.0,
+                        effective_params(N, u_n, c["R_N_star"]), effective_tokens(D, U, c["R_D_star"]), 1.0)
+        loss = _round_sig(mean * np.exp(noise * rng.standard_normal(mean.shape)), 6)
+        rows.append(pd.DataFrame({"task": task, "model": [f"{_model_name(n, d)}-u{_round_sig(u, 3):.3g}"
+                                                          for n, d, u in zip(N, D, U)],
+                                  "params": N, "tokens": D, "unique_tokens": U, "k": 1, "loss": loss}))
+    frame = pd.concat(rows, ignore_index=True)
+    frame["task"] = frame["task"].astype("str")
+    out_truth = {"route": "loss", "seed": int(seed), "noise": float(noise), "noise_model": "lognormal",
+                 "law": "data-constrained (Muennighoff et al. 2023)",
+                 "tasks": {t: {name: float(c[name]) for name in (*LOSS_COEFFICIENTS, "R_D_star", "R_N_star")}
+                           for t, c in coefs.items()}}
+    return frame, out_truth
+
+
 SIMULATORS: dict[str, Callable[..., tuple[pd.DataFrame, dict]]] = {"loss": simulate_loss,
-                                                                   "accuracy": simulate_accuracy}
+                                                                   "accuracy": simulate_accuracy,
+                                                                   "loss-repeated": simulate_repeated}
 
 
 def simulate(route: str, seed: int, **kwargs: Any) -> tuple[pd.DataFrame, dict]:

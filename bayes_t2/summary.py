@@ -97,9 +97,12 @@ def prediction_records(pred: xr.DataArray, points: list[dict[str, float]], metri
     for i, point in enumerate(points):
         for task in pred["task"].values:
             s = interval(pred.isel(point=i).sel(task=task), prob)
-            records.append({"task": str(task), "params": point["params"], "tokens": point["tokens"],
-                            "k": point["k"], "metric_name": metric_name, "median": s["median"],
-                            "lower": s["lower"], "upper": s["upper"], "prob": prob})
+            rec = {"task": str(task), "params": point["params"], "tokens": point["tokens"],
+                   "k": point["k"], "metric_name": metric_name, "median": s["median"],
+                   "lower": s["lower"], "upper": s["upper"], "prob": prob}
+            if "unique_tokens" in point:  # a run on repeated data (NaN: fresh)
+                rec["unique_tokens"] = point["unique_tokens"]
+            records.append(rec)
     return records
 
 

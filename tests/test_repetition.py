@@ -169,3 +169,71 @@ def test_fit_optimize_with_unique_tokens_reports_epochs(loss_truth_fit, tmp_path
         # repeated data are worth less than fresh data: the loss at the optimum rises
         assert rec["metric"]["median"] > base["metric"]["median"]
     assert Fit.load(path).posterior.equals(result.posterior)  # the view never writes into the fit
+
+
+# ------------------------------------------------------------------------------------------ the data column
+def test_unique_tokens_column_is_validated(tmp_path):
+    """U > tokens, U <= 0 and junk are refused with one line naming file, row and column; a blank is fresh data."""
+    from bayes_t2.data import read_data
+    from bayes_t2.errors import InputError
+
+    head = "task,params,tokens,loss,unique_tokens\n"
+    good = "a,1e8,1e10,3.0,1e9\na,1e8,2e10,2.9,\n"
+    path = tmp_path / "ok.csv"
+    path.write_text(head + good)
+    frame = read_data(path).frame
+    assert frame["unique_tokens"].tolist() == [1e9, 2e10]  # blank: U = tokens, every token fresh
+    for bad, reason in (("2e10", "> tokens"), ("0", "> 0"), ("-1", "> 0"), ("abc", "not a number")):
+        path = tmp_path / "bad.csv"
+        path.write_text(head + good + f"a,1e8,1e10,3.0,{bad}\n")
+        with pytest.raises(InputError) as err:
+            read_data(path)
+        line = str(err.value)
+        assert "\n" not in line and "row 3" in line and "unique_tokens" in line and reason in line, line
+
+
+def test_predict_takes_unique_tokens_per_point(loss_truth_fit, tmp_path):
+    """Fit.predict(unique_tokens=) and `predict --points` with a unique_tokens column: fresh points (blank)
+    are unchanged, repeated ones predict a higher loss, rising with the epochs."""
+    from bayes_t2.predict import predict_points, read_points
+
+    _, _, result = loss_truth_fit
+    fresh = result.predict(params=1e8, tokens=4e10, law=True)["loss"]
+    rep = result.predict(params=[1e8, 1e8, 1e8], tokens=4e10, unique_tokens=[np.nan, 1e10, 1e9], law=True)["loss"]
+    np.testing.assert_allclose(rep.isel(point=0), fresh)
+    med = rep.median(("chain", "draw"))
+    assert bool((med.isel(point=1) > med.isel(point=0)).all()) and bool((med.isel(point=2) > med.isel(point=1)).all())
+    pts = tmp_path / "p.csv"
+    pts.write_text("params,tokens,unique_tokens\n1e8,4e10,\n1e8,4e10,1e9\n")
+    recs = predict_points(result, read_points(pts), new_checkpoint=False)
+    assert {r["params"] for r in recs} == {1e8} and any(np.isnan(r["unique_tokens"]) for r in recs)
+    pts.write_text("params,tokens,unique_tokens\n1e8,4e10,5e10\n")
+    from bayes_t2.errors import InputError
+
+    with pytest.raises(InputError, match="row 1.*unique_tokens"):
+        read_points(pts)
+
+
+def test_backtest_on_repeated_runs_small():
+    """A small version of benchmarks/backtest_repeated.py (docs/backtest.md): on simulated runs repeated up
+    to 64 epochs (truth R_D* = 7, not the published 15.4), the fit that knows U predicts the held-out
+    most-repeated runs far better than the repetition-blind fit, and learns R_D*."""
+    from bayes_t2.data import from_frame
+    from bayes_t2.simulate import simulate_repeated
+
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location(
+        "backtest_repeated", Path(__file__).resolve().parents[1] / "benchmarks" / "backtest_repeated.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+
+    frame, truth = simulate_repeated(3, params=(2e7, 8e7, 3e8), unique_tokens=(1e8, 8e8))
+    result = bench.run(from_frame(frame, source="sim"), draws=150, tune=250, chains=2, seed=1, discrepancy=0.0)
+    aware, blind = result["U-aware"], result["blind"]
+    assert aware["n_test_rows"] == blind["n_test_rows"] > 0
+    assert aware["median_abs_relative_error"] < 0.5 * blind["median_abs_relative_error"], result
+    assert aware["coverage90"] >= 0.6, result
+    lo, _, hi = aware["R_D_star"]
+    assert lo < truth["tasks"]["arith"]["R_D_star"] < hi, aware

@@ -24,7 +24,7 @@ import pytensor.tensor as pt
 import xarray as xr
 
 from ..errors import InputError
-from ..laws import LOSS_COEFFICIENTS, loss_law, loss_law_nb
+from ..laws import LOSS_COEFFICIENTS, loss_law, loss_law_nb, repeated_value
 
 TERMS = ("E", "A", "B", "G")
 EXPONENTS = {"A": "alpha", "B": "beta", "G": "gamma"}
@@ -61,7 +61,7 @@ class LossRoute:
     def observations(data: Any) -> pd.DataFrame:
         """One row per observed loss (from EvalData or a tidy frame)."""
         frame = getattr(data, "frame", data)
-        cols = ["task", "params", "tokens", "k", "loss"] + (["model"] if "model" in frame.columns else [])
+        cols = ["task", "params", "tokens", "k", "loss"] + [c for c in ("model", "unique_tokens") if c in frame.columns]
         obs = frame[cols].copy()
         obs["k"] = obs["k"].astype(float)
         return obs.reset_index(drop=True)
@@ -75,7 +75,7 @@ class LossRoute:
         task_idx = obs["task"].map({t: i for i, t in enumerate(tasks)}).to_numpy()
         # a checkpoint is one trained model: named by `model` when the data name them (two corpora can train
         # models of the same size on the same number of tokens), else its (params, tokens) pair
-        ck_keys = ["params", "tokens"] + (["model"] if "model" in obs.columns else [])
+        ck_keys = ["params", "tokens"] + [c for c in ("model", "unique_tokens") if c in obs.columns]
         checkpoints = obs[ck_keys].drop_duplicates().sort_values(ck_keys).reset_index(drop=True)
         ckpt_idx = obs.merge(checkpoints.reset_index(names="ckpt"), on=ck_keys, how="left")["ckpt"]
         k_term = spec.get("k_term", "auto")
@@ -89,6 +89,8 @@ class LossRoute:
         with pm.Model(coords=coords) as model:
             pm.Data("checkpoint_params", checkpoints["params"].to_numpy(float), dims="checkpoint")
             pm.Data("checkpoint_tokens", checkpoints["tokens"].to_numpy(float), dims="checkpoint")
+            if "unique_tokens" in checkpoints:
+                pm.Data("checkpoint_unique_tokens", checkpoints["unique_tokens"].to_numpy(float), dims="checkpoint")
             t = pm.Data("task_index", task_idx, dims="obs")
             pm.Data("checkpoint_index", ckpt_idx.to_numpy(), dims="obs")
             x_n = pm.Data("log_params_scaled", np.log(obs["params"].to_numpy(float) / scaling.N0), dims="obs")
@@ -106,6 +108,10 @@ class LossRoute:
             centred = spec.get("parameterization", "centered") == "centered"
             log_coef = {name: _pooled_log_coefficient(_log_name(name), priors[name], len(tasks), centred)
                         for name in names}
+            repeat = repetition_terms(obs, spec)
+            if repeat:  # the data-constrained law: the law sees the effective tokens (and parameters)
+                x_n, x_d = _effective_inputs(repeat, obs, t, x_n, x_d, log_coef, log_l0, log_n0, log_d0,
+                                             scaling.D0, len(tasks), centred)
 
             # log of each term at the observed inputs, relative to L0
             terms = [log_coef["E"][t],
@@ -160,6 +166,8 @@ class LossRoute:
             "tokens": const["checkpoint_tokens"].values[ckpt],
             "k": const["k"].values.astype(float),
             "metric": np.exp(tree["observed_data"]["log_loss"].values.astype(float)),
+            **({"unique_tokens": const["checkpoint_unique_tokens"].values[ckpt]}
+               if "checkpoint_unique_tokens" in const else {}),
         })
 
     @staticmethod
@@ -221,6 +229,66 @@ class LossRoute:
             sd = scale * extrapolation_efolds(c["data_log_range"], N, D)
             log_dev = log_dev + xr.DataArray(rng.standard_normal(shape), dims=loss.dims) * sd
         return loss * np.exp(log_dev)
+
+
+def repetition_terms(obs: pd.DataFrame, spec: dict[str, Any]) -> dict[str, Any]:
+    """Which repetition parameters the model fits ({} for none): R_D* when the data carry a unique_tokens
+    column with some run trained beyond its unique tokens (and the spec's repetition.enabled is not "off");
+    R_N* as repetition.R_N_star says: "on", "off", or "auto" = on when at least `RN_AUTO_MIN_RUNS` runs have
+    N >= U / `RN_AUTO_TOKENS_PER_PARAM` (more than twice the compute-optimal size for their unique tokens at
+    Chinchilla's 20 tokens per parameter), where excess parameters can show in the data."""
+    opts = spec.get("repetition", {}) or {}
+    enabled = opts.get("enabled", "auto")
+    if enabled not in ("auto", "off"):
+        raise InputError(f"model setting repetition.enabled must be 'auto' or 'off', got {enabled!r}")
+    if enabled == "off" or "unique_tokens" not in obs.columns:
+        return {}
+    U, D, N = (obs[c].to_numpy(float) for c in ("unique_tokens", "tokens", "params"))
+    if not np.any(U < D):
+        return {}
+    rn = opts.get("R_N_star", "auto")
+    if rn not in ("auto", "on", "off"):
+        raise InputError(f"model setting repetition.R_N_star must be 'auto', 'on' or 'off', got {rn!r}")
+    runs = obs.assign(_big=N >= U / RN_AUTO_TOKENS_PER_PARAM)[["params", "tokens", "unique_tokens", "_big"]]
+    n_big = int(runs.drop_duplicates()["_big"].sum())
+    fit_rn = rn == "on" or (rn == "auto" and n_big >= RN_AUTO_MIN_RUNS)
+    return {"R_D_star": spec["priors"].get("R_D_star", REPEAT_PRIORS["R_D_star"]),
+            **({"R_N_star": spec["priors"].get("R_N_star", REPEAT_PRIORS["R_N_star"])} if fit_rn else {})}
+
+
+#: R_N* "auto": fitted when at least this many runs have N >= U / RN_AUTO_TOKENS_PER_PARAM
+RN_AUTO_MIN_RUNS = 3
+RN_AUTO_TOKENS_PER_PARAM = 10.0
+#: default priors of R_D*, R_N* (log-normal, pooled across tasks): the published values (models/loss.toml)
+REPEAT_PRIORS = {"R_D_star": {"median": 15.387756, "log_sd": 0.5, "pool_sd": 0.25},
+                 "R_N_star": {"median": 5.309743, "log_sd": 0.5, "pool_sd": 0.25}}
+
+
+def _effective_inputs(repeat: dict[str, Any], obs: pd.DataFrame, t, x_n, x_d, log_coef, log_l0, log_n0, log_d0,
+                      D0: float, n_tasks: int, centred: bool):
+    """(log N'/N0, log D'/D0) per observation: the data-constrained law's effective parameters and tokens
+    (`bayes_t2.laws.repeated_value`, pytensor ops), with R_D* (and R_N*) per task, partially pooled around the
+    published values; reported as the deterministics R_D_star (R_N_star), dim task."""
+    D = obs["tokens"].to_numpy(float)
+    U = np.fmin(obs["unique_tokens"].to_numpy(float), D)
+    x_u = pm.Data("log_unique_scaled", np.log(U / D0), dims="obs")
+    ident = lambda a, b: a  # noqa: E731 - inside the model R* is finite and positive: no limits to fill
+    r_d = pt.exp(_pooled_log_coefficient("log_R_D_star", repeat["R_D_star"], n_tasks, centred))
+    pm.Deterministic("R_D_star", r_d, dims="task")
+    x_d = pt.log(repeated_value(pt.exp(x_u), pt.exp(x_d - x_u) - 1.0, r_d[t], fmin=ident, expm1=pt.expm1))
+    if "R_N_star" in repeat:
+        r_n = pt.exp(_pooled_log_coefficient("log_R_N_star", repeat["R_N_star"], n_tasks, centred))
+        pm.Deterministic("R_N_star", r_n, dims="task")
+        # U_N = the compute-optimal size for U tokens from each task's own A, alpha, B, beta (laws.unique_params)
+        alpha, beta = pt.exp(log_coef["alpha"]), pt.exp(log_coef["beta"])
+        log_a = log_l0 + log_coef["A"] + alpha * log_n0
+        log_b = log_l0 + log_coef["B"] + beta * log_d0
+        log_g = (pt.log(alpha) + log_a - pt.log(beta) - log_b) / (alpha + beta)
+        log_u = x_u + log_d0
+        log_un = log_g[t] + (beta / alpha)[t] * (log_g[t] + log_u) - log_n0  # log(U_N / N0)
+        x_un = pt.minimum(log_un, x_n)
+        x_n = pt.log(repeated_value(pt.exp(x_un), pt.exp(x_n - x_un) - 1.0, r_n[t], fmin=ident, expm1=pt.expm1))
+    return x_n, x_d
 
 
 def _log_name(name: str) -> str:
