@@ -6,7 +6,8 @@ Both fits see the same training runs (the least-repeated ones) and predict the h
   * U-aware: the loss route with the `unique_tokens` column (R_D* per task pooled around the published 15.4,
     R_N* where the data inform it; models/loss.toml [repetition]);
   * blind:   the same data and model with repetition.enabled = "off" (every token counted as fresh).
-Scores per fit: median |relative error| of the predictive median, and the 50% / 90% interval coverage.
+Scores per fit: median |relative error| of the predictive median, the 50% / 90% interval coverage and the
+median width of the 90% interval relative to its median.
 
 Data: a CSV with a unique_tokens column (task, params, tokens, unique_tokens, loss), or by default the
 simulated suite `bayes_t2.simulate.simulate_repeated` (seeded).
@@ -52,6 +53,8 @@ def run(data, holdout: str = "most-repeated", fraction: float = 0.25, draws: int
         out[variant].update({"median_abs_relative_error": s["median_abs_relative_error"],
                              "mean_relative_error": s["mean_relative_error"],
                              "coverage50": s["coverage50"], "coverage90": s["coverage90"],
+                             "median_width90": float(((res.points["q95"] - res.points["q05"])
+                                                      / res.points["q50"]).median()),
                              "max_rhat": s["diagnostics"]["max_rhat"], "seconds": round(time.time() - t0),
                              "R_D_star": _interval(post, "R_D_star"), "R_N_star": _interval(post, "R_N_star"),
                              "discrepancy": s.get("discrepancy", {}).get("scale")})

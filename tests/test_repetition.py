@@ -23,6 +23,7 @@ from bayes_t2.routes.accuracy import T2_COEFFICIENTS
 from bayes_t2.routes.accuracy.route import AccuracyRoute
 from bayes_t2.routes.loss import LossRoute
 from bayes_t2.simulate import _draw_accuracy_one, _draw_one
+from test_optimum_global import _feasible  # the budget and constraint checks of the global-optimum tests
 
 TOL = 1e-6
 ROW = {name: i for i, name in enumerate(OUTPUTS)}
@@ -81,18 +82,6 @@ def _population(route: str, n: int = 60, seed: int = 21) -> np.ndarray:
     rd = published_prior_draws("R_D_star", (n,), seed)
     rn = published_prior_draws("R_N_star", (n,), seed + 1)
     return np.column_stack([base, np.full(n, U), rd, unique_params(A, alpha, B, beta, U), rn])
-
-
-def _feasible(out: np.ndarray, budget, con: Constraints) -> np.ndarray:
-    N, D, k = out[ROW["N"]], out[ROW["D"]], out[ROW["k"]]
-    r = 1.0 + 1e-12
-    ok = (N >= con.min_params / r) & (N <= con.max_params_f * r) & (D <= con.max_tokens_f * r)
-    ok &= (k >= 1) & (k == np.round(k)) & (k <= con.k_max_f) & (D > 0)
-    if isinstance(budget, SplitBudget):
-        ok &= (6 * N * D <= budget.train_flops * r) & (2 * N * k * budget.tokens_per_sample <= budget.inference_flops * r)
-    else:
-        ok &= 6 * N * D + 2 * N * k * budget.tokens_per_sample * budget.queries <= budget.total_flops * r
-    return ok
 
 
 @pytest.mark.parametrize("budget,con", CASES, ids=lambda x: repr(x)[:50])
