@@ -203,6 +203,27 @@ def test_predict_takes_unique_tokens_per_point(loss_truth_fit, tmp_path):
         read_points(pts)
 
 
+@pytest.mark.parametrize("fraction", [0.1, 0.25, 0.5])
+def test_most_repeated_holdout_splits_by_epochs(fraction):
+    """--holdout most-repeated holds out whole epoch groups, every held-out run more repeated than every
+    training run, the smallest such cut; data without unique_tokens are refused."""
+    from bayes_t2.backtest import split_data
+    from bayes_t2.data import from_frame
+    from bayes_t2.errors import InputError
+    from bayes_t2.simulate import simulate_repeated
+
+    frame, _ = simulate_repeated(0)
+    split = split_data(from_frame(frame), "most-repeated", fraction)
+    epochs = lambda f: f["tokens"] / f["unique_tokens"]  # noqa: E731
+    train, test = split.train.frame, split.test.frame
+    assert len(train) + len(test) == len(frame) and epochs(train).max() < epochs(test).min()
+    runs = frame[["params", "tokens", "unique_tokens"]].drop_duplicates()
+    assert split.n_test_checkpoints >= fraction * len(runs)
+    assert (epochs(runs) > epochs(test).min()).sum() < fraction * len(runs)
+    with pytest.raises(InputError, match="unique_tokens"):
+        split_data(from_frame(frame.drop(columns="unique_tokens")), "most-repeated", fraction)
+
+
 def test_backtest_on_repeated_runs_small():
     """A small version of benchmarks/backtest_repeated.py (docs/backtest.md): on simulated runs repeated up
     to 64 epochs (truth R_D* = 7, not the published 15.4), the fit that knows U predicts the held-out
