@@ -44,7 +44,7 @@ from . import designs as rules
 from .baselines import data_k_max, resolve_constraints, sample_view
 from .budget import Budget, Constraints, SplitBudget, check_feasible, chinchilla_baseline
 from .errors import InputError
-from .optimum import OBJECTIVE_TYPE, _resolve_objective
+from .optimum import OBJECTIVE_TYPE, _resolve_objective, bent_fit
 from .predict import metric_draws
 from .repetition import repeated_view
 from .summary import SAMPLE_DIMS
@@ -402,6 +402,7 @@ def decide(fit: Any, budget: Budget, constraints: Constraints | None = None, *, 
     """
     risk = parse_risk(risk)
     fit = repeated_view(fit, constraints, seed)  # unique_tokens: the law at the effective design
+    fit = bent_fit(fit, seed)  # the law with its discrepancy, the same z per draw as `optimize`'s
     constraints = resolve_constraints(fit, constraints)
     _check_options(budget, constraints, risk, target, prob)
     coefs, tasks = _draws(fit, task)
@@ -584,6 +585,7 @@ def min_budget(fit: Any, budget: Budget, constraints: Constraints | None = None,
     if not 0.0 < confidence < 1.0:
         raise InputError(f"--confidence must be in (0, 1), got {confidence:g}")
     fit = repeated_view(fit, constraints, seed)  # unique_tokens: the law at the effective design
+    fit = bent_fit(fit, seed)  # the law with its discrepancy, the same z per draw as `optimize`'s
     constraints = resolve_constraints(fit, constraints)
     _check_options(budget, constraints, Risk("prob"), target, prob)
     coefs, tasks = _draws(fit, task)

@@ -230,7 +230,10 @@ class Fit:
             return view.optimize(budgets, constraints, draws_per_chunk=draws_per_chunk,
                                                                law=law, seed=seed)
         constraints = resolve_constraints(self, constraints)
-        coefficients = self.coefficients()
+        from .optimum import add_extrapolation, bent_fit
+
+        bent = bent_fit(self, seed)  # the law with its discrepancy beyond the data (itself when it has none)
+        coefficients = bent.coefficients()
         if draws_per_chunk is not None:
             try:
                 import dask.array  # noqa: F401
@@ -239,9 +242,10 @@ class Fit:
             coefficients = coefficients.chunk({"draw": int(draws_per_chunk)})
         from .criticism import ExtrapolationWarning, extrapolation_notes
 
-        opt = route_optimum(self.route, coefficients, budgets, constraints)
+        opt = route_optimum(bent.route, coefficients, budgets, constraints)
         opt = opt.compute() if draws_per_chunk is not None else opt
-        opt = add_decision_quantities(self, opt, budgets, constraints, law=law, seed=seed)
+        opt = add_decision_quantities(bent, opt, budgets, constraints, law=law, seed=seed)
+        opt = add_extrapolation(bent, opt, budgets, constraints, law=law, seed=seed)
         if constraints.unique_tokens is not None:  # epochs over the unique data, per draw
             opt["epochs"] = opt["D"] / constraints.unique_tokens
             opt["recommended_epochs"] = opt["recommended_D"] / constraints.unique_tokens

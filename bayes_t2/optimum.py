@@ -49,6 +49,7 @@ from . import designs as ds_
 from .budget import Budget, Constraints, SplitBudget, TotalBudget, check_feasible, chinchilla_design
 from .errors import InputError
 from .laws import LOSS_COEFFICIENTS, chinchilla_optimal_params_nb, loss_law_nb
+from .routes.loss import extrapolation_efolds_nb
 
 __all__ = [
     "OBJECTIVE_SIGNATURE",
@@ -1025,3 +1026,183 @@ def optimize_posterior(coefficients: xr.Dataset, budgets: Sequence[Budget],
         "method": "exact" if exact else "search",
     }
     return ds
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The law's discrepancy beyond the data, inherited by the optimizer (the "bend")
+# ----------------------------------------------------------------------------------------------------------
+#
+# A fit whose spec carries a discrepancy scale s > 0 (routes/loss.py: sd of log loss per e-fold beyond the
+# fitted data's range) predicts a new checkpoint with an extra error s * z * efolds(N, D) on log loss. The
+# optimizer inherits it: per posterior draw one standard normal z (seeded, the same for every task, budget and
+# design: common random numbers) bends that draw's law beyond the data,
+#     objective(N, D, k) = law(N, D, k) * exp(z * s * efolds(N, D))   (log loss + z s efolds),
+# so N*, D*, k* and the metric carry the law's own uncertainty beyond the data. The bend rides in theta:
+# [law coefficients..., z*s, log N min, log N max, log D min, log D max, log 6ND min, log 6ND max].
+
+#: theta entries appended to a route's coefficients by the bend (posterior-view variables of `bent_fit`)
+BEND_NAMES: tuple[str, ...] = ("discrepancy_bend", "range_params_min", "range_params_max", "range_tokens_min",
+                               "range_tokens_max", "range_compute_min", "range_compute_max")
+_BEND_AT = len(LOSS_COEFFICIENTS)  # where the bend starts in the loss route's theta
+#: stream of the bend's z, kept apart from the checkpoint effects drawn with the same seed
+_BEND_STREAM = 0xD15C
+
+
+@numba.njit(OBJECTIVE_SIGNATURE, **_JIT)
+def loss_objective_bent_nb(theta, N, D, k):
+    """The loss law bent beyond the data: theta = [E, A, alpha, B, beta, G, gamma, z*s, range (6)]."""
+    value = loss_law_nb(theta[0], theta[1], theta[2], theta[3], theta[4], theta[5], theta[6], N, D, k)
+    bend = theta[_BEND_AT]
+    if bend == 0.0:
+        return value
+    return value * math.exp(bend * extrapolation_efolds_nb(theta, _BEND_AT + 1, N, D))
+
+
+def discrepancy_z(seed: int, chains: int, draws: int) -> np.ndarray:
+    """The bend's standard normal z per posterior draw, shape (chains, draws): seeded, on its own stream."""
+    return np.random.default_rng([int(seed), _BEND_STREAM]).standard_normal((chains, draws))
+
+
+class BentRoute:
+    """A route whose law carries the discrepancy: its objective and metric are bent by the draw's
+    `discrepancy_bend` (z * scale) beyond the data range in its coefficients; everything else is the route's.
+
+    `zero=True`: the same view with z = 0 (the law alone, no discrepancy anywhere: the metric of a new run
+    then has no random discrepancy either), for the share of interval width the discrepancy makes."""
+
+    def __init__(self, route: Any, zero: bool = False) -> None:
+        self.bent_from = route
+        self.zero = zero
+        if not zero:
+            self.coefficient_names = tuple(route.coefficient_names) + BEND_NAMES
+            self.objective_nb = loss_objective_bent_nb
+
+    def __getattr__(self, name: str) -> Any:  # name, metric_name, lower_is_better, noise_names, ...
+        if name.startswith("__") or name == "bent_from":
+            raise AttributeError(name)
+        return getattr(self.bent_from, name)
+
+    def metric(self, coefficients: xr.Dataset, N: Any, D: Any, k: Any, *, rng: Any = None,
+               spec: dict[str, Any] | None = None) -> Any:
+        """The route's metric without its random discrepancy, times the draw's bend (z = 0: times 1)."""
+        spec0 = {**(spec or {}), "discrepancy": {**((spec or {}).get("discrepancy") or {}), "scale": 0.0}}
+        base = [n for n in coefficients.data_vars if n not in BEND_NAMES]
+        c = coefficients[base]
+        route = self.bent_from
+        out = route.metric(c, N, D, k) if rng is None else route.metric(c, N, D, k, rng=rng, spec=spec0)
+        if self.zero or "discrepancy_bend" not in coefficients:
+            return out
+        return out * np.exp(coefficients["discrepancy_bend"] * bend_efolds(coefficients, N, D))
+
+
+def bend_efolds(coefficients: xr.Dataset, N: Any, D: Any) -> Any:
+    """`extrapolation_efolds` of (N, D) for the range carried in a bent view's coefficients."""
+    from .routes.loss import extrapolation_efolds
+
+    bounds = np.array([[float(np.ravel(coefficients[f"range_{axis}_{end}"].values)[0]) for end in ("min", "max")]
+                       for axis in ("params", "tokens", "compute")])
+    return extrapolation_efolds(bounds, N, D)
+
+
+def bend_scale(fit: Any) -> float:
+    """The discrepancy scale the optimizer inherits from a fit: the spec's, when the fit kept its data range
+    (loss route; other routes bend once their discrepancy exists), else 0."""
+    from .routes.loss import discrepancy_scale
+
+    base = getattr(fit, "unbent", fit)
+    if getattr(base.route, "metric_name", None) != "loss" or "data_log_range" not in getattr(base, "posterior", {}):
+        return 0.0
+    return discrepancy_scale(getattr(base, "spec", None))
+
+
+def bent_fit(fit: Any, seed: int = 0, zero: bool = False) -> Any:
+    """A view of `fit` whose law inherits the discrepancy (`BentRoute`; z from `discrepancy_z(seed)`), or
+    `fit` itself when it has none (scale 0: every number as without the bend). A bent view stays bent (same
+    z) when asked again; `zero=True` gives the z = 0 view of the same fit."""
+    import copy
+
+    base = getattr(fit, "unbent", fit)
+    if bend_scale(base) <= 0.0:
+        return base
+    if getattr(fit, "bend_seed", None) == seed and getattr(fit.route, "zero", None) == zero:
+        return fit
+    post = base.posterior
+    shape = (post.sizes["chain"], post.sizes["draw"])
+    extra = {}
+    if not zero:
+        lr = post["data_log_range"].isel(chain=0, draw=0)
+        z = discrepancy_z(seed, *shape) * bend_scale(base)
+        extra["discrepancy_bend"] = xr.DataArray(z, dims=("chain", "draw"),
+                                                 coords={d: post[d] for d in ("chain", "draw")})
+        for axis in ("params", "tokens", "compute"):
+            for end in ("min", "max"):
+                value = float(lr.sel(range_axis=axis, range_end=end))
+                extra[f"range_{axis}_{end}"] = xr.full_like(extra["discrepancy_bend"], value)
+    tree = base.tree.copy()
+    tree["posterior"] = xr.DataTree(post.assign(extra))
+    view = copy.copy(base)
+    view.tree = tree
+    view.route = BentRoute(base.route, zero=zero)
+    view.unbent = base
+    view.bend_seed = seed
+    return view
+
+
+#: per-draw quantities `add_extrapolation` also solves with z = 0 (suffix `_no_discrepancy`)
+NO_DISCREPANCY = ("N", "D", "k", "tokens_per_param", "metric")
+
+
+def extrapolation_distances(log_range: Any, N: Any, D: Any) -> dict[str, Any]:
+    """How far (N, D) lies beyond the fitted data: decades outside the data's range in params, tokens and
+    compute 6ND (each alone, either side; 0 inside), and `efolds`, the discrepancy's own distance
+    (`extrapolation_efolds`: the farthest of the three, in e-folds)."""
+    from .routes.loss import RANGE_AXES, extrapolation_efolds
+
+    lr = np.asarray(log_range, dtype=float)
+    out = {"efolds": extrapolation_efolds(lr, N, D)}
+    for i, axis in enumerate(RANGE_AXES):
+        only = np.tile([-np.inf, np.inf], (lr.shape[0], 1))
+        only[i] = lr[i]
+        out[axis] = extrapolation_efolds(only, N, D) / math.log(10.0)
+    return out
+
+
+def add_extrapolation(fit: Any, opt: xr.Dataset, budgets: Sequence[Budget], constraints: Constraints, *,
+                      law: bool = False, seed: int = 0) -> xr.Dataset:
+    """`opt` (Fit.optimize's result for `fit`, bent or not) plus where its optimum lies relative to the data
+    and what the discrepancy does to it:
+
+    * `extrapolation_params`, `extrapolation_tokens`, `extrapolation_compute` (decades beyond the data's
+      range) and `extrapolation_efolds` (the discrepancy's distance), per draw, at each draw's optimum;
+    * with a bend (`bent_fit`), the optimum of the same draws with z = 0 (same seed, same checkpoint effects):
+      `<name>_no_discrepancy` for `NO_DISCREPANCY`; `summary.discrepancy_shares` turns the two into the share
+      of each interval's width that the discrepancy makes (docs/decisions.md).
+    Without the fitted data's range (a hand-made posterior) `opt` is returned unchanged."""
+    from .baselines import add_decision_quantities
+    from .fit import route_optimum
+
+    base = getattr(fit, "unbent", fit)
+    if "data_log_range" not in base.posterior:
+        return opt
+    lr = base.posterior["data_log_range"].isel(chain=0, draw=0).transpose("range_axis", "range_end").values
+    dist = extrapolation_distances(lr, opt["N"], opt["D"])
+    out = opt.copy()
+    for name, value in dist.items():
+        out[f"extrapolation_{name}"] = value.transpose(*opt["N"].dims)
+    scale = bend_scale(base)
+    out.attrs["discrepancy_scale"] = scale
+    from .routes.loss import discrepancy_scale
+
+    wanted = discrepancy_scale(getattr(base, "spec", None))
+    if wanted > 0 and scale == 0:  # e.g. a repeated-data view: its law is not bent (yet)
+        out.attrs["discrepancy_note"] = (f"the fit's discrepancy (sd {wanted:.3g} of log loss per e-fold) is not "
+                                         "carried into this optimum: with --unique-tokens the optimizer sees the "
+                                         "repeated-data law without it")
+    if fit is not base:  # bent: the same draws with z = 0
+        zero = bent_fit(base, seed, zero=True)
+        opt0 = route_optimum(zero.route, zero.coefficients(), budgets, constraints)
+        opt0 = add_decision_quantities(zero, opt0, list(budgets), constraints, law=law, seed=seed)
+        for name in NO_DISCREPANCY:
+            out[f"{name}_no_discrepancy"] = opt0[name].transpose(*opt[name].dims)
+        out.attrs["discrepancy_seed"] = int(seed)
+    return out

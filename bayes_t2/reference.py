@@ -51,6 +51,24 @@ def _loss_objective(theta: np.ndarray, N: np.ndarray, D: np.ndarray, k: np.ndarr
     return loss_law(*c, N, D, k)
 
 
+#: theta of the loss law bent beyond the data (the optimizer's `BentRoute`): the law, z * scale, and the fitted
+#: data's range as (min, max) of log N, log D and log 6ND
+BENT_LOSS_THETA: tuple[str, ...] = LOSS_COEFFICIENTS + (
+    "discrepancy_bend", "range_params_min", "range_params_max", "range_tokens_min", "range_tokens_max",
+    "range_compute_min", "range_compute_max")
+
+
+def _bent_loss_objective(theta: np.ndarray, N: np.ndarray, D: np.ndarray, k: np.ndarray) -> np.ndarray:
+    """The loss law times exp(z s x), x the e-folds (N, D) lies outside the data's range in log N, log D or
+    log 6ND (the farthest; 0 inside): written here on its own, not taken from routes/loss.py."""
+    law = _loss_objective(theta, N, D, k)
+    x = np.zeros(np.broadcast(N, D).shape)
+    for i, value in enumerate((np.log(N), np.log(D), np.log(6.0 * N * D))):
+        lo, hi = theta[:, 8 + 2 * i, None], theta[:, 9 + 2 * i, None]
+        x = np.maximum(x, np.maximum(value - hi, lo - value))
+    return law * np.exp(theta[:, 7, None] * x)
+
+
 def _accuracy_objective(theta: np.ndarray, N: np.ndarray, D: np.ndarray, k: np.ndarray) -> np.ndarray:
     from .passk import log1m_beta_pass_at_k
     from .routes.accuracy import T2_COEFFICIENTS, accuracy_shapes
@@ -85,10 +103,13 @@ def _repeated_objective(f: Objective, n: int) -> Objective:
 
 
 def numpy_objective(route: Any) -> tuple[Objective, tuple[str, ...]]:
-    """(objective, theta names) of a route ("loss", "accuracy", "loss+repeated", "accuracy+repeated" or a
-    route object; a repeated route (`base` attribute) scores designs at the effective (N', D')), through its
-    numpy code."""
+    """(objective, theta names) of a route ("loss", "loss_bent", "accuracy", "loss+repeated",
+    "accuracy+repeated" or a route object; a repeated route (`base` attribute) scores designs at the effective
+    (N', D'); a bent loss route (`bent_from` attribute) bends the law beyond the data), through its numpy code."""
     name = route if isinstance(route, str) else route.name
+    if name == "loss_bent" or ("bent_from" in getattr(route, "__dict__", {})
+                               and len(route.coefficient_names) == len(BENT_LOSS_THETA)):
+        return _bent_loss_objective, BENT_LOSS_THETA
     if name.endswith("+repeated") or hasattr(route, "base"):
         f, names = numpy_objective(name.removesuffix("+repeated"))
         return _repeated_objective(f, len(names)), names + REPEAT_COLUMNS

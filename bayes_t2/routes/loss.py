@@ -14,9 +14,11 @@ quantities and reports the paper's coefficients as deterministics:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
+import numba
 import numpy as np
 import pandas as pd
 import pymc as pm
@@ -366,6 +368,20 @@ def extrapolation_efolds(log_range: Any, N: Any, D: Any) -> Any:
         beyond = np.maximum(x - hi, lo - x)
         out = np.maximum(out, beyond)
     return np.maximum(out, 0.0)
+
+
+@numba.njit(cache=True, nogil=True, fastmath=False, error_model="numpy")
+def extrapolation_efolds_nb(theta, at, N, D):
+    """numba twin of `extrapolation_efolds` for the optimizer's objective: the range sits in theta[at:at + 6]
+    as (min, max) of log N, log D and log 6ND, in `RANGE_AXES` order (tests/test_bend.py checks the twins
+    agree)."""
+    x0, x1 = math.log(N), math.log(D)
+    coords = (x0, x1, math.log(6.0) + x0 + x1)
+    out = 0.0
+    for i in range(3):
+        beyond = max(coords[i] - theta[at + 2 * i + 1], theta[at + 2 * i] - coords[i])
+        out = max(out, beyond)
+    return out
 
 
 RANGE_AXES = ("params", "tokens", "compute")
