@@ -653,7 +653,7 @@ def _budget_lines(r: dict) -> list[str]:
 
 
 def _print_optimum(records: list[dict], label: str) -> None:
-    from .summary import bound_warnings
+    from .summary import bound_warnings, extrapolation_lines
 
     if not records:
         return
@@ -687,6 +687,8 @@ def _print_optimum(records: list[dict], label: str) -> None:
               f"with the k its inference budget affords. FLOPs/query = 2NkT.", highlight=False)
     out.print(P_BEATS_TEXT.format(scatter=" and the same fresh checkpoint effect" if scatter else ""),
               highlight=False)
+    for line in extrapolation_lines(records):
+        out.print(line, highlight=False)
     _warn(bound_warnings(records))
 
 

@@ -74,8 +74,60 @@ def optimum_records(opt: xr.Dataset, metric_name: str, lower_is_better: bool, pr
                 rec["epochs"] = interval(o["epochs"], prob)
                 rec["recommended"]["epochs"] = float(o["recommended_epochs"])
                 rec["repetition"] = json.loads(opt.attrs.get("repetition", "{}"))
+            if "extrapolation_efolds" in o:
+                rec["extrapolation"] = extrapolation_record(o, prob)
+                rec["discrepancy"] = discrepancy_record(o, rec, float(opt.attrs.get("discrepancy_scale", 0.0)),
+                                                        prob)
+                if opt.attrs.get("discrepancy_note"):
+                    rec["discrepancy"]["note"] = opt.attrs["discrepancy_note"]
+                    rec["discrepancy"]["share"] = {n: float("nan") for n in rec["discrepancy"]["share"]}
             records.append(rec)
     return records
+
+
+#: quantities whose interval width is measured in log (they span decades); the metric's on its own scale
+LOG_WIDTH = ("N", "D", "k", "tokens_per_param")
+
+
+def extrapolation_record(o: xr.Dataset, prob: float) -> dict[str, Any]:
+    """Where each draw's optimum lies relative to the fitted data: decades beyond the data's range in params,
+    tokens and compute 6ND (0 inside), and the e-folds the discrepancy grows with (median and interval)."""
+    out: dict[str, Any] = {axis: interval(o[f"extrapolation_{axis}"], prob) for axis in ("params", "tokens", "compute")}
+    out["efolds"] = interval(o["extrapolation_efolds"], prob)
+    out["unit"] = "decades beyond the fitted data's range (efolds: e-folds, the discrepancy's distance)"
+    return out
+
+
+def interval_width(summary: dict[str, float], log: bool) -> float:
+    """upper - lower of an `interval` summary, in log for quantities that span decades."""
+    lo, hi = summary["lower"], summary["upper"]
+    if log:
+        return float(np.log(hi) - np.log(lo)) if lo > 0 and hi > 0 else float("nan")
+    return float(hi - lo)
+
+
+def width_share(width: float, width_without: float) -> float:
+    """The share of an interval's width that the discrepancy makes: (W - W0) / W, W with the discrepancy and
+    W0 with z = 0 (same draws, same seed); 0 when both are 0, NaN when W = 0 < W0 or either is undefined.
+    Not clipped: a negative share means the discrepancy narrowed the interval (docs/decisions.md)."""
+    if not (np.isfinite(width) and np.isfinite(width_without)):
+        return float("nan")
+    if width == 0.0:
+        return 0.0 if width_without == 0.0 else float("nan")
+    return float((width - width_without) / width)
+
+
+def discrepancy_record(o: xr.Dataset, rec: dict[str, Any], scale: float, prob: float) -> dict[str, Any]:
+    """The discrepancy scale the optimum inherited and, per quantity, the share of its interval's width that
+    comes from it (0 for every quantity when the scale is 0: nothing is bent)."""
+    names = ("N", "D", "k", "tokens_per_param", "metric")
+    if "N_no_discrepancy" not in o:
+        return {"scale": scale, "share": {n: 0.0 for n in names}}
+    without = {n: interval(o[f"{n}_no_discrepancy"], prob) for n in names}
+    return {"scale": scale,
+            "share": {n: width_share(interval_width(rec[n], n in LOG_WIDTH), interval_width(without[n], n in LOG_WIDTH))
+                      for n in names},
+            "without": without}
 
 
 def _budget_dict(opt: xr.Dataset, b: Any) -> dict[str, Any]:
@@ -88,6 +140,39 @@ def _budget_dict(opt: xr.Dataset, b: Any) -> dict[str, Any]:
                 continue
             out[name] = value if isinstance(value, str) else float(value)
     return out
+
+
+def extrapolation_lines(records: list[dict]) -> list[str]:
+    """One line per record that says how far beyond the fitted data the optimum lies and how much of each
+    interval's width the law's discrepancy makes (the CLI prints them; the report's headline shows them)."""
+    lines = []
+    for r in records:
+        ex, disc = r.get("extrapolation"), r.get("discrepancy")
+        if not ex:
+            continue
+
+        def dec(axis: str) -> str:
+            i = ex[axis]
+            return f"{i['median']:.2f} [{i['lower']:.2f}, {i['upper']:.2f}]"
+
+        text = (f"task '{r['task']}': the optimum lies {dec('params')} decades beyond the data in parameters, "
+                f"{dec('tokens')} in tokens, {dec('compute')} in compute (median [{ex['params']['prob']:.0%} "
+                f"interval]); ")
+        if disc and disc.get("note"):
+            text += disc["note"]
+        elif disc and disc.get("scale", 0.0) > 0:
+            shares = ", ".join(f"{label} {_pct(disc['share'][name])}" for name, label in
+                               (("N", "N*"), ("D", "D*"), ("k", "k*"), ("metric", r.get("metric_name", "metric"))))
+            text += (f"the law's discrepancy beyond the data (sd {disc['scale']:.3g} of log loss per e-fold) makes "
+                     f"this share of each interval's width: {shares}")
+        else:
+            text += "no discrepancy term (scale 0): the intervals assume the law holds that far"
+        lines.append(text)
+    return lines
+
+
+def _pct(x: float) -> str:
+    return "n/a" if not np.isfinite(x) else f"{x:.0%}"
 
 
 def prediction_records(pred: xr.DataArray, points: list[dict[str, float]], metric_name: str,
