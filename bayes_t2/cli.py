@@ -286,9 +286,15 @@ def report(fit_path: Annotated[Path, typer.Argument(help="Fit file from `bayes-t
            risk: Annotated[str, typer.Option(help="mean | quantile:Q | cvar:Q | prob, for the decision pages "
                                                   "(as decide).")] = "mean",
            prob: Prob = 0.9,
+           backtest: Annotated[Optional[bool], typer.Option(
+               "--backtest/--no-backtest", help="The page 'How well this law extrapolated on your data' (one "
+               "more fit, 2 chains x 300 draws); default: on when the data have >= 3 model sizes.")] = None,
+           data: Annotated[Optional[Path], typer.Option(
+               "--data", help="The fitted data, for the backtest page (default: rebuilt from the fit file; "
+               "needed for per-problem counts).")] = None,
            force: Force = False) -> None:
     """Write the multi-page PDF report: headline, data and law, coefficients, diagnostics, optimum against
-    budget, decision, inputs."""
+    budget, how far beyond the data, the backtest on your data, decision, inputs."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -308,7 +314,8 @@ def report(fit_path: Annotated[Path, typer.Argument(help="Fit file from `bayes-t
     except InputError as e:
         raise InputError(f"{fit_path}: {e}") from None
     written = write_report(result, out_path, budget, constraints, prob=prob, risk=risk, target=target,
-                           overwrite=force, progress=_interactive(), fit_name=fit_path.name, law=law, seed=seed)
+                           overwrite=force, progress=_interactive(), fit_name=fit_path.name, law=law, seed=seed,
+                           backtest=backtest, data=_read_report_data(data))
     for problem in written.problems:
         err.print(f"[yellow]warning:[/yellow] {problem}")
     out.print(f"wrote {written.path} ({len(written.pages)} pages: {', '.join(written.pages)})")
@@ -650,6 +657,15 @@ def _budget_lines(r: dict) -> list[str]:
     if c.get("unique_tokens") is not None:
         lines.append(fmt.repetition_line(c["unique_tokens"], r.get("repetition", {})))
     return lines
+
+
+def _read_report_data(path: Path | None):
+    """The report's --data file (validated as `fit` reads it), or None."""
+    if path is None:
+        return None
+    from .data import read_data
+
+    return read_data(path)
 
 
 def _print_optimum(records: list[dict], label: str) -> None:

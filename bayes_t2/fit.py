@@ -400,16 +400,18 @@ class Fit:
 
     def report(self, path: str | Path, budget=None, constraints=None, *, prob: float = 0.9, risk: str = "mean",
                target: float | None = None, overwrite: bool = False, progress: bool = False,
-               fit_name: str = "FIT.nc", law: bool = False, seed: int = 0, **budget_options: Any):
+               fit_name: str = "FIT.nc", law: bool = False, seed: int = 0, backtest: bool | None = None,
+               data: Any = None, **budget_options: Any):
         """Write the multi-page PDF report (as ``bayes-t2 report``) and return what was written (`Report`:
-        path, page titles, problems stated on the pages). The budget, law and seed as in `optimize`."""
+        path, page titles, problems stated on the pages). The budget, law and seed as in `optimize`.
+        backtest, data: the backtest page (`report.write_report`; data: EvalData or a path)."""
         import matplotlib.pyplot as plt
 
         from .budget import check_feasible
         from .options import resolve
-        from .report import check_reportable, write_report
-
         from .baselines import resolve_constraints
+        from .data import read_data
+        from .report import check_reportable, write_report
 
         budget, constraints = resolve(budget, constraints, budget_options, many=False)
         constraints = resolve_constraints(self, constraints)
@@ -417,7 +419,8 @@ class Fit:
         check_reportable(self)
         with plt.ioff():
             return write_report(self, path, budget, constraints, prob=prob, risk=risk, target=target,
-                                overwrite=overwrite, progress=progress, fit_name=fit_name, law=law, seed=seed)
+                                overwrite=overwrite, progress=progress, fit_name=fit_name, law=law, seed=seed,
+                                backtest=backtest, data=read_data(data) if isinstance(data, (str, Path)) else data)
 
     # ---- files ---------------------------------------------------------------------------------------------
     def save(self, path: str | Path, *, overwrite: bool = False, optimum: xr.Dataset | None = None,

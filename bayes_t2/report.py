@@ -27,6 +27,11 @@ from .progress import progress as progress_bar
 from .summary import optimum_records
 
 TASKS_PER_PAGE = 3
+BACKTEST_TITLE = "How well this law extrapolated on your data"
+#: the backtest page is drawn by default when the data have at least this many model sizes
+BACKTEST_MIN_SIZES = 3
+#: draws per chain (and tuning steps) of the backtest's extra fit: small, it is a check, not the answer
+BACKTEST_DRAWS = 300
 DECISION_TASKS_PER_PAGE = 4
 PDF_RC = {"pdf.fonttype": 42}  # embed TrueType: the text of every page can be searched and extracted
 
@@ -56,13 +61,18 @@ def check_reportable(fit) -> None:
 
 def write_report(fit, path: str | Path, budget: Budget, constraints: Constraints = Constraints(), *,
                  prob: float = 0.9, risk: str = "mean", target: float | None = None, overwrite: bool = False,
-                 progress: bool = False, fit_name: str = "FIT.nc", law: bool = False, seed: int = 0) -> Report:
+                 progress: bool = False, fit_name: str = "FIT.nc", law: bool = False, seed: int = 0,
+                 backtest: bool | None = None, data: Any = None, backtest_draws: int = BACKTEST_DRAWS) -> Report:
     """Build every page and write the PDF atomically (refusing to replace `path` unless `overwrite`).
 
     Raises InputError, before writing anything, for an empty posterior, a budget that cannot buy the
     smallest model or a malformed risk. `risk` and `target` are those of `bayes_t2.decide.decide` for the
     decision pages; a target no design reaches is stated on those pages. `fit_name` is how the inputs page
     refers to the fit file in its commands. law, seed: as `Fit.optimize` (metrics of a new run by default).
+    backtest: the page "How well this law extrapolated on your data" (`bayes_t2.backtest`: one more fit of
+    the model, `backtest_draws` draws x 2 chains); None (default) = on when the data have at least
+    `BACKTEST_MIN_SIZES` model sizes. data: the fitted EvalData; by default rebuilt from the fit file (loss
+    route; the accuracy route's per-problem counts are not in it, so its backtest needs `data`).
     """
     from .baselines import resolve_constraints
     from .decide import decide, parse_risk
@@ -97,6 +107,10 @@ def write_report(fit, path: str | Path, budget: Budget, constraints: Constraints
     if constraints.unique_tokens is not None:
         pages.append(("optimum against unique tokens",
                       lambda: plots.plot_optimum_vs_unique_tokens(base, budget, constraints, seed=seed)[0]))
+    if any("extrapolation" in r for r in records):
+        pages.append(("beyond the data", lambda: _extrapolation_page(records)))
+    if _wants_backtest(base, data, backtest):
+        pages.append((BACKTEST_TITLE, lambda: _backtest_page(base, data, backtest_draws)))
     decision: dict[str, Any] = {}
 
     def decision_page(tasks: list[str]):
@@ -251,6 +265,111 @@ def _spec_lines(spec: dict, indent: str = "") -> list[str]:
         else:
             lines.append(f"{indent}{key}: {value}")
     return lines
+
+
+def _extrapolation_page(records: list[dict]):
+    """How far beyond the fitted data each optimum lies, and how much of each interval the law's
+    discrepancy makes (the lines `optimize` prints, one paragraph per task)."""
+    from .summary import extrapolation_lines
+
+    body = [w for line in extrapolation_lines(records) for w in (textwrap.wrap(line, 130) + [""])]
+    intro = ("Every optimum lies beyond the data it was fitted to. Distances are decades outside the fitted "
+             "data's range (0 inside) at each posterior draw's optimum. With a discrepancy term (the law's own "
+             "error, growing with the e-folds beyond the data), every draw's law is bent beyond the data by one "
+             "seeded normal draw shared by all designs; the share of an interval's width it makes is "
+             "(W - W0) / W, W with it and W0 with the bend set to zero on the same draws.")
+    with plots.style():
+        fig = plt.figure(figsize=plots.PAGE)
+        fig.suptitle("Beyond the data: how far the optimum extrapolates", fontsize=13, x=0.03, ha="left")
+        fig.text(0.03, 0.9, "\n".join(textwrap.wrap(intro, 140) + [""] + body[:60]), va="top", fontsize=8.5)
+    return fig
+
+
+def backtest_data(fit, data: Any = None):
+    """The data a backtest of `fit` refits: `data` as given, else the loss observations kept in the fit file
+    (task, params, tokens, k, loss per row; checkpoints named by their (params, tokens))."""
+    from .data import from_frame
+
+    if data is not None:
+        return data
+    if fit.route.metric_name != "loss":
+        raise InputError("the fit file keeps pass@k per checkpoint, not the per-problem counts a backtest "
+                         "refits: pass the data (--data DATA)")
+    pts = fit.route.observed_points(fit.tree).rename(columns={"metric": "loss"})
+    sources = json.loads(fit.tree.attrs.get("data_sources", "[]"))
+    return from_frame(pts, source=f"the fit's data ({', '.join(sources) or 'unknown source'})")
+
+
+def _n_sizes(fit, data: Any) -> int:
+    frame = getattr(data, "frame", None)
+    if frame is None:
+        try:
+            frame = fit.route.observed_points(fit.tree)
+        except Exception:  # noqa: BLE001 - a fit without its data
+            return 0
+    return int(frame["params"].nunique())
+
+
+def _wants_backtest(fit, data: Any, backtest: bool | None) -> bool:
+    """Whether the report draws the backtest page: as asked, else when the data have enough model sizes."""
+    if backtest is not None:
+        return backtest
+    rebuildable = data is not None or fit.route.metric_name == "loss"  # else only when asked (it says why)
+    return rebuildable and _n_sizes(fit, data) >= BACKTEST_MIN_SIZES
+
+
+def _backtest_page(fit, data: Any, draws: int):
+    """Leave-the-largest-out backtest of the fitted model on its own data (one extra fit) and its figure."""
+    from .backtest import DEFAULT_FRACTION, DEFAULT_HOLDOUT, backtest, plot_backtest
+    from .fit import SamplerSettings
+
+    if _n_sizes(fit, data) < BACKTEST_MIN_SIZES:
+        raise InputError(f"a backtest needs at least {BACKTEST_MIN_SIZES} model sizes in the data "
+                         "(the largest are held out, the law is fitted to the rest)")
+    evaluation = backtest_data(fit, data)
+    seed = int(json.loads(fit.tree.attrs.get("sampler_settings", "{}")).get("seed", 0))
+    settings = SamplerSettings(draws=draws, tune=draws, chains=2, seed=seed, pointwise=False)
+    try:
+        result = backtest(evaluation, holdout=DEFAULT_HOLDOUT, fraction=DEFAULT_FRACTION, route=fit.route.name,
+                          priors=fit.spec, settings=settings, discrepancy="spec")
+    except InputError:
+        raise
+    except Exception as err:  # noqa: BLE001 - the extra fit failed: the page says so, the report stands
+        raise InputError(f"the backtest's fit failed ({type(err).__name__}: {err})") from err
+    s = result.summary
+    fig, _ = plot_backtest(result)
+    fig.set_size_inches(*plots.PAGE)
+    fig.subplots_adjust(top=0.6, bottom=0.1)
+    disc = (s.get("discrepancy") or {}).get("scale")
+    diag = s["diagnostics"]
+    lines = [
+        f"How it was computed: the checkpoints with the largest parameters (about {s['fraction']:.0%} of them, "
+        f"{s['n_test_checkpoints']} checkpoints, {s['n_test_rows']} rows; every run of a held-out size goes) "
+        f"were held out; the same model (the fit's own specification"
+        + (f", discrepancy sd {disc:.3g} per e-fold" if isinstance(disc, (int, float)) else "")
+        + f") was fitted to the other {s['n_train_checkpoints']} checkpoints ({s['n_train_rows']} rows) with "
+        f"{settings.chains} chains x {draws} draws (+{draws} tuning), seed {seed}; each held-out observation "
+        "was compared with the posterior predictive of a new checkpoint at its (N, D, k).",
+        f"Result: the 90% intervals covered {s['coverage90']:.0%} and the 50% intervals {s['coverage50']:.0%} "
+        f"of {s['n_points']} held-out points (calibrated: about 90% and 50%); median |error| {_error_text(s)}. "
+        f"Backtest fit: max r-hat {diag['max_rhat']:.3f}, "
+        f"{diag['divergences']} divergences" + (" (not converged: read these numbers with care)"
+                                                 if diag['max_rhat'] > 1.05 else "") + ".",
+        "Intervals that covered far less than their level here were too narrow when this law was extrapolated "
+        "on your own runs; the optimum above lies farther beyond the data than these held-out points.",
+        f"Data: {', '.join(s.get('sources') or []) or 'the fit file'}.",
+    ]
+    fig.text(0.03, 0.97, BACKTEST_TITLE, fontsize=13, fontweight="bold", va="top")
+    fig.text(0.03, 0.92, "\n".join(w for line in lines for w in textwrap.wrap(line, 150)), va="top", fontsize=8.5,
+             linespacing=1.45)
+    return fig
+
+
+def _error_text(summary: dict) -> str:
+    rel, lo = summary.get("median_abs_relative_error"), summary.get("median_abs_logodds_error")
+    if rel is not None:
+        return f"{rel:.2%} (relative)"
+    return "n/a" if lo is None else f"{lo:.3g} (log-odds)"
 
 
 def _problem_page(title: str, message: str):

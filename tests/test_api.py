@@ -159,7 +159,7 @@ def test_decide_and_save_load_round_trip(session, tmp_path):
 
 def test_report_and_plots(session, tmp_path):
     _, _, _, fit = session
-    written = fit.report(tmp_path / "report.pdf", **BUDGET)
+    written = fit.report(tmp_path / "report.pdf", **BUDGET, backtest=False)
     assert written.path.exists() and written.path.read_bytes()[:4] == b"%PDF"
     assert "optimum against budget" in written.pages
     from matplotlib.axes import Axes

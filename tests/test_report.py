@@ -70,13 +70,24 @@ def report_pdf(fit_file):
 def test_every_page_is_drawn(report_pdf, loss_truth_fit):
     _, rendered = report_pdf
     n_tasks = len(loss_truth_fit[2].tasks)
-    # headline, data+law (3 tasks a page), coefficients, diagnostics, optimum vs budget, decision (4 tasks a
-    # page), inputs
-    assert len(rendered) == 1 + -(-n_tasks // 3) + 3 + -(-n_tasks // 4) + 1
+    # headline, data+law (3 tasks a page), coefficients, diagnostics, optimum vs budget, beyond the data,
+    # the backtest on the fit's own data (on by default: >= 3 model sizes), decision (4 tasks a page), inputs
+    assert len(rendered) == 1 + -(-n_tasks // 3) + 3 + 2 + -(-n_tasks // 4) + 1
     for i, (pixels, _) in enumerate(rendered):
         ink = float(np.mean(pixels < 200))  # share of pixels that are not (near) white
         assert ink > 0.01, f"page {i + 1} is (nearly) blank: {ink:.3%} ink"
         assert pixels.std() > 10, f"page {i + 1} has no contrast"
+
+
+def test_backtest_and_extrapolation_pages(report_pdf, loss_truth_fit):
+    """The report says how far the optimum extrapolates and backtests the law on the fit's own data."""
+    _, rendered = report_pdf
+    texts = [" ".join(t.split()) for _, t in rendered]
+    beyond = next(t for t in texts if "how far the optimum extrapolates" in t)
+    for task in loss_truth_fit[2].tasks:
+        assert f"task '{task}': the optimum lies" in beyond
+    page = next(t for t in texts if "How well this law extrapolated on your data" in t)
+    assert "held out" in page and "2 chains x 300 draws" in page and "90% intervals covered" in page
 
 
 def test_inputs_page_reproduces_the_fit(report_pdf, loss_truth_fit):
@@ -162,7 +173,8 @@ def test_failed_diagnostics_are_stated_on_the_pages(loss_truth_fit, tmp_path):
     assert not bad.diagnostics().ok
     # many queries: the cheapest budgets of the sweep cannot serve them, and the optimum page says so
     # and a target no design reaches: the decision page says so
-    report = write_report(bad, tmp_path / "bad.pdf", TotalBudget(1e23, 1e13), Constraints(k_max=64), target=0.2)
+    report = write_report(bad, tmp_path / "bad.pdf", TotalBudget(1e23, 1e13), Constraints(k_max=64), target=0.2,
+                          backtest=False)
     assert any("r-hat" in p for p in report.problems)
     rendered = pages(report.path)
     headline, diagnostics, optimum, decision = (rendered[report.pages.index(t)][1] for t in (
