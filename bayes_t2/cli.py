@@ -59,8 +59,9 @@ UniqueTokens = Annotated[Optional[float], typer.Option(
          "(Muennighoff et al. 2023); not a cap (--max-tokens is).")]
 Law = Annotated[bool, typer.Option("--law", help="Score designs on the law alone, without the fitted "
                                    "checkpoint scatter a newly trained run shows (default: with it).")]
-Seed = Annotated[int, typer.Option("--seed", help="Seed of the checkpoint-scatter draws (one per posterior "
-                                   "draw, shared by every design).")]
+Seed = Annotated[int, typer.Option("--seed", help="Seed of the checkpoint-scatter draws and of the law's "
+                                   "discrepancy beyond the data (one per posterior draw, shared by every "
+                                   "design).")]
 
 
 def _budget_options(train_flops, inference_flops, total_flops, queries, tokens_per_sample, max_tokens,
