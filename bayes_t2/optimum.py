@@ -1110,7 +1110,8 @@ def bend_scale(fit: Any) -> float:
     from .routes.loss import discrepancy_scale
 
     base = getattr(fit, "unbent", fit)
-    if getattr(base.route, "metric_name", None) != "loss" or "data_log_range" not in getattr(base, "posterior", {}):
+    if tuple(getattr(base.route, "coefficient_names", ())) != LOSS_COEFFICIENTS \
+            or "data_log_range" not in getattr(base, "posterior", {}):
         return 0.0
     return discrepancy_scale(getattr(base, "spec", None))
 
