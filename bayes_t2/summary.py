@@ -98,12 +98,19 @@ def extrapolation_record(o: xr.Dataset, prob: float) -> dict[str, Any]:
     return out
 
 
+#: relative widths below this are float rounding of one value (e.g. D = C/(6N) at a fixed N), counted as 0
+WIDTH_RTOL = 1e-9
+
+
 def interval_width(summary: dict[str, float], log: bool) -> float:
-    """upper - lower of an `interval` summary, in log for quantities that span decades."""
+    """upper - lower of an `interval` summary, in log for quantities that span decades; 0 for a width below
+    `WIDTH_RTOL` relative to the value (rounding, not spread)."""
     lo, hi = summary["lower"], summary["upper"]
     if log:
-        return float(np.log(hi) - np.log(lo)) if lo > 0 and hi > 0 else float("nan")
-    return float(hi - lo)
+        width = float(np.log(hi) - np.log(lo)) if lo > 0 and hi > 0 else float("nan")
+        return 0.0 if abs(width) < WIDTH_RTOL else width
+    width = float(hi - lo)
+    return 0.0 if abs(width) < WIDTH_RTOL * max(abs(lo), abs(hi)) else width
 
 
 def width_share(width: float, width_without: float) -> float:

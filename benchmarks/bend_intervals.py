@@ -7,7 +7,9 @@ draws with z = 0 (same seed), so the table compares the 90% interval widths of N
 and without the discrepancy, and the share of the width it makes (docs/decisions.md). Recorded in
 docs/backtest.md.
 
-    PYTHONPATH=. python benchmarks/bend_intervals.py --out reports/bend            # demo, Porian, Gadre
+    PYTHONPATH=. python benchmarks/bend_intervals.py --out reports/bend   # demo (learned, and 0.05), Porian, Gadre
+
+(fits are saved in --out and reused by a second run; `demo@0.05` is the demo's fit with the scale fixed.)
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ import pandas as pd
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 DATA = REPO.parent / "shared" / "data"
-SUITES = ("demo", "porian:rw/base/short/chinchilla/standard/val", "gadre:c4_original")
+SUITES = ("demo", "demo@0.05", "porian:rw/base/short/chinchilla/standard/val",
+          "porian:rw/base/long/kaplan/standard/val", "gadre:c4_original")
 #: budgets beyond the data, as multiples of the data's largest training compute 6ND
 MULTIPLES = (10.0, 100.0)
 
@@ -56,7 +59,7 @@ def _width(rec: dict, log: bool) -> float:
 def main(argv: list[str] | None = None) -> int:
     from bayes_t2.backtest import learn_discrepancy
     from bayes_t2.budget import SplitBudget
-    from bayes_t2.fit import SamplerSettings, fit
+    from bayes_t2.fit import Fit, SamplerSettings, fit
     from bayes_t2.priors import load_spec
     from bayes_t2.summary import optimum_records
 
@@ -75,14 +78,25 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for name in args.suites.split(","):
         started = time.time()
-        data = suite_data(name, args.data)
-        learned = learn_discrepancy(data, args.holdout, 0.25, settings=settings, seed=args.seed)
-        spec = load_spec("loss", None)
-        spec["discrepancy"] = {**spec.get("discrepancy", {}), "scale": learned["scale"]}
-        result = fit(data, priors=spec, settings=settings, progressbar=False)
+        suite, _, fixed = name.partition("@")  # demo@0.05: the demo's fit with a fixed scale
+        data = suite_data(suite, args.data)
+        saved = args.out / (suite.replace(":", "_").replace("/", "_") + ".nc")
+        if saved.exists():  # the fit (with its learned scale in the spec) from an earlier run
+            result = Fit.load(saved)
+        else:
+            learned = learn_discrepancy(data, args.holdout, 0.25, settings=settings, seed=args.seed)
+            spec = load_spec("loss", None)
+            spec["discrepancy"] = {**spec.get("discrepancy", {}), "scale": learned["scale"]}
+            result = fit(data, priors=spec, settings=settings, progressbar=False)
+            result.save(saved, overwrite=True)
+        if fixed:
+            result.spec = {**result.spec, "discrepancy": {"scale": float(fixed)}}
+        scale = float(result.spec["discrepancy"]["scale"])
         frame = data.frame
         cmax = float((6.0 * frame["params"] * frame["tokens"]).max())
-        budgets = [SplitBudget(m * cmax, 2e9) for m in MULTIPLES]
+        # the T2 per-query budget where the data measure k; else one that does not cap N (k is moot)
+        inference = 2e9 if (frame["k"] > 1).any() else 1e13
+        budgets = [SplitBudget(m * cmax, inference) for m in MULTIPLES]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             opt = result.optimize(budgets, seed=args.seed)
@@ -90,7 +104,8 @@ def main(argv: list[str] | None = None) -> int:
         for rec in optimum_records(opt, "loss", True, 0.9):
             disc = rec["discrepancy"]
             row = {"suite": name, "task": rec["task"], "train_flops": rec["budget"]["train_flops"],
-                   "x_data_compute": rec["budget"]["train_flops"] / cmax, "scale": learned["scale"],
+                   "x_data_compute": rec["budget"]["train_flops"] / cmax, "scale": scale,
+                   "inference_flops": inference,
                    "efolds": rec["extrapolation"]["efolds"]["median"],
                    "decades_params": rec["extrapolation"]["params"]["median"],
                    "max_rhat": diag.max_rhat}
@@ -101,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
                 row[f"{q}_width0"] = w0 if w0 is not None else w
                 row[f"{q}_share"] = disc["share"][q]
             rows.append(row)
-        print(f"{name}: scale {learned['scale']:.4g}, {time.time() - started:.0f} s", flush=True)
+        print(f"{name}: scale {scale:.4g}, {time.time() - started:.0f} s", flush=True)
         pd.DataFrame(rows).to_csv(args.out / "bend_intervals.csv", index=False)
     table = pd.DataFrame(rows)
     (args.out / "bend_intervals.json").write_text(json.dumps(rows, indent=1))

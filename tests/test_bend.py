@@ -143,3 +143,14 @@ def test_bent_optimize_and_decide_share_z(loss_truth_fit):
     own = ds["optimal_metric"].transpose(*m.dims)
     assert np.allclose(own.values, m.values, rtol=1e-9, equal_nan=True)
     assert float(ds["negative_regret_share"].max()) == 0.0
+
+
+def test_width_share_definition():
+    from bayes_t2.summary import interval_width, width_share
+
+    assert width_share(2.0, 0.5) == pytest.approx(0.75)
+    assert width_share(0.0, 0.0) == 0.0 and math.isnan(width_share(0.0, 1.0))
+    assert width_share(1.0, 2.0) == pytest.approx(-1.0)  # narrowed by the bend: said, not clipped
+    assert interval_width({"lower": 1e9, "upper": 1e10}, log=True) == pytest.approx(math.log(10))
+    assert interval_width({"lower": 5e9, "upper": 5e9 * (1 + 1e-15)}, log=True) == 0.0  # rounding
+    assert interval_width({"lower": 1.5, "upper": 1.75}, log=False) == pytest.approx(0.25)
