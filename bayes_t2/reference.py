@@ -31,7 +31,7 @@ from scipy.optimize import minimize_scalar
 from .budget import Budget, Constraints, SplitBudget, TotalBudget
 from .laws import LOSS_COEFFICIENTS, loss_law
 
-__all__ = ["Objective", "numpy_objective", "reference_optimum", "reference_route_optimum"]
+__all__ = ["Objective", "numpy_objective", "reference_optimum", "reference_optimum_of", "reference_route_optimum"]
 
 #: objective(theta[P, ncoef], N[P, M], D[P, M], k[P, M]) -> values[P, M] to minimise
 Objective = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray], np.ndarray]
@@ -352,6 +352,14 @@ def reference_optimum(route: Any, thetas: np.ndarray, budget: Budget,
     thetas = np.asarray(thetas, dtype=float)
     if thetas.ndim != 2 or thetas.shape[1] != len(names):
         raise ValueError(f"thetas must have shape (P, {len(names)}), got {thetas.shape}")
+    return reference_optimum_of(f, thetas, budget, constraints)
+
+
+def reference_optimum_of(f: Objective, thetas: np.ndarray, budget: Budget,
+                         constraints: Constraints = Constraints()) -> np.ndarray:
+    """The same search for any numpy objective f(theta[P, :], N, D, k) (e.g. a simulation's misspecified true
+    law, which no route's objective is) -> array[P, 4] (N, D, k, objective value)."""
+    thetas = np.asarray(thetas, dtype=float)
     if isinstance(budget, SplitBudget):
         return _split(f, thetas, budget, constraints)
     if isinstance(budget, TotalBudget):

@@ -57,7 +57,8 @@ MIN_TERM_SHARE = 0.10  # each term must reach at least this share of the loss so
 def simulate_loss(seed: int, n_tasks: int = 8, budgets: Sequence[float] = DEFAULT_BUDGETS,
                   sizes_per_budget: int = 6, n_overtrained: int = 6, ks: Sequence[int] = DEFAULT_KS,
                   noise: float = 0.01, truth: dict | None = None,
-                  checkpoints: pd.DataFrame | None = None) -> tuple[pd.DataFrame, dict]:
+                  checkpoints: pd.DataFrame | None = None, checkpoint_sd: float = 0.0,
+                  bend: Mapping[str, float] | None = None) -> tuple[pd.DataFrame, dict]:
     """A loss-route data set with known per-task coefficients.
 
     Returns ``(frame, truth)``: ``frame`` has columns task, model, params, tokens, k, loss (one row per
@@ -68,6 +69,14 @@ def simulate_loss(seed: int, n_tasks: int = 8, budgets: Sequence[float] = DEFAUL
     Passing ``checkpoints`` (columns params, tokens, optional model: say a user's evaluation design) simulates
     those checkpoints instead of the IsoFLOP testbed (``budgets``, ``sizes_per_budget`` and ``n_overtrained``
     are then ignored); drawn truths are still checked for every term being visible in that design.
+
+    Misspecification a user meets (both off by default; their draws come from their own seeded streams, so the
+    rest of the data set is the same with or without them):
+    * ``checkpoint_sd``: a log-loss shift u_c ~ N(0, checkpoint_sd) shared by every row of one checkpoint
+      (all its tasks and k values: the same weights, the same samples), so rows are correlated.
+    * ``bend``: ``{"drift", "params", "tokens"}``: the law bends beyond (params, tokens) -- the local exponent
+      of the size term grows by 2 x drift per e-fold of N past ``params`` (likewise the data term past
+      ``tokens``; `bent_loss_law`). drift > 0: larger runs do better than the fitted law says.
     """
     budgets = np.asarray(budgets, dtype=float).ravel()
     ks = np.asarray(ks).ravel()
@@ -87,14 +96,51 @@ def simulate_loss(seed: int, n_tasks: int = 8, budgets: Sequence[float] = DEFAUL
     task = np.tile(np.repeat(np.asarray(tasks, dtype=object), n_k), n_ck)
     k = np.tile(ks.astype(np.int64), n_ck * n_t)
     c = {name: np.tile(np.repeat([coefs[t][name] for t in tasks], n_k), n_ck) for name in LOSS_COEFFICIENTS}
-    mean = loss_law(c["E"], c["A"], c["alpha"], c["B"], c["beta"], c["G"], c["gamma"], N, D, k.astype(float))
-    loss = _round_sig(mean * np.exp(noise * rng.standard_normal(mean.shape)), 6)
+    if bend is None:
+        mean = loss_law(c["E"], c["A"], c["alpha"], c["B"], c["beta"], c["G"], c["gamma"], N, D, k.astype(float))
+    else:
+        bend = _check_bend(bend)
+        mean = bent_loss_law(c, N, D, k.astype(float), **bend)
+    log_dev = noise * rng.standard_normal(mean.shape)
+    if checkpoint_sd:
+        if not (math.isfinite(checkpoint_sd) and checkpoint_sd > 0):
+            raise InputError(f"checkpoint_sd must be >= 0, got {checkpoint_sd}")
+        u = np.random.default_rng([int(seed), 90210]).normal(0.0, checkpoint_sd, n_ck)  # its own stream
+        log_dev = log_dev + np.repeat(u, n_t * n_k)
+    loss = _round_sig(mean * np.exp(log_dev), 6)
 
     frame = pd.DataFrame({"task": pd.Series(task, dtype="str"), "model": pd.Series(model, dtype="str"),
                           "params": N, "tokens": D, "k": k, "loss": loss})
     out_truth = {"route": "loss", "seed": int(seed), "noise": float(noise), "noise_model": "lognormal",
                  "tasks": {t: {name: float(coefs[t][name]) for name in LOSS_COEFFICIENTS} for t in tasks}}
+    if checkpoint_sd:
+        out_truth["checkpoint_sd"] = float(checkpoint_sd)
+    if bend is not None:
+        out_truth["bend"] = {k: float(v) for k, v in bend.items()}
     return frame, out_truth
+
+
+def bent_loss_law(c: Mapping[str, Any], N: Any, D: Any, k: Any, *, drift: float, params: float,
+                  tokens: float) -> np.ndarray:
+    """The loss law bending beyond (params, tokens): with x = max(0, ln(N/params)) and y = max(0, ln(D/tokens)),
+    L = E + A/N^alpha * exp(-drift x^2) + B/D^beta * exp(-drift y^2) + G/k^gamma, i.e. the local log-log
+    slope of the size term is -(alpha + 2 drift x) (the exponent drifts with log N past `params`); identical
+    to `laws.loss_law` inside the range."""
+    N, D, k = (np.asarray(v, dtype=float) for v in (N, D, k))
+    x = np.maximum(0.0, np.log(N / params))
+    y = np.maximum(0.0, np.log(D / tokens))
+    return (c["E"] + c["A"] * N ** -c["alpha"] * np.exp(-drift * x ** 2) + c["B"] * D ** -c["beta"]
+            * np.exp(-drift * y ** 2) + c["G"] * k ** -c["gamma"])
+
+
+def _check_bend(bend: Mapping[str, float]) -> dict[str, float]:
+    missing = [k for k in ("drift", "params", "tokens") if k not in bend]
+    if missing:
+        raise InputError(f"bend needs drift, params and tokens (missing {', '.join(missing)})")
+    out = {k: float(bend[k]) for k in ("drift", "params", "tokens")}
+    if not all(math.isfinite(v) for v in out.values()) or out["params"] <= 0 or out["tokens"] <= 0:
+        raise InputError("bend: drift must be finite, params and tokens > 0")
+    return out
 
 
 def loss_design(coefs: Mapping[str, Mapping[str, float]], budgets: Sequence[float] = DEFAULT_BUDGETS,

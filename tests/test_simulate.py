@@ -233,3 +233,64 @@ def test_embedded_default_samples_are_seed_2026():
     pd.testing.assert_frame_equal(got, want, check_categorical=False)
     assert json.loads((data_dir() / "default_samples.truth.json").read_text()) == json.loads(json.dumps(truth))
     assert path.stat().st_size < 1_000_000
+
+
+def test_checkpoint_effect_is_shared_by_every_row_of_a_checkpoint():
+    """With noise 0, every row of a checkpoint (all tasks, all k) is the law times one factor exp(u_c), u_c of
+    sd checkpoint_sd across checkpoints; the rest of the data set is as without it."""
+    from bayes_t2.laws import loss_law
+
+    base, truth = simulate_loss(seed=4, n_tasks=3, ks=(1, 8), noise=0.0)
+    frame, truth2 = simulate_loss(seed=4, n_tasks=3, ks=(1, 8), noise=0.0, checkpoint_sd=0.05)
+    assert truth2["checkpoint_sd"] == 0.05 and truth2["tasks"] == truth["tasks"]
+    c = pd.DataFrame(truth["tasks"]).T.loc[frame["task"]]
+    law = loss_law(*(c[n].to_numpy() for n in ("E", "A", "alpha", "B", "beta", "G", "gamma")),
+                   frame["params"].to_numpy(), frame["tokens"].to_numpy(), frame["k"].to_numpy(float))
+    shift = np.log(frame["loss"].to_numpy() / law)
+    per_ckpt = pd.Series(shift).groupby(frame["model"].to_numpy()).agg(["std", "mean"])
+    assert per_ckpt["std"].max() < 2e-5  # one shift per checkpoint (up to rounding to 6 digits)
+    assert 0.03 < per_ckpt["mean"].std() < 0.07 and len(per_ckpt) > 30
+    assert np.allclose(base["loss"], law, rtol=1e-5)
+
+
+def test_bent_law_equals_the_law_inside_the_range_and_falls_below_beyond():
+    from bayes_t2.laws import loss_law
+    from bayes_t2.simulate import bent_loss_law
+
+    c = {"E": 0.5, "A": 400.0, "alpha": 0.34, "B": 400.0, "beta": 0.28, "G": 0.5, "gamma": 0.4}
+    N = np.array([1e7, 1e8, 1e9, 1e10])
+    D = 20 * N
+    plain = loss_law(*(c[n] for n in ("E", "A", "alpha", "B", "beta", "G", "gamma")), N, D, 1.0)
+    bent = bent_loss_law(c, N, D, 1.0, drift=0.05, params=1e8, tokens=2e9)
+    assert np.allclose(bent[:2], plain[:2], rtol=1e-12) and np.all(bent[2:] < plain[2:])
+    # the size term's local log-log slope is -(alpha + 2 drift x), x = ln(N / 1e8)
+    x, h = np.log(1e10 / 1e8), 1e-5
+    term = lambda n: c["A"] * n ** -c["alpha"] * np.exp(-0.05 * np.log(n / 1e8) ** 2)  # noqa: E731
+    slope = (np.log(term(1e10 * np.exp(h))) - np.log(term(1e10 * np.exp(-h)))) / (2 * h)
+    assert slope == pytest.approx(-(0.34 + 2 * 0.05 * x), rel=1e-6)
+    frame, truth = simulate_loss(seed=2, n_tasks=1, ks=(1,), noise=0.0, bend={"drift": 0.05, "params": 1e8,
+                                                                              "tokens": 2e9})
+    assert truth["bend"] == {"drift": 0.05, "params": 1e8, "tokens": 2e9}
+    with pytest.raises(InputError):
+        simulate_loss(seed=2, bend={"drift": 0.05})
+
+
+def test_true_optimum_of_a_bent_law_comes_from_the_reference_solver():
+    """drift 0 is the plain law's reference optimum; a bend beyond the optimum's size moves nothing, a bend
+    below it makes larger models pay off (N* grows)."""
+    from bayes_t2.budget import Constraints
+    from bayes_t2.misspecified import true_optimum
+    from bayes_t2.reference import reference_optimum
+    from bayes_t2.simulate import T2_BUDGET
+
+    _, truth = simulate_loss(seed=3, n_tasks=2)
+    con = Constraints(min_params=5e5)
+    theta = np.array([[truth["tasks"][t][n] for n in ("E", "A", "alpha", "B", "beta", "G", "gamma")]
+                      for t in sorted(truth["tasks"])])
+    plain = true_optimum(truth, T2_BUDGET, con)
+    assert np.allclose(plain.to_numpy(), reference_optimum("loss", theta, T2_BUDGET, con))
+    far = true_optimum({**truth, "bend": {"drift": 0.05, "params": 1e15, "tokens": 1e15}}, T2_BUDGET, con)
+    assert np.allclose(far.to_numpy(), plain.to_numpy())
+    near = true_optimum({**truth, "bend": {"drift": 0.05, "params": plain["N"].min() / 10,
+                                           "tokens": 1e15}}, T2_BUDGET, con)
+    assert np.all(near["N"] >= plain["N"]) and np.all(near["loss"] < plain["loss"])
