@@ -499,10 +499,12 @@ def sbc_summary(scores: xr.Dataset, seed: int = 0) -> dict[str, Any]:
         rec = uniformity(u, seed)
         rec["nonfinite_draws"] = int(np.nansum(scores["nonfinite"].sel(quantity=q).values))
         rec["median_ess"] = float(np.nanmedian(scores["ess"].sel(quantity=q).values))
+        ess = np.asarray(scores["ess"].sel(quantity=q).values, dtype=float)
+        rec["unranked_low_ess"] = int(np.sum(np.isfinite(ess) & (ess < N_RANK_MIN)))
         quantities[str(q)] = rec
-    pvals = [min(r["chi2_pvalue"], r["ecdf_pvalue"]) for r in quantities.values()
-             if np.isfinite(r["chi2_pvalue"]) and np.isfinite(r["ecdf_pvalue"])]
-    n_tests = 2 * len(pvals)
+    # every test that could be run (chi-square needs 50 ranks; with fewer, the ECDF test alone)
+    tests = [p for r in quantities.values() for p in (r["chi2_pvalue"], r["ecdf_pvalue"]) if np.isfinite(p)]
+    pvals, n_tests = tests, len(tests)
     return {
         "route": scores.attrs.get("route"), "design": scores.attrs.get("design"),
         "n_sims": int(scores.attrs.get("n_sims", scores.sizes["replicate"])),
@@ -517,6 +519,7 @@ def sbc_summary(scores: xr.Dataset, seed: int = 0) -> dict[str, Any]:
                         "seconds_per_replicate": float(np.nanmean(scores["sampling_seconds"].values))},
         "smallest_p": float(min(pvals)) if pvals else float("nan"),
         "bonferroni_tests": n_tests,
+        "flagged": [q for q, r in quantities.items() if r["flagged"]],
         "passes": bool(pvals) and min(pvals) * n_tests >= 0.05,
         "quantities": quantities,
     }
