@@ -89,12 +89,12 @@ def write_report(fit, path: str | Path, budget: Budget, constraints: Constraints
     parse_risk(risk)
     opt = fit.optimize([budget], constraints, law=law, seed=seed)
     records = optimum_records(opt, fit.route.metric_name, fit.route.lower_is_better, prob)
-    problems = [f"diagnostics: {w}" for w in fit.diagnostics().warnings]
+    problems = [f"diagnostics: {w}" for w in base.diagnostics().warnings]
     problems += [f"{r['task']}: no posterior draw gives a valid optimum at this budget" for r in records
                  if not np.isfinite(r["N"]["median"])]
     problems += bound_warnings(records)
     pages: list[tuple[str, Callable[[], Any]]] = [
-        ("headline", lambda: _headline(fit, records, budget, constraints, problems)[0])]
+        ("headline", lambda: _headline(base, records, budget, constraints, problems)[0])]
     for start in range(0, len(fit.tasks), TASKS_PER_PAGE):
         tasks = fit.tasks[start:start + TASKS_PER_PAGE]
         pages.append((f"data and law: {', '.join(tasks)}",

@@ -247,3 +247,34 @@ def test_backtest_on_repeated_runs_small():
     assert aware["coverage90"] >= 0.6, result
     lo, _, hi = aware["R_D_star"]
     assert lo < truth["tasks"]["arith"]["R_D_star"] < hi, aware
+
+
+def test_plot_of_the_optimum_against_unique_tokens(loss_truth_fit):
+    """The figure's numbers: as U shrinks the epochs D*/U grow and the loss at the optimum rises; with U far
+    beyond the unlimited D* the optimum is the unlimited one."""
+    import matplotlib.pyplot as plt
+
+    from bayes_t2.plots import plot_optimum_vs_unique_tokens
+    from bayes_t2.repetition import optimum_vs_unique_tokens
+
+    _, _, result = loss_truth_fit
+    budget = SplitBudget(2.56e19, 2e9)
+    swept, free = optimum_vs_unique_tokens(result, budget, Constraints(), [1e8, 1e9, 1e10, 1e15], seed=3)
+    med = swept.median(("chain", "draw"))
+    assert bool((med["epochs"].diff("unique_tokens") < 0).all())
+    assert bool((med["metric"].diff("unique_tokens") <= 1e-12).all())
+    np.testing.assert_allclose(swept["N"].sel(unique_tokens=1e15), free["N"], rtol=1e-6)
+    fig, axes = plot_optimum_vs_unique_tokens(result, budget, Constraints(unique_tokens=1e9), u_values=[1e8, 1e9, 1e10])
+    assert axes.shape == (2, 2) and "epochs" in axes[1, 0].get_title()
+    plt.close(fig)
+
+
+def test_accuracy_fit_optimizes_with_unique_tokens(accuracy_truth_fit):
+    """The accuracy route through the same view: pass@k at the effective design, epochs reported, and less
+    unique data never helps."""
+    _, _, result = accuracy_truth_fit
+    budget = dict(train_flops=2.56e19, inference_flops=2e9, law=True)
+    free = result.optimize(**budget)
+    rep = result.optimize(**budget, unique_tokens=1e9)
+    assert "epochs" in rep and float(rep["epochs"].median()) > 1.0
+    assert bool((rep["metric"].median(("chain", "draw")) <= free["metric"].median(("chain", "draw")) + 1e-12).all())
