@@ -265,7 +265,7 @@ def test_plot_of_the_optimum_against_unique_tokens(loss_truth_fit):
     assert bool((med["metric"].diff("unique_tokens") <= 1e-12).all())
     np.testing.assert_allclose(swept["N"].sel(unique_tokens=1e15), free["N"], rtol=1e-6)
     fig, axes = plot_optimum_vs_unique_tokens(result, budget, Constraints(unique_tokens=1e9), u_values=[1e8, 1e9, 1e10])
-    assert axes.shape == (2, 2) and "epochs" in axes[1, 0].get_title()
+    assert axes.shape == (2, 2) and "epochs" in axes[1, 0].get_title(loc="left")
     plt.close(fig)
 
 
