@@ -36,6 +36,7 @@ __all__ = [
     "chinchilla_design",
     "design_at",
     "make_budget",
+    "budget_from_dict",
     "scaled_budgets",
 ]
 
@@ -56,22 +57,120 @@ def _positive(option: str, value: Any) -> float:
     return out
 
 
-class _QueryCost:
-    """What a query costs under a budget (shared by both budget kinds)."""
+def _non_negative(option: str, value: Any) -> float:
+    """`value` as a finite float >= 0, else an InputError naming `option`."""
+    if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(float(value)) or value < 0:
+        raise InputError(f"{option} must be a number >= 0, got {_show(value)}")
+    return float(value)
 
-    tokens_per_sample: float
+
+#: the serving fields' defaults: the T2 paper's convention (no prompt, no attention term, costs in FLOPs)
+SERVING_DEFAULTS: dict[str, Any] = {"prompt_tokens": 0.0, "kv_cache": True, "context_flops": 0.0,
+                                    "prefill_weight": 1.0, "decode_weight": 1.0, "stated": ""}
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Serving:
+    """What a query costs under a budget (shared by both budget kinds; `designs.query_terms` has the formula).
+
+    prompt_tokens P: prefilled once per query and shared by the k samples through a KV cache (kv_cache), or
+    prefilled by every sample (kv_cache False). context_flops F: attention FLOPs per token per token of context
+    it attends to (itself included), 0 = left out. prefill_weight, decode_weight: budget units per prefill /
+    decode FLOP (1 for budgets in FLOPs; price ratios when a budget was given in money, `costs.py`).
+    prices: dollars per training / prefill / decode FLOP (`costs.Prices`) when a cost file was given; then
+    outputs show money beside FLOPs. stated: the budget as the user gave it in dollars or GPU-hours (words;
+    '' when given in FLOPs)."""
+
+    prompt_tokens: float = 0.0
+    kv_cache: bool = True
+    context_flops: float = 0.0
+    prefill_weight: float = 1.0
+    decode_weight: float = 1.0
+    prices: Any = None
+    stated: str = ""
+
+    def _check_serving(self) -> None:
+        object.__setattr__(self, "tokens_per_sample", _positive("--tokens-per-sample", self.tokens_per_sample))
+        object.__setattr__(self, "prompt_tokens", _non_negative("--prompt-tokens", self.prompt_tokens))
+        object.__setattr__(self, "context_flops", _non_negative("--context-flops", self.context_flops))
+        object.__setattr__(self, "prefill_weight", _positive("prefill price", self.prefill_weight))
+        object.__setattr__(self, "decode_weight", _positive("decode price", self.decode_weight))
+        object.__setattr__(self, "kv_cache", bool(self.kv_cache))
+
+    def _terms(self, w_prefill: float, w_decode: float) -> tuple[float, float, float, float]:
+        return tuple(float(x) for x in designs.query_terms(self.tokens_per_sample, self.prompt_tokens,
+                                                            self.context_flops, self.kv_cache, w_prefill, w_decode))
 
     def query_terms(self) -> tuple[float, float, float, float]:
-        """(t, n0, p, q0): a query of k samples from N parameters costs 2t (k (N + n0) + p N + q0)."""
-        return tuple(float(x) for x in designs.query_terms(self.tokens_per_sample, 0.0, 0.0, True, 1.0, 1.0))
+        """(t, n0, p, q0): a query of k samples from N parameters costs 2t (k (N + n0) + p N + q0) budget
+        units (the constraint the optimizer keeps)."""
+        return self._terms(self.prefill_weight, self.decode_weight)
 
     def query_cost(self, N: float, k: float) -> float:
-        """Inference FLOPs of one query of k samples from a model of N parameters."""
+        """One query of k samples from a model of N parameters, in the budget's units."""
         return designs.query_cost(*self.query_terms(), N, k)
+
+    def query_flops(self, N: Any, k: Any) -> Any:
+        """Inference FLOPs of one query (prefill + decode, unweighted); 2NkT with the paper's convention."""
+        return designs.query_cost(*self._terms(1.0, 1.0), N, k)
+
+    def query_money(self, N: Any, k: Any) -> Any:
+        """Dollars of one query (prefill FLOPs x prefill price + decode FLOPs x decode price); NaN without
+        prices."""
+        if self.prices is None:
+            return math.nan * N
+        return designs.query_cost(*self._terms(self.prices.prefill, self.prices.decode), N, k)
+
+    def train_money(self, N: Any, D: Any) -> Any:
+        """Dollars of training N parameters on D tokens (6ND FLOPs); NaN without prices."""
+        return 6.0 * N * D * (math.nan if self.prices is None else self.prices.train)
+
+    def design_costs(self, N: Any, D: Any, k: Any) -> dict[str, Any]:
+        """What a design costs: FLOPs per query, and with prices dollars per query and for training."""
+        out = {"flops_per_query": self.query_flops(N, k)}
+        if self.prices is not None:
+            out["money_per_query"] = self.query_money(N, k)
+            out["train_money"] = self.train_money(N, D)
+        return out
+
+    def query_formula(self) -> str:
+        """A query's FLOPs as a formula (the paper's 2NkT unless a prompt or attention term is set)."""
+        if not self.prompt_tokens:
+            text = "2NkT"
+        else:
+            text = "2N(P + kT)" if self.kv_cache else "2Nk(P + T)"
+        return text + (" + F x context tokens" if self.context_flops else "")
+
+    def units(self) -> str:
+        """What the per-query (split) or total budget counts: FLOPs, or FLOPs weighted by price when it was
+        given in money or GPU-hours (prefill and decode FLOPs priced differently)."""
+        plain = self.prefill_weight == 1.0 and self.decode_weight == 1.0
+        return "FLOPs" if plain else "weighted FLOPs"
+
+    def serving_dict(self) -> dict[str, Any]:
+        """The serving fields that differ from the paper's convention, and the prices (JSON-ready)."""
+        out = {k: getattr(self, k) for k, v in SERVING_DEFAULTS.items() if getattr(self, k) != v}
+        if out:  # say the whole query model once any part of it is set
+            out = {k: getattr(self, k) for k in ("prompt_tokens", "kv_cache", "context_flops")} | out
+        if self.prices is not None:
+            out["prices"] = self.prices.as_dict()
+        return out
+
+    def serving_label(self) -> str:
+        """The query model in words ('' with the paper's convention)."""
+        parts = []
+        if self.prompt_tokens:
+            parts.append(f"P={self.prompt_tokens:.3g} prompt tokens "
+                         f"({'KV cache shared by the samples' if self.kv_cache else 'no KV cache'})")
+        if self.context_flops:
+            parts.append(f"attention {self.context_flops:.3g} FLOPs/token/context token")
+        if self.stated:
+            parts.append(f"given as {self.stated}")
+        return "".join(", " + p for p in parts)
 
 
 @dataclass(frozen=True)
-class SplitBudget(_QueryCost):
+class SplitBudget(_Serving):
     """Training FLOPs plus inference FLOPs *per query* (T2 convention): 6ND = C_train, 2NkT = C_inf."""
 
     train_flops: float
@@ -83,20 +182,20 @@ class SplitBudget(_QueryCost):
     def __post_init__(self) -> None:
         object.__setattr__(self, "train_flops", _positive("--train-flops", self.train_flops))
         object.__setattr__(self, "inference_flops", _positive("--inference-flops", self.inference_flops))
-        object.__setattr__(self, "tokens_per_sample", _positive("--tokens-per-sample", self.tokens_per_sample))
+        self._check_serving()
 
     def as_dict(self) -> dict[str, Any]:
         return {"kind": "split", "train_flops": self.train_flops, "inference_flops": self.inference_flops,
-                "tokens_per_sample": self.tokens_per_sample}
+                "tokens_per_sample": self.tokens_per_sample, **self.serving_dict()}
 
     def label(self) -> str:
         """The budget in words, with its units: FLOPs, and T tokens per sample."""
-        return (f"train {self.train_flops:.3g} FLOPs, inference {self.inference_flops:.3g} FLOPs/query, "
-                f"T={self.tokens_per_sample:.3g} tokens/sample")
+        return (f"train {self.train_flops:.3g} FLOPs, inference {self.inference_flops:.3g} {self.units()}/query, "
+                f"T={self.tokens_per_sample:.3g} tokens/sample{self.serving_label()}")
 
 
 @dataclass(frozen=True)
-class TotalBudget(_QueryCost):
+class TotalBudget(_Serving):
     """One end-to-end budget for training plus Q queries: 6ND + 2NkTQ <= C."""
 
     total_flops: float
@@ -108,19 +207,34 @@ class TotalBudget(_QueryCost):
     def __post_init__(self) -> None:
         object.__setattr__(self, "total_flops", _positive("--total-flops", self.total_flops))
         object.__setattr__(self, "queries", _positive("--queries", self.queries))
-        object.__setattr__(self, "tokens_per_sample", _positive("--tokens-per-sample", self.tokens_per_sample))
+        self._check_serving()
 
     def as_dict(self) -> dict[str, Any]:
         return {"kind": "total", "total_flops": self.total_flops, "queries": self.queries,
-                "tokens_per_sample": self.tokens_per_sample}
+                "tokens_per_sample": self.tokens_per_sample, **self.serving_dict()}
 
     def label(self) -> str:
         """The budget in words, with its units: FLOPs, and T tokens per sample."""
-        return (f"total {self.total_flops:.3g} FLOPs, {self.queries:.3g} queries, "
-                f"T={self.tokens_per_sample:.3g} tokens/sample")
+        return (f"total {self.total_flops:.3g} {self.units()}, {self.queries:.3g} queries, "
+                f"T={self.tokens_per_sample:.3g} tokens/sample{self.serving_label()}")
 
 
 Budget = SplitBudget | TotalBudget
+
+
+def budget_from_dict(d: dict[str, Any]) -> Budget:
+    """The budget an `as_dict()` describes (the JSON `budget` object back to a Budget)."""
+    kw = {k: d[k] for k in SERVING_DEFAULTS if k in d}
+    if d.get("prices") is not None:
+        from .costs import Prices
+
+        kw["prices"] = Prices(**d["prices"])
+    T = d.get("tokens_per_sample", 1.0)
+    if d.get("kind") == "split":
+        return SplitBudget(d["train_flops"], d["inference_flops"], T, **kw)
+    if d.get("kind") == "total":
+        return TotalBudget(d["total_flops"], d["queries"], T, **kw)
+    raise InputError(f"unknown budget kind {d.get('kind')!r}")
 
 
 #: smallest model considered when neither the user nor the data say (the array API, without a fit)
@@ -220,9 +334,9 @@ class Constraints:
 
 def make_budget(train_flops: float | None = None, inference_flops: float | None = None,
                 total_flops: float | None = None, queries: float | None = None,
-                tokens_per_sample: float = 1.0) -> Budget:
+                tokens_per_sample: float = 1.0, **serving: Any) -> Budget:
     """The budget the command-line options describe: (--train-flops and --inference-flops) or
-    (--total-flops and --queries), not both."""
+    (--total-flops and --queries), not both; `serving`: the `_Serving` fields (prompt_tokens, kv_cache, ...)."""
     split = train_flops is not None or inference_flops is not None
     total = total_flops is not None or queries is not None
     if split and total:
@@ -231,12 +345,12 @@ def make_budget(train_flops: float | None = None, inference_flops: float | None 
         if train_flops is None or inference_flops is None:
             missing = "--train-flops" if train_flops is None else "--inference-flops"
             raise InputError(f"{missing} is required with a split budget")
-        return SplitBudget(train_flops, inference_flops, tokens_per_sample)
+        return SplitBudget(train_flops, inference_flops, tokens_per_sample, **serving)
     if total:
         if total_flops is None or queries is None:
             missing = "--total-flops" if total_flops is None else "--queries"
             raise InputError(f"{missing} is required with a total budget")
-        return TotalBudget(total_flops, queries, tokens_per_sample)
+        return TotalBudget(total_flops, queries, tokens_per_sample, **serving)
     raise InputError("a budget is required: --train-flops and --inference-flops, or --total-flops and --queries")
 
 
@@ -244,9 +358,9 @@ def scaled_budgets(budget: Budget, flops: Any) -> list[Budget]:
     """`budget` at other compute levels: the training budget (split; inference per query kept) or the total
     budget (total; queries kept) set to each value of `flops`. For curves of the optimum against budget."""
     if isinstance(budget, SplitBudget):
-        return [SplitBudget(float(c), budget.inference_flops, budget.tokens_per_sample) for c in flops]
+        return [replace(budget, train_flops=float(c)) for c in flops]
     if isinstance(budget, TotalBudget):
-        return [TotalBudget(float(c), budget.queries, budget.tokens_per_sample) for c in flops]
+        return [replace(budget, total_flops=float(c)) for c in flops]
     raise InputError(f"unknown budget type {type(budget).__name__}")
 
 
@@ -262,9 +376,10 @@ def check_feasible(budget: Budget, constraints: Constraints = Constraints()) -> 
                 f"one token per parameter, which needs {6.0 * n * n:g} FLOPs")
         need = budget.query_cost(n, 1.0)
         if budget.inference_flops < need:
+            prompt = f" after a {budget.prompt_tokens:g}-token prompt" if budget.prompt_tokens else ""
             raise InputError(
-                f"--inference-flops {budget.inference_flops:g} cannot draw one sample of {t:g} tokens per query "
-                f"even from the smallest model ({n:g} parameters), which needs {need:g} FLOPs")
+                f"--inference-flops {budget.inference_flops:g} cannot draw one sample of {t:g} tokens per query"
+                f"{prompt} even from the smallest model ({n:g} parameters), which needs {need:g} FLOPs")
     elif isinstance(budget, TotalBudget):
         need = budget.query_cost(n, 1.0) * budget.queries + 6.0 * n * n
         if budget.total_flops <= need:

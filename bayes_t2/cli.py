@@ -5,6 +5,8 @@ Exit codes: 0 success, 2 bad input or usage, 1 any other failure; errors are one
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
 import os
 import sys
@@ -64,12 +66,60 @@ Seed = Annotated[int, typer.Option("--seed", help="Seed of the checkpoint-scatte
                                    "design).")]
 
 
+PromptTokens = Annotated[float, typer.Option(help="Prompt tokens P per query, prefilled once and shared by the "
+                                                  "k samples through a KV cache: a query costs 2N(P + kT).")]
+NoKVCache = Annotated[bool, typer.Option("--no-kv-cache", help="Every sample prefills the prompt again: a query "
+                                         "costs 2Nk(P + T).")]
+ContextFlops = Annotated[float, typer.Option(help="Attention FLOPs per token per token of context it attends "
+                                                  "to (docs/costs.md; default 0: left out).")]
+CostsFile = Annotated[Optional[Path], typer.Option("--costs", help="Cost file (TOML: accelerator FLOP/s, "
+                                                   "utilisations, prices; models/costs/): outputs show money "
+                                                   "too, and budgets may be given in dollars or GPU-hours.")]
+TrainMoney = Annotated[Optional[str], typer.Option(help="Training budget in money or hardware, e.g. '$2e6' or "
+                                                         "'1e5 GPU-h' (needs --costs; instead of --train-flops).")]
+ServeMoney = Annotated[Optional[str], typer.Option(help="Per-query budget, e.g. '$0.002/query' (needs --costs; "
+                                                         "instead of --inference-flops).")]
+TotalMoney = Annotated[Optional[str], typer.Option(help="Total budget, e.g. '$1e7' with --queries (needs "
+                                                         "--costs; instead of --total-flops).")]
+#: what a query costs and budgets in money, on every budget command (`_serving_options`):
+#: name -> (annotation, default)
+SERVING_OPTIONS = {"prompt_tokens": (PromptTokens, 0.0), "no_kv_cache": (NoKVCache, False),
+                   "context_flops": (ContextFlops, 0.0), "costs": (CostsFile, None),
+                   "train_budget": (TrainMoney, None), "serve_budget": (ServeMoney, None),
+                   "total_budget": (TotalMoney, None)}
+
+
+def _serving_options(command):
+    """`command` with the SERVING_OPTIONS added right after --k-max; it receives them as one dict `serving`
+    (passed on to `_budget_options`), so each budget command lists them once."""
+    sig = inspect.signature(command, eval_str=True)
+    params = [p for p in sig.parameters.values() if p.name != "serving"]
+    at = next(i for i, p in enumerate(params) if p.name == "k_max") + 1
+    extra = [inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=default, annotation=ann)
+             for name, (ann, default) in SERVING_OPTIONS.items()]
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        return command(*args, serving={name: kwargs.pop(name) for name in SERVING_OPTIONS}, **kwargs)
+
+    wrapper.__signature__ = sig.replace(parameters=params[:at] + extra + params[at:])
+    wrapper.__annotations__ = {p.name: p.annotation for p in wrapper.__signature__.parameters.values()}
+    return wrapper
+
+
 def _budget_options(train_flops, inference_flops, total_flops, queries, tokens_per_sample, max_tokens,
-                    max_params, k_max, min_params=None, unique_tokens=None):
+                    max_params, k_max, min_params=None, unique_tokens=None, serving=None):
     from .options import budget_and_constraints  # the Python API's keywords read the same way
 
+    serving = serving or {}
     return budget_and_constraints(train_flops=train_flops, inference_flops=inference_flops,
                                   total_flops=total_flops, queries=queries, tokens_per_sample=tokens_per_sample,
+                                  prompt_tokens=serving.get("prompt_tokens"),
+                                  kv_cache=None if "no_kv_cache" not in serving else not serving["no_kv_cache"],
+                                  context_flops=serving.get("context_flops"), costs=serving.get("costs"),
+                                  train_budget=serving.get("train_budget"),
+                                  serve_budget=serving.get("serve_budget"),
+                                  total_budget=serving.get("total_budget"),
                                   max_tokens=max_tokens, max_params=max_params, min_params=min_params, k_max=k_max,
                                   unique_tokens=unique_tokens)
 
@@ -132,6 +182,7 @@ def fit(data: Annotated[list[Path], typer.Argument(help="Evaluation data: CSV or
 
 
 @app.command()
+@_serving_options
 def optimize(fit_path: Annotated[Path, typer.Argument(help="Fit file from `bayes-t2 fit`.")],
              train_flops: TrainFlops = None,
              inference_flops: InferenceFlops = None,
@@ -148,7 +199,7 @@ def optimize(fit_path: Annotated[Path, typer.Argument(help="Fit file from `bayes
              prob: Prob = 0.9,
              json_path: Annotated[Optional[Path], typer.Option("--json", help="Write optimum.json here.")] = None,
              workers: Workers = None, scheduler: Scheduler = None, draws_per_chunk: DrawsPerChunk = None,
-             force: Force = False) -> None:
+             force: Force = False, serving: Optional[dict] = None) -> None:
     """Solve the optimum (N*, D*, k*) for every posterior draw and task under a budget."""
     from .cluster import check_options, dask_client, draws_per_chunk as chunking
     from .fit import Fit
@@ -159,7 +210,7 @@ def optimize(fit_path: Annotated[Path, typer.Argument(help="Fit file from `bayes
         check_writable(json_path, overwrite=force)
     budget, constraints = _budget_options(train_flops, inference_flops, total_flops, queries,
                                           tokens_per_sample, max_tokens, max_params, k_max, min_params,
-                                          unique_tokens)
+                                          unique_tokens, serving)
     result = Fit.load(fit_path)
     with dask_client(workers, scheduler) as client:
         records = result.optimum_records([budget], constraints, prob, progress=_interactive(),
@@ -172,6 +223,7 @@ def optimize(fit_path: Annotated[Path, typer.Argument(help="Fit file from `bayes
 
 
 @app.command()
+@_serving_options
 def decide(fit_path: Annotated[Path, typer.Argument(help="Fit file from `bayes-t2 fit`.")],
            train_flops: TrainFlops = None,
            inference_flops: InferenceFlops = None,
@@ -196,7 +248,7 @@ def decide(fit_path: Annotated[Path, typer.Argument(help="Fit file from `bayes-t
            confidence: Annotated[float, typer.Option(help="With --min-budget: P(reach target) wanted.")] = 0.9,
            prob: Prob = 0.9,
            json_path: Annotated[Optional[Path], typer.Option("--json", help="Write decision.json here.")] = None,
-           force: Force = False) -> None:
+           force: Force = False, serving: Optional[dict] = None) -> None:
     """One design (N, D, k) to commit to under a budget and a risk attitude, against the Chinchilla and
     train-optimal baselines and the posterior-median optimum."""
     from .decide import decide as run_decide, decision_records, min_budget as run_min_budget
@@ -208,7 +260,7 @@ def decide(fit_path: Annotated[Path, typer.Argument(help="Fit file from `bayes-t
         check_writable(json_path, overwrite=force)
     budget, constraints = _budget_options(train_flops, inference_flops, total_flops, queries,
                                           tokens_per_sample, max_tokens, max_params, k_max, min_params,
-                                          unique_tokens)
+                                          unique_tokens, serving)
     result = Fit.load(fit_path)
     if min_budget:
         if risk != "mean":
@@ -268,6 +320,7 @@ def predict(fit_path: Annotated[Path, typer.Argument(help="Fit file from `bayes-
 
 
 @app.command()
+@_serving_options
 def report(fit_path: Annotated[Path, typer.Argument(help="Fit file from `bayes-t2 fit`.")],
            out_path: Annotated[Path, typer.Option("--out", help="PDF report to write.")],
            train_flops: TrainFlops = None,
@@ -293,7 +346,7 @@ def report(fit_path: Annotated[Path, typer.Argument(help="Fit file from `bayes-t
            data: Annotated[Optional[Path], typer.Option(
                "--data", help="The fitted data, for the backtest page (default: rebuilt from the fit file; "
                "needed for per-problem counts).")] = None,
-           force: Force = False) -> None:
+           force: Force = False, serving: Optional[dict] = None) -> None:
     """Write the multi-page PDF report: headline, data and law, coefficients, diagnostics, optimum against
     budget, how far beyond the data, the backtest on your data, decision, inputs."""
     import matplotlib
@@ -307,7 +360,7 @@ def report(fit_path: Annotated[Path, typer.Argument(help="Fit file from `bayes-t
     check_writable(out_path, overwrite=force)
     budget, constraints = _budget_options(train_flops, inference_flops, total_flops, queries,
                                           tokens_per_sample, max_tokens, max_params, k_max, min_params,
-                                          unique_tokens)
+                                          unique_tokens, serving)
     check_feasible(budget, constraints)  # before loading anything
     result = Fit.load(fit_path)
     try:
@@ -487,6 +540,7 @@ def compare(fits: Annotated[list[Path], typer.Argument(help="Fit files of the sa
 
 
 @app.command()
+@_serving_options
 def sensitivity(fit_path: Annotated[Path, typer.Argument(help="Fit file from `bayes-t2 fit`.")],
                 train_flops: TrainFlops = None,
                 inference_flops: InferenceFlops = None,
@@ -500,7 +554,7 @@ def sensitivity(fit_path: Annotated[Path, typer.Argument(help="Fit file from `ba
                 unique_tokens: UniqueTokens = None,
                 prob: Prob = 0.9,
                 json_path: Annotated[Optional[Path], typer.Option("--json", help="Write the records here.")] = None,
-                force: Force = False) -> None:
+                force: Force = False, serving: Optional[dict] = None) -> None:
     """Prior sensitivity: the N* interval under priors power-scaled wider (alpha 0.5) and narrower (alpha 2)."""
     from .criticism import prior_sensitivity
     from .fit import Fit
@@ -510,7 +564,7 @@ def sensitivity(fit_path: Annotated[Path, typer.Argument(help="Fit file from `ba
         check_writable(json_path, overwrite=force)
     budget, constraints = _budget_options(train_flops, inference_flops, total_flops, queries,
                                           tokens_per_sample, max_tokens, max_params, k_max, min_params,
-                                          unique_tokens)
+                                          unique_tokens, serving)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         records = prior_sensitivity(Fit.load(fit_path), budget, constraints, prob=prob)
@@ -623,11 +677,23 @@ def _print_diagnostics(result) -> None:
         out.print("[green]the sampler converged: the intervals can be trusted as far as the model can[/green]")
 
 
+def _per_query(d: dict) -> str:
+    """What one query of a design costs: FLOPs, and dollars when the budget has prices."""
+    money = f", ${d['money_per_query']:.3g}" if "money_per_query" in d else ""
+    return f"{d['flops_per_query']:.3g} FLOPs{money}"
+
+
 def _design_cell(d: dict) -> str:
-    """N, D, k of a fixed design and the FLOPs per query 2NkT it spends; 'infeasible' where it has none."""
+    """N, D, k of a fixed design and what a query of it costs; 'infeasible' where it has none."""
     if d.get("feasible") is False:
         return "infeasible at this budget"
-    return f"{d['N']:.3g}, {d['D']:.3g}, {d['k']:.0f} ({d['flops_per_query']:.3g} FLOPs/query)"
+    return f"{d['N']:.3g}, {d['D']:.3g}, {d['k']:.0f} ({_per_query(d)}/query)"
+
+
+def _query_formula(r: dict) -> str:
+    from .budget import budget_from_dict
+
+    return budget_from_dict(r["budget"]).query_formula()
 
 
 def _p(x: float) -> str:
@@ -641,13 +707,21 @@ P_BEATS_TEXT = ("P(beats X) = posterior probability that the recommended design 
 
 def _budget_lines(r: dict) -> list[str]:
     """The budget with its units, and the smallest model considered and why."""
+    from .budget import budget_from_dict
+
     b, c = r["budget"], r.get("constraints", {})
     T = b.get("tokens_per_sample", 1.0)
+    B = budget_from_dict(b)
+    q = B.query_formula()
+    serving = B.serving_label()
     if b.get("kind") == "split":
         text = (f"budget: training C_train = 6ND = {b['train_flops']:.3g} FLOPs; inference "
-                f"C_inf = 2NkT = {b['inference_flops']:.3g} FLOPs per query with T = {T:g} tokens per sample")
+                f"C_inf = {q} = {b['inference_flops']:.3g} {B.units()} per query with T = {T:g} tokens per sample"
+                f"{serving}")
     else:
-        text = (f"budget: 6ND + 2NkTQ = {b['total_flops']:.3g} FLOPs over Q = {b['queries']:.3g} queries with "
+        text = (f"budget: 6ND + Q x ({q}) = {b['total_flops']:.3g} {B.units()} over Q = {b['queries']:.3g} "
+                f"queries with T = {T:g} tokens per sample{serving}") if q != "2NkT" or serving else (
+                f"budget: 6ND + 2NkTQ = {b['total_flops']:.3g} FLOPs over Q = {b['queries']:.3g} queries with "
                 f"T = {T:g} tokens per sample")
     src = {"user": "set by --min-params", "data": "a tenth of the smallest model in the data",
            "default": "default; no data to derive it from"}.get(c.get("min_params_source"), "")
@@ -701,7 +775,7 @@ def _print_optimum(records: list[dict], label: str) -> None:
     out.print(f"{metric}: {r0.get('metric_includes', 'law')}. Recommended = the design at the posterior-median "
               f"optimum (the one to commit to). Chinchilla = the largest D = 20N model the budget allows, with the "
               f"k its inference budget affords; train-optimal = the law's own compute-optimal model for k = 1, "
-              f"with the k its inference budget affords. FLOPs/query = 2NkT.", highlight=False)
+              f"with the k its inference budget affords. FLOPs/query = {_query_formula(r0)}.", highlight=False)
     out.print(P_BEATS_TEXT.format(scatter=" and the same fresh checkpoint effect" if scatter else ""),
               highlight=False)
     for line in extrapolation_lines(records):
@@ -742,7 +816,7 @@ def _print_decision(records: list[dict], attrs: dict) -> None:
             else:
                 beats = {"chinchilla": r["p_beats_chinchilla"], "train_optimal": r["p_beats_train_optimal"]}
                 row = [r["task"], name.replace("_", " "), f"{d['N']:.3g}", f"{d['D']:.3g}", f"{d['k']:.0f}",
-                       f"{d['tokens_per_param']:.3g}", f"{d['flops_per_query']:.3g}", fmt.interval(d["metric"], ".4f")]
+                       f"{d['tokens_per_param']:.3g}", _per_query(d), fmt.interval(d["metric"], ".4f")]
                 if target is not None:
                     row.append(_p(d["p_target"]))
                 row += [f"{d['expected_regret']:.3g}", f"{d['utility']:.4g}",
@@ -757,7 +831,8 @@ def _print_decision(records: list[dict], attrs: dict) -> None:
                       f"recommended {r['recommended']['epochs']:.3g}", highlight=False)
     scatter = r0.get("metric_includes", "law") != "law"
     out.print(f"{metric}: {r0.get('metric_includes', 'law')}. E(regret) = mean over draws of how much worse the "
-              f"design does than that draw's own optimum (never clipped). FLOPs/query = 2NkT.", highlight=False)
+              f"design does than that draw's own optimum (never clipped). FLOPs/query = {_query_formula(r0)}.",
+              highlight=False)
     out.print(P_BEATS_TEXT.replace("the recommended design", "the chosen design").format(
         scatter=" and the same fresh checkpoint effect" if scatter else ""), highlight=False)
 

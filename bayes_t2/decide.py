@@ -502,7 +502,8 @@ def _decide_task(fit: Any, coefs: xr.Dataset, post: xr.Dataset, opt: xr.Dataset,
         "D": (per_design, designs[:, 1]),
         "k": (per_design, designs[:, 2]),
         "tokens_per_param": (per_design, designs[:, 1] / designs[:, 0]),
-        "flops_per_query": (per_design, 2.0 * designs[:, 0] * designs[:, 2] * budget.tokens_per_sample),
+        **{key: (per_design, np.asarray(v, dtype=float)) for key, v in
+           budget.design_costs(designs[:, 0], designs[:, 1], designs[:, 2]).items()},
         "utility": (per_design, utility),
         "p_target": (per_design, np.where(ok_rows, problem.p_target(x), np.nan) if target is not None
                      else np.full(M, np.nan)),
@@ -658,7 +659,7 @@ def _bracket(best_p, confidence: float, task: str, target: float, route: Any, bu
 def decision_records(ds: xr.Dataset) -> list[dict]:
     """One JSON-ready record per task: budget (with T), constraints, risk, target, what the metric includes,
     per design (chosen, chinchilla, train_optimal, median_optimum) N, D, k, tokens/param, FLOPs per query
-    2NkT, metric {median, mean, lower, upper, prob}, p_target, expected_regret, utility and negative_regret
+    (with prices also dollars per query and for training), metric {median, mean, lower, upper, prob}, p_target, expected_regret, utility and negative_regret
     {share, min}; p_beats_chinchilla, p_beats_train_optimal (P(chosen design beats the baseline)), and the
     bounds {name: share of draws whose optimum sits on it}."""
     from .baselines import BOUND_NAMES
@@ -685,6 +686,7 @@ def decision_records(ds: xr.Dataset) -> list[dict]:
                 "N": float(r["N"]), "D": float(r["D"]), "k": float(r["k"]),
                 "tokens_per_param": float(r["tokens_per_param"]),
                 "flops_per_query": float(r["flops_per_query"]),
+                **{key: float(r[key]) for key in ("money_per_query", "train_money") if key in r},
                 "metric": {"median": float(r["metric_median"]), "mean": float(r["metric_mean"]),
                            "lower": float(r["metric_lower"]), "upper": float(r["metric_upper"]),
                            "prob": float(attrs["prob"])},

@@ -46,7 +46,8 @@ import xarray as xr
 from numba import types
 
 from . import designs as ds_
-from .budget import Budget, Constraints, SplitBudget, TotalBudget, check_feasible, chinchilla_design
+from .budget import (SERVING_DEFAULTS, Budget, Constraints, SplitBudget, TotalBudget, check_feasible,
+                     chinchilla_design)
 from .errors import InputError
 from .laws import LOSS_COEFFICIENTS, chinchilla_optimal_params_nb, loss_law_nb
 from .routes.loss import extrapolation_efolds_nb
@@ -959,6 +960,10 @@ def _budget_coords(budgets: Sequence[Budget]) -> dict[str, Any]:
         "total_flops": ("budget", col("total_flops")),
         "queries": ("budget", col("queries")),
         "tokens_per_sample": ("budget", col("tokens_per_sample")),
+        # what a query costs (budget._Serving); prices NaN without a cost file
+        **{name: ("budget", np.array([getattr(b, name) for b in budgets])) for name in SERVING_DEFAULTS},
+        **{f"{name}_price": ("budget", np.array([getattr(b.prices, name) if b.prices is not None else np.nan
+                                                 for b in budgets])) for name in ("train", "prefill", "decode")},
     }
 
 

@@ -38,6 +38,7 @@ __all__ = [
     "plot_headline",
     "plot_law",
     "plot_optimum_vs_budget",
+    "plot_optimum_vs_prompt",
     "style",
     "task_colors",
 ]
@@ -519,6 +520,67 @@ def plot_optimum_vs_unique_tokens(fit, budget: Budget | None = None, constraints
     return fig, axes
 
 
+# -------------------------------------------------------------------------------- (4b) optimum vs prompt
+#: prompt lengths of the prompt figure (tokens), besides 0 and the budget's own
+PROMPT_SWEEP = (0.0, 16.0, 64.0, 256.0, 1024.0, 4096.0, 16384.0)
+
+
+def plot_optimum_vs_prompt(fit, budget: Budget | None = None, constraints: Constraints | None = None,
+                           prompts: Sequence[float] | None = None, **budget_options: Any):
+    """N* and k* against prompt length P, with a KV cache (solid: the prompt prefilled once per query) and
+    without (dashed: every sample prefills it); median per task and 50% band. Prompt lengths the per-query
+    budget cannot serve even from the smallest model are left out. The budget as in `Fit.optimize`; its
+    prompt length is marked (dotted)."""
+    from dataclasses import replace
+
+    from .options import resolve
+
+    budget, constraints = resolve(budget, constraints, budget_options, many=False)
+    prompts = sorted(set(PROMPT_SWEEP if prompts is None else prompts) | {float(budget.prompt_tokens)})
+    colors = task_colors(fit.tasks)
+    curves = {}
+    for kv in (True, False):
+        todo = []
+        for P in prompts:
+            b = replace(budget, prompt_tokens=float(P), kv_cache=kv)
+            try:
+                check_feasible(b, constraints)
+                todo.append(b)
+            except InputError:
+                continue
+        if todo:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ExtrapolationWarning)
+                curves[kv] = ([b.prompt_tokens for b in todo], fit.optimize(todo, constraints, law=True))
+    if not curves:
+        raise InputError("no prompt length can be served by this per-query budget")
+    with style():
+        fig, axes = plt.subplots(1, 2, figsize=PAGE, sharex=True, layout="constrained")
+        for ax, var, label in ((axes[0], "N", "model size N* (parameters)"),
+                               (axes[1], "k", "samples per query k*")):
+            for kv, (x, opt) in curves.items():
+                xs = np.maximum(np.asarray(x, dtype=float), 1.0)  # P = 0 drawn at 1 on the log axis
+                for task in fit.tasks:
+                    da = opt[var].sel(task=task)
+                    if kv:
+                        _band(ax, xs, da, colors[task], label=task, probs=(0.5,))
+                    else:
+                        med = da.median([d for d in da.dims if d != "budget"]).values
+                        ax.plot(xs, med, color=colors[task], linestyle="--", linewidth=1.2)
+            ax.axvline(max(float(budget.prompt_tokens), 1.0), color="0.3", linestyle=":", linewidth=1)
+            _log_axis(ax, "x")
+            _log_axis(ax, "y", narrow=var == "k")
+            ax.set_xlabel("prompt tokens P per query (P = 0 drawn at 1)")
+            ax.set_ylabel(label)
+            ax.set_title(label, loc="left")
+        axes[0].plot([], [], color="0.3", linestyle="--", label="no KV cache (each sample prefills the prompt)")
+        axes[0].legend(loc="best", ncols=2 if len(fit.tasks) > 4 else 1)
+        fig.suptitle(f"Optimum against prompt length ({budget.label()})\nsolid: KV cache shared by the k "
+                     f"samples, median and 50% band; dashed: no KV cache, median; the law's metric",
+                     fontsize=10)
+    return fig, axes
+
+
 # ------------------------------------------------------------------------------------- (5) headline
 def plot_headline(records: list[dict], *, title: str, lines: Sequence[str] = (),
                   problems: Sequence[str] = ()):
@@ -721,5 +783,6 @@ law = plot_law
 coefficients = plot_coefficients
 diagnostics = plot_diagnostics
 optimum_vs_budget = plot_optimum_vs_budget
+optimum_vs_prompt = plot_optimum_vs_prompt
 headline = plot_headline
 decision = plot_decision

@@ -6,13 +6,19 @@ import optimum.py or decide.py, and it evaluates the objective through the route
 law `laws.loss_law`; the accuracy route's `accuracy_shapes` and `passk.log1m_beta_pass_at_k`), never through
 the numba objective the optimizer minimises. It is slow (milliseconds to seconds per draw) and simple:
 
-* split budget (D = min(C_train/(6N), max_tokens), k = min(k_max, floor(C_inf/(2NT))), N in [lo, hi]):
-  every constant-k segment end N = C_inf/(2kT) at its k, the data wall, and a dense log grid in N (each point
-  at the k it affords); then `scipy.optimize.minimize_scalar(method="bounded")` in log N over the cells of the
-  best grid points (between their grid neighbours, inside their own constant-k segment, ends included).
-* total budget (6ND + 2NkTQ <= C): every integer k (a dense geometric set when there are very many), each on
-  a coarse grid over N (log-spaced in N and in D); around the best local minima of that profile, every nearby
-  integer k on a dense grid in N, then bounded polish of the best cells.
+* split budget (D = min(C_train/(6N), max_tokens), k = min(k_max, the most samples whose query fits C_inf),
+  N in [lo, hi]): every constant-k segment end (the largest N affording k) at its k, the data wall, and a
+  dense log grid in N (each point at the k it affords); then `scipy.optimize.minimize_scalar(method=
+  "bounded")` in log N over the cells of the best grid points (between their grid neighbours, inside their own
+  constant-k segment, ends included).
+* total budget (6ND + Q query(N, k) <= C): every integer k (a dense geometric set when there are very many),
+  each on a coarse grid over N (log-spaced in N and in D); around the best local minima of that profile, every
+  nearby integer k on a dense grid in N, then bounded polish of the best cells.
+
+What a query costs is written here again, on its own (`_query_lines`), not taken from `designs.py`: 2NkT with
+the paper's convention; with a prompt of P tokens, T-token samples and an attention term of F FLOPs per token
+per token of context, the prompt's tokens attend to 1..P tokens and a sample's to P+1..P+T, and the prompt is
+paid once per query (KV cache) or once per sample (no KV cache), at the budget's prefill / decode weights.
 
 Designs are scored by the objective the optimizer minimises (loss, or log(1 - pass@k)), and the design with
 the lowest value is returned with its value.
@@ -162,23 +168,42 @@ def _polish(fun: Callable[[float], float], a: float, b: float) -> tuple[float, f
     return best
 
 
+def _query_lines(bud: Budget) -> tuple[float, float, float, float]:
+    """(a0, a1, b0, b1): one query of k samples from N parameters costs (a0 + a1 N) + k (b0 + b1 N) in the
+    budget's units: what is paid once per query plus what each sample pays, both linear in N."""
+    P, T, F = bud.prompt_tokens, bud.tokens_per_sample, bud.context_flops
+    attended_prompt = P * (1.0 + P) / 2.0               # tokens 1..P of context over the prompt's positions
+    attended_sample = T * ((P + 1.0) + (P + T)) / 2.0   # P+1..P+T over one sample's positions
+    prompt = (bud.prefill_weight * F * attended_prompt, bud.prefill_weight * 2.0 * P)
+    sample = (bud.decode_weight * F * attended_sample, bud.decode_weight * 2.0 * T)
+    if bud.kv_cache:
+        return prompt[0], prompt[1], sample[0], sample[1]
+    return 0.0, 0.0, prompt[0] + sample[0], prompt[1] + sample[1]
+
+
 def _split(f: Objective, theta: np.ndarray, bud: SplitBudget, con: Constraints) -> np.ndarray:
     P = theta.shape[0]
     res = np.full((P, 4), np.nan)
-    Ct, c = bud.train_flops, bud.inference_flops / (2.0 * bud.tokens_per_sample)
-    lo, hi = con.min_params, min(con.max_params_f, c)
+    Ct, Ci = bud.train_flops, bud.inference_flops
+    a0, a1, b0, b1 = _query_lines(bud)
+
+    def end(k: Any) -> Any:
+        """Largest N whose query of k samples fits C_inf."""
+        return (Ci - a0 - k * b0) / (a1 + k * b1)
+
+    lo, hi = con.min_params, min(con.max_params_f, end(1.0))
     Dmax, kmax = con.max_tokens_f, con.k_max_f
     if not lo <= hi:
         return res
 
     def k_of(N: np.ndarray) -> np.ndarray:
-        return np.maximum(1.0, np.minimum(kmax, np.floor(c / N)))
+        return np.maximum(1.0, np.minimum(kmax, np.floor((Ci - a0 - a1 * N) / (b0 + b1 * N))))
 
     kmin, K = float(k_of(np.array(hi))), float(k_of(np.array(lo)))
     ks = _int_ks(kmin, K)
     grid = np.geomspace(lo, hi, SPLIT_GRID) if hi > lo else np.array([lo])
     extra = [lo, hi] + ([Ct / (6.0 * Dmax)] if lo < Ct / (6.0 * Dmax) < hi else [])
-    pts = np.concatenate([grid, extra, np.minimum(hi, c / ks)])
+    pts = np.concatenate([grid, extra, np.minimum(hi, end(ks))])
     pk = np.concatenate([k_of(grid), k_of(np.array(extra)), ks])
     order = np.lexsort((pk, pts))
     pts, pk = pts[order], pk[order]
@@ -194,8 +219,8 @@ def _split(f: Objective, theta: np.ndarray, bud: SplitBudget, con: Constraints) 
             if not np.isfinite(vals[i, j]):
                 continue
             k = pk[j]
-            seg_lo = lo if k >= kmax else max(lo, c / (k + 1.0))
-            seg_hi = min(hi, c / k)
+            seg_lo = lo if k >= kmax else max(lo, end(k + 1.0))
+            seg_hi = min(hi, end(k))
             a = max(pts[j - 1] if j > 0 else lo, seg_lo)
             b = min(pts[j + 1] if j < M - 1 else hi, seg_hi)
             a, b = min(a, pts[j]), max(b, pts[j])
@@ -215,16 +240,16 @@ def _split(f: Objective, theta: np.ndarray, bud: SplitBudget, con: Constraints) 
     return res
 
 
-def _total_grid(C: float, bk: float, lo: float, nhi: float, Dmax: float, m: int) -> np.ndarray:
-    """N points for fixed k: half log-spaced in N over [lo, nhi], half log-spaced in D (dense where training
-    gets a small share), plus the data wall."""
+def _total_grid(left: float, slope: float, lo: float, nhi: float, Dmax: float, m: int) -> np.ndarray:
+    """N points for fixed k, where training gets D = (left - slope N) / (6N): half log-spaced in N over
+    [lo, nhi], half log-spaced in D (dense where training gets a small share), plus the data wall."""
     half = m // 2
     gN = np.geomspace(lo, nhi, half)
-    dlo, dhi = max((C / nhi - bk) / 6.0, 1e-300), (C / lo - bk) / 6.0
+    dlo, dhi = max((left / nhi - slope) / 6.0, 1e-300), (left / lo - slope) / 6.0
     if dhi > 0:
         gD = np.geomspace(max(dlo, dhi * 1e-12), dhi, half)
-        gN = np.concatenate([gN, C / (6.0 * gD + bk)])
-    wall = C / (6.0 * Dmax + bk)
+        gN = np.concatenate([gN, left / (6.0 * gD + slope)])
+    wall = left / (6.0 * Dmax + slope)
     if lo < wall < nhi:
         gN = np.append(gN, wall)
     return np.unique(np.clip(gN, lo, nhi))
@@ -233,20 +258,31 @@ def _total_grid(C: float, bk: float, lo: float, nhi: float, Dmax: float, m: int)
 def _total(f: Objective, theta: np.ndarray, bud: TotalBudget, con: Constraints) -> np.ndarray:
     P = theta.shape[0]
     res = np.full((P, 4), np.nan)
-    C, b1 = bud.total_flops, 2.0 * bud.tokens_per_sample * bud.queries
-    lo, hi = con.min_params, min(con.max_params_f, C / b1)
+    C, Q = bud.total_flops, bud.queries
+    a0, a1, b0, b1 = _query_lines(bud)
+
+    def split_k(k: float) -> tuple[float, float]:
+        """At k samples 6ND = left - slope N: what the queries leave for training."""
+        return C - Q * (a0 + k * b0), Q * (a1 + k * b1)
+
+    def d_of(N: Any, k: float) -> Any:
+        left, slope = split_k(k)
+        return (left / N - slope) / 6.0
+
+    lo, hi = con.min_params, min(con.max_params_f, split_k(1.0)[0] / split_k(1.0)[1])
     Dmax, kmax = con.max_tokens_f, con.k_max_f
     if not lo < hi:
         return res
-    K = max(1.0, min(kmax, math.ceil(C / (lo * b1)) - 1.0))
+    # largest k leaving D > 0 at N = lo: C - Q (a0 + a1 lo) > k Q (b0 + b1 lo)
+    K = max(1.0, min(kmax, math.ceil((C - Q * (a0 + a1 * lo)) / (Q * (b0 + b1 * lo))) - 1.0))
 
     def designs(k: float, m: int) -> tuple[np.ndarray, np.ndarray]:
-        bk = b1 * k
-        nhi = min(hi, C / bk)
+        left, slope = split_k(k)
+        nhi = min(hi, left / slope)
         if not lo < nhi:
             return np.empty(0), np.empty(0)
-        N = _total_grid(C, bk, lo, nhi, Dmax, m)
-        D = np.minimum((C / N - bk) / 6.0, Dmax)
+        N = _total_grid(left, slope, lo, nhi, Dmax, m)
+        D = np.minimum(d_of(N, k), Dmax)
         ok = D > 0
         return N[ok], D[ok]
 
@@ -284,13 +320,13 @@ def _total(f: Objective, theta: np.ndarray, bud: TotalBudget, con: Constraints) 
         return out
 
     def polish(i: int, k: float, N: np.ndarray, v: np.ndarray, j: int) -> tuple[float, float]:
-        bk = b1 * k
+        left, slope = split_k(k)
         a = N[j - 1] if j > 0 else lo
-        b = N[j + 1] if j < N.size - 1 else min(hi, C / bk)
+        b = N[j + 1] if j < N.size - 1 else min(hi, left / slope)
 
         def fun(u: float) -> float:
             n = math.exp(u)
-            d = (C / n - bk) / 6.0
+            d = d_of(n, k)
             return _scalar(f, theta[i], n, min(d, Dmax), k) if d > 0 else math.inf
 
         n, val = _polish(fun, a, b)
@@ -340,7 +376,7 @@ def _total(f: Objective, theta: np.ndarray, bud: TotalBudget, con: Constraints) 
                 best = (val, n, kk)
         val, N, k = best
         if np.isfinite(val):
-            res[i] = (N, min((C / N - b1 * k) / 6.0, Dmax), k, val)
+            res[i] = (N, min(d_of(N, k), Dmax), k, val)
     return res
 
 

@@ -103,6 +103,7 @@ def write_report(fit, path: str | Path, budget: Budget, constraints: Constraints
         ("coefficients", lambda: plots.plot_coefficients(base)[0]),
         ("diagnostics", lambda: plots.plot_diagnostics(base, prob=prob)[0]),
         ("optimum against budget", lambda: plots.plot_optimum_vs_budget(fit, budget, constraints)[0]),
+        ("optimum against prompt length", lambda: plots.plot_optimum_vs_prompt(fit, budget, constraints)[0]),
     ]
     if constraints.unique_tokens is not None:
         pages.append(("optimum against unique tokens",
@@ -192,6 +193,12 @@ def _budget_options(budget: Budget, constraints: Constraints) -> str:
             if b["kind"] == "split" else [f"--total-flops {b['total_flops']:g}", f"--queries {b['queries']:g}"])
     if b["tokens_per_sample"] != 1.0:
         opts.append(f"--tokens-per-sample {b['tokens_per_sample']:g}")
+    if budget.prompt_tokens:
+        opts.append(f"--prompt-tokens {budget.prompt_tokens:g}")
+    if not budget.kv_cache:
+        opts.append("--no-kv-cache")
+    if budget.context_flops:
+        opts.append(f"--context-flops {budget.context_flops:g}")
     for key, opt in (("max_tokens", "--max-tokens"), ("max_params", "--max-params"), ("k_max", "--k-max"),
                      ("unique_tokens", "--unique-tokens")):
         value = getattr(constraints, key)

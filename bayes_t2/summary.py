@@ -8,6 +8,8 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
+from .budget import SERVING_DEFAULTS, budget_from_dict
+
 SAMPLE_DIMS = ("chain", "draw")
 
 
@@ -25,10 +27,11 @@ def interval(values: xr.DataArray, prob: float) -> dict[str, float]:
     return {"median": float(med), "mean": float(x.mean()), "lower": float(lo), "upper": float(hi), "prob": prob}
 
 
-def _design(o: xr.Dataset, name: str, prob: float, tokens_per_sample: float) -> dict[str, Any]:
-    """One fixed design of a record: N, D, k, its inference FLOPs per query 2NkT and its metric interval."""
+def _design(o: xr.Dataset, name: str, prob: float, budget: Any) -> dict[str, Any]:
+    """One fixed design of a record: N, D, k, what it costs (FLOPs per query; with prices, dollars per query
+    and for training: `budget.design_costs`) and its metric interval."""
     n, d, k = (float(o[f"{name}_{v}"]) for v in ("N", "D", "k"))
-    return {"N": n, "D": d, "k": k, "flops_per_query": 2.0 * n * k * tokens_per_sample,
+    return {"N": n, "D": d, "k": k, **{key: float(v) for key, v in budget.design_costs(n, d, k).items()},
             "metric": interval(o[f"{name}_metric"], prob)}
 
 
@@ -50,9 +53,9 @@ def optimum_records(opt: xr.Dataset, metric_name: str, lower_is_better: bool, pr
         for b in opt["budget"].values:
             o = opt.sel(task=task, budget=b)
             budget = _budget_dict(opt, b)
-            T = budget.get("tokens_per_sample", 1.0)
+            B = budget_from_dict(budget)
             feasible = bool(o["chinchilla_feasible"])
-            chin = _design(o, "chinchilla", prob, T)
+            chin = _design(o, "chinchilla", prob, B)
             chin["feasible"] = feasible
             chin["metric_k1"] = interval(o["chinchilla_metric_k1"], prob)
             bounds = {name: _share(o[f"bounds_{name}"]) for name in BOUND_NAMES if f"bounds_{name}" in o}
@@ -62,9 +65,9 @@ def optimum_records(opt: xr.Dataset, metric_name: str, lower_is_better: bool, pr
                 **{name: interval(o[name], prob) for name in ("N", "D", "k", "tokens_per_param", "metric")},
                 "metric_name": metric_name,
                 "metric_includes": "law" if law else "law and checkpoint scatter (a new run)",
-                "recommended": _design(o, "recommended", prob, T),
+                "recommended": _design(o, "recommended", prob, B),
                 "chinchilla": chin,
-                "train_optimal": _design(o, "train_optimal", prob, T),
+                "train_optimal": _design(o, "train_optimal", prob, B),
                 "p_beats_chinchilla": _share(o["p_beats_chinchilla"]),
                 "p_beats_train_optimal": _share(o["p_beats_train_optimal"]),
                 "bounds": {k: v for k, v in bounds.items() if np.isfinite(v) and v > 0},
@@ -138,15 +141,21 @@ def discrepancy_record(o: xr.Dataset, rec: dict[str, Any], scale: float, prob: f
 
 
 def _budget_dict(opt: xr.Dataset, b: Any) -> dict[str, Any]:
+    """The JSON `budget` object (`Budget.as_dict`) of budget b, from the optimum's budget coordinates."""
     coords = opt["budget"].sel(budget=b).coords
-    out = {}
-    for name in ("kind", "train_flops", "inference_flops", "total_flops", "queries", "tokens_per_sample"):
+    out: dict[str, Any] = {}
+    for name in ("kind", "train_flops", "inference_flops", "total_flops", "queries", "tokens_per_sample",
+                 *SERVING_DEFAULTS):
         if name in coords:
             value = coords[name].item()
             if isinstance(value, float) and not np.isfinite(value):
                 continue
-            out[name] = value if isinstance(value, str) else float(value)
-    return out
+            out[name] = value if isinstance(value, (str, bool)) else float(value)
+    prices = {name: coords[f"{name}_price"].item() for name in ("train", "prefill", "decode")
+              if f"{name}_price" in coords}
+    if prices and all(np.isfinite(v) for v in prices.values()):
+        out["prices"] = {k: float(v) for k, v in prices.items()}
+    return budget_from_dict(out).as_dict()
 
 
 def extrapolation_lines(records: list[dict]) -> list[str]:

@@ -61,7 +61,10 @@ def assert_one_line(code: int, stderr: str, *fragments: str) -> str:
 
 # --------------------------------------------------------------------------------- budgets and options
 BUDGET_OPTIONS = ["--train-flops", "--inference-flops", "--tokens-per-sample", "--max-tokens", "--max-params",
-                  "--k-max", "--total-flops", "--queries", "--prob", "--unique-tokens"]
+                  "--k-max", "--total-flops", "--queries", "--prob", "--unique-tokens", "--prompt-tokens",
+                  "--context-flops", "--costs", "--train-budget", "--serve-budget", "--total-budget"]
+#: options for which 0 is a valid value (no prompt, no attention term)
+ZERO_IS_VALID = ("--prompt-tokens", "--context-flops")
 HOSTILE = ["nan", "inf", "-inf", "-1", "0", "1e400", "1e19x", "abc", ""]
 
 
@@ -74,7 +77,7 @@ def test_hostile_budget_numbers_exit_2_naming_the_option(tmp_path, command, opti
     base = {"--total-flops": "1e21", "--queries": "1e9"} if total else {"--train-flops": "1e19",
                                                                          "--inference-flops": "1e9"}
     for value in HOSTILE:
-        if option == "--prob" and value == "":
+        if (option == "--prob" and value == "") or (option in ZERO_IS_VALID and value == "0"):
             continue
         args = [command, tmp_path / "missing.nc"]
         for key, val in base.items():

@@ -70,9 +70,10 @@ def report_pdf(fit_file):
 def test_every_page_is_drawn(report_pdf, loss_truth_fit):
     _, rendered = report_pdf
     n_tasks = len(loss_truth_fit[2].tasks)
-    # headline, data+law (3 tasks a page), coefficients, diagnostics, optimum vs budget, beyond the data,
-    # the backtest on the fit's own data (on by default: >= 3 model sizes), decision (4 tasks a page), inputs
-    assert len(rendered) == 1 + -(-n_tasks // 3) + 3 + 2 + -(-n_tasks // 4) + 1
+    # headline, data+law (3 tasks a page), coefficients, diagnostics, optimum vs budget, optimum vs prompt
+    # length, beyond the data, the backtest on the fit's own data (on by default: >= 3 model sizes), decision
+    # (4 tasks a page), inputs
+    assert len(rendered) == 1 + -(-n_tasks // 3) + 4 + 2 + -(-n_tasks // 4) + 1
     for i, (pixels, _) in enumerate(rendered):
         ink = float(np.mean(pixels < 200))  # share of pixels that are not (near) white
         assert ink > 0.01, f"page {i + 1} is (nearly) blank: {ink:.3%} ink"
@@ -332,7 +333,7 @@ def test_accuracy_route_report(accuracy_truth_fit, tmp_path):
     budget = TotalBudget(1e22, 1e10)
     report = write_report(fit, tmp_path / "acc.pdf", budget, Constraints(k_max=64))
     rendered = pages(report.path)
-    assert len(rendered) == 1 + -(-len(fit.tasks) // 3) + 3 + -(-len(fit.tasks) // 4) + 1
+    assert len(rendered) == 1 + -(-len(fit.tasks) // 3) + 4 + -(-len(fit.tasks) // 4) + 1
     for i, (pixels, _) in enumerate(rendered):
         assert float(np.mean(pixels < 200)) > 0.01 and pixels.std() > 10, f"page {i + 1} is blank"
     records = optimum_records(fit.optimize([budget], Constraints(k_max=64)), "pass_at_k", False, 0.9)
