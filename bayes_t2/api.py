@@ -44,7 +44,7 @@ def read_data(source: DataSource, *, columns: Mapping[str, str] | None = None, k
 def fit(data: DataSource | Mapping[str, EvalData], *, route: str | None = None,
         priors: str | Path | dict | None = None, draws: int = 1000, tune: int = 1000, chains: int = 4,
         seed: int = 0, sampler: str = "nutpie", target_accept: float = 0.9, pointwise: bool = True,
-        progressbar: bool = False, allow_prior_only: bool = False) -> Fit:
+        progressbar: bool = False, allow_prior_only: bool = False, discrepancy: str | float | None = None) -> Fit:
     """Fit the hierarchical T2 law (as ``bayes-t2 fit``): the route is chosen from the data's columns (loss
     -> loss route, per-problem counts -> accuracy route, both -> a joint fit) unless `route` is given.
 
@@ -52,13 +52,15 @@ def fit(data: DataSource | Mapping[str, EvalData], *, route: str | None = None,
     models/<route>.toml. The sampler settings are the CLI's options of the same names; `pointwise=False`
     skips the log-likelihood/prior/predictive groups (smaller files, no LOO). Data that cannot identify the
     law raise `InputError` unless `allow_prior_only` (as ``--allow-prior-only``; docs/data.md).
+    `discrepancy` (loss route, as ``--discrepancy``): "learn" (the model file's default: the law's error beyond
+    the data, from two backtests inside them), a number >= 0, or None for the model file's setting.
     """
     if not isinstance(data, (EvalData, Mapping)):
         data = read_data(data)
     settings = SamplerSettings(draws=draws, tune=tune, chains=chains, seed=seed, sampler=sampler,
                                target_accept=target_accept, pointwise=pointwise)
     return _fit(data, route=route, priors=priors, settings=settings, progressbar=progressbar,
-                allow_prior_only=allow_prior_only)
+                allow_prior_only=allow_prior_only, discrepancy=discrepancy)
 
 
 def example_data(route: str = "loss") -> Path:

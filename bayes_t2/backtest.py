@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
@@ -286,13 +286,26 @@ def fit_discrepancy_scale(log_residual: np.ndarray, log_variance: np.ndarray, ef
     return s if nll(res.x) < nll(np.log(1e-5)) else 0.0  # no gain over (practically) none
 
 
-def learn_discrepancy(data: EvalData, holdout: str = DEFAULT_HOLDOUT, fraction: float = DEFAULT_FRACTION, *,
+#: the inner folds a backtest's learned discrepancy pools, as shares of its own holdout fraction: two
+#: leave-the-largest-out backtests inside the training part, one as deep as the outer cut and one half as deep,
+#: so the residuals span a range of distances
+INNER_FOLD_SHARES = (1.0, 0.5)
+#: the folds a fit learns its discrepancy from: its largest models and its largest-compute runs held out in turn
+#: (an optimum extrapolates in both)
+FIT_FOLDS = (("largest-params", DEFAULT_FRACTION), ("largest-compute", DEFAULT_FRACTION))
+#: the inner fits' draws are capped here: they inform one number, the scale
+INNER_MAX_DRAWS = 500
+
+
+def learn_discrepancy(data: EvalData, folds: Sequence[tuple[str, float]] = FIT_FOLDS, *,
                       route: str | None = None, priors: str | Path | dict | None = None, settings: Any = None,
                       seed: int = 0) -> dict[str, Any]:
     """The discrepancy scale of the loss law (sd of log loss per e-fold beyond the data) learned from `data`
-    itself: its largest checkpoints held out (`holdout`, `fraction`), the model without discrepancy fitted to
-    the rest, and the scale that makes the held-out log residuals consistent with the predictive variance
-    plus (scale x distance)^2 (`fit_discrepancy_scale`). Returns {"scale", "n_points", "max_efolds", ...}."""
+    itself: for each (holdout, fraction) fold its largest checkpoints are held out, the model without
+    discrepancy is fitted to the rest, and the scale is the one that makes all folds' held-out log residuals
+    together consistent with the predictive variance plus (scale x distance)^2 (`fit_discrepancy_scale`).
+    Folds the data are too small for are skipped (said in "skipped"); none left: InputError.
+    Returns {"scale", "folds", "n_points", "max_efolds", "rms_log_residual", "skipped"}."""
     from .fit import SamplerSettings, fit as run_fit, route_for
     from .priors import load_spec
     from .routes.loss import extrapolation_efolds
@@ -301,19 +314,32 @@ def learn_discrepancy(data: EvalData, holdout: str = DEFAULT_HOLDOUT, fraction: 
     if route_obj.metric_name != "loss":
         raise InputError("a learned discrepancy is available for the loss route only")
     settings = settings or SamplerSettings(draws=500, tune=500, chains=2, pointwise=False)
+    settings = replace(settings, draws=min(settings.draws, INNER_MAX_DRAWS),
+                       tune=min(settings.tune, INNER_MAX_DRAWS), pointwise=False)
     spec = load_spec(route_obj.name, priors)
     spec["discrepancy"] = {**spec.get("discrepancy", {}), "scale": 0.0}
-    inner = split_data(data, holdout, fraction)
-    result = run_fit(inner.train, route=route_obj.name, priors=spec, settings=settings, progressbar=False)
-    points, draws = _loss_predictive(result, inner.test, seed)
-    log_draws = np.log(draws)
-    efolds = extrapolation_efolds(result.posterior["data_log_range"], points["params"].to_numpy(float),
-                                  points["tokens"].to_numpy(float))
-    residual = np.log(points["observed"].to_numpy(float)) - np.median(log_draws, axis=1)
-    scale = fit_discrepancy_scale(residual, np.var(log_draws, axis=1), efolds)
-    return {"scale": scale, "holdout": holdout, "fraction": fraction, "n_points": int(len(points)),
-            "n_train_rows": len(inner.train), "max_efolds": float(np.max(efolds)),
-            "rms_log_residual": float(np.sqrt(np.mean(residual ** 2)))}
+    residuals, variances, distances, used, skipped = [], [], [], [], []
+    for holdout, fraction in folds:
+        try:
+            inner = split_data(data, holdout, fraction)
+        except InputError as err:
+            skipped.append(f"{holdout} {fraction:g}: {err}")
+            continue
+        result = run_fit(inner.train, route=route_obj.name, priors=spec, settings=settings, progressbar=False)
+        points, draws = _loss_predictive(result, inner.test, seed)
+        log_draws = np.log(draws)
+        distances.append(extrapolation_efolds(result.posterior["data_log_range"], points["params"].to_numpy(float),
+                                              points["tokens"].to_numpy(float)))
+        residuals.append(np.log(points["observed"].to_numpy(float)) - np.median(log_draws, axis=1))
+        variances.append(np.var(log_draws, axis=1))
+        used.append({"holdout": holdout, "fraction": fraction, "n_points": int(len(points)),
+                     "n_train_rows": len(inner.train), "max_rhat": result.diagnostics().max_rhat})
+    if not used:
+        raise InputError(f"too few checkpoints to learn the discrepancy ({'; '.join(skipped)})")
+    residual, efolds = np.concatenate(residuals), np.concatenate(distances)
+    scale = fit_discrepancy_scale(residual, np.concatenate(variances), efolds)
+    return {"scale": scale, "folds": used, "n_points": int(len(residual)), "max_efolds": float(np.max(efolds)),
+            "rms_log_residual": float(np.sqrt(np.mean(residual ** 2))), "skipped": skipped}
 
 
 # ---------------------------------------------------------------------------------------------------- public
@@ -344,8 +370,8 @@ def backtest(data: EvalData, *, holdout: str = DEFAULT_HOLDOUT, fraction: float 
         spec = load_spec(route_obj.name, priors)
         if discrepancy == "learn":
             try:
-                learned = learn_discrepancy(split.train, holdout, fraction, route=route_obj.name, priors=priors,
-                                            settings=settings, seed=seed)
+                learned = learn_discrepancy(split.train, [(holdout, fraction * share) for share in INNER_FOLD_SHARES],
+                                            route=route_obj.name, priors=priors, settings=settings, seed=seed)
                 scale = learned["scale"]
             except InputError as err:  # too few checkpoints for a backtest inside the training part
                 learned, scale = {"scale": 0.0, "note": f"not learned: {err}"}, 0.0

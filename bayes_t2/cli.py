@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from . import fmt
+from .fmt import describe_discrepancy
 from .errors import InputError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -142,6 +143,16 @@ def simulate(out_path: Annotated[Path, typer.Option("--out", help="Data file to 
     out.print(f"wrote {paths[0]} ({len(data)} rows, {data['task'].nunique()} tasks) and {paths[1]}")
 
 
+def _discrepancy_value(text: str | None) -> str | float | None:
+    """--discrepancy: None (the model file's setting), "learn", or a number >= 0 (checked by `fit`)."""
+    if text is None or text == "learn":
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise InputError(f"--discrepancy must be learn or a number >= 0, got {text!r}") from None
+
+
 @app.command()
 def fit(data: Annotated[list[Path], typer.Argument(help="Evaluation data: CSV or Parquet files.")],
         out_path: Annotated[Path, typer.Option("--out", help="Fit file to write (netCDF).")],
@@ -153,6 +164,9 @@ def fit(data: Annotated[list[Path], typer.Argument(help="Evaluation data: CSV or
             "--allow-prior-only", help="Fit data that cannot identify the law (one checkpoint, a single model "
                                        "size or token count per task); every output then says its intervals "
                                        "are the prior's.")] = False,
+        discrepancy: Annotated[Optional[str], typer.Option(
+            help="Loss route: the law's error per e-fold beyond the data. learn (default, from the model file): "
+                 "from two backtests inside the data (two more fits); or a number (0: none).")] = None,
         draws: int = 1000, tune: int = 1000, chains: int = 4, seed: int = 0,
         sampler: Annotated[str, typer.Option(help="nutpie (default), pymc or numpyro.")] = "nutpie",
         target_accept: float = 0.9, force: Force = False) -> None:
@@ -175,9 +189,11 @@ def fit(data: Annotated[list[Path], typer.Argument(help="Evaluation data: CSV or
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="prior only")  # _print_diagnostics says it below
         result = run_fit(evaluation, route=route, priors=priors, settings=settings, progressbar=_interactive(),
-                         allow_prior_only=allow_prior_only)
+                         allow_prior_only=allow_prior_only, discrepancy=_discrepancy_value(discrepancy))
     result.save(out_path, overwrite=force)
     _print_diagnostics(result)
+    if result.route.name == "loss":
+        out.print(describe_discrepancy(result.discrepancy))
     out.print(f"wrote {out_path}")
 
 
@@ -619,9 +635,7 @@ def backtest(data: Annotated[list[Path], typer.Argument(help="Evaluation data: C
     s = result.summary
     disc = s.get("discrepancy") or {}
     if disc.get("scale") is not None and s["route"] == "loss":
-        how = (f"learned from {disc['n_points']} points held out of the training part" if "n_points" in disc
-               else disc.get("note", "given"))
-        out.print(f"discrepancy: sd {disc['scale']:.3g} of log loss per e-fold beyond the data ({how})")
+        out.print(describe_discrepancy(disc, inside="the training part"))
     error_key = next(k for k in s if k.startswith("median_abs_"))
     out.print(f"fitted {s['n_train_rows']} rows ({s['n_train_checkpoints']} checkpoints) with "
               f"{s['threshold_quantity']} < {s['threshold']:.3g}; predicted {s['n_points']} held-out points "

@@ -193,6 +193,15 @@ class Fit:
         return self.tree["posterior"].to_dataset()
 
     @property
+    def discrepancy(self) -> dict[str, Any]:
+        """The law's error beyond the data this fit carries: {"scale": sd of log loss per e-fold beyond the
+        data (0: none)} plus, when it was learned, the folds and points it was learned from (or why not)."""
+        from .routes.loss import discrepancy_scale
+
+        learned = json.loads(self.tree.attrs.get(DISCREPANCY_ATTR, "null")) or {}
+        return {**learned, "scale": discrepancy_scale(self.spec)}
+
+    @property
     def tasks(self) -> list[str]:
         return [str(t) for t in self.posterior["task"].values]
 
@@ -537,8 +546,13 @@ def route_optimum(route, coefficients: xr.Dataset, budgets, constraints=None) ->
 
 def fit(data: EvalData | Mapping[str, EvalData], *, route: str | None = None,
         priors: str | Path | dict | None = None, settings: SamplerSettings = SamplerSettings(),
-        progressbar: bool = True, allow_prior_only: bool = False) -> Fit:
+        progressbar: bool = True, allow_prior_only: bool = False, discrepancy: str | float | None = None) -> Fit:
     """Build the route's hierarchical model for `data`, sample it, and return the Fit.
+
+    discrepancy (loss route): the law's error per e-fold beyond the data (`routes/loss.py`). "learn" (the
+    shipped specification's `[discrepancy] scale`) learns it from leave-the-largest-out backtests inside the
+    data (`backtest.learn_discrepancy`: two more fits, by params and by compute); a number >= 0 fixes it;
+    None: as the specification says. Data too small for an inner backtest get 0, said in `Fit.discrepancy`.
 
     Data that cannot identify the law (`identification_problems`: one checkpoint, a single model size or token
     count per task, fewer checkpoints than the law's coefficients) raise an InputError unless
@@ -550,6 +564,7 @@ def fit(data: EvalData | Mapping[str, EvalData], *, route: str | None = None,
     accuracy part, the loss law uses models/loss.toml). The compiled model is cached per process
     (`bayes_t2.samplers`): a second fit of the same route, specification and data shapes skips compilation.
     """
+    priors, learned = _resolve_discrepancy(data, route, priors, discrepancy, settings, allow_prior_only)
     model, route_obj, spec, data_hash, sources, problems = _build(data, route, priors, allow_prior_only)
     started = time.perf_counter()
     with model, warnings.catch_warnings():
@@ -575,11 +590,53 @@ def fit(data: EvalData | Mapping[str, EvalData], *, route: str | None = None,
         "sampler_settings": json.dumps(asdict(settings)),
         "sampling_seconds": round(seconds, 2),
     })
+    if learned is not None:
+        tree.attrs[DISCREPANCY_ATTR] = json.dumps(learned)
     if problems:
         tree.attrs[PRIOR_ONLY_ATTR] = json.dumps(problems)
     result = Fit(tree)
     _warn_prior_only(tree)
     return result
+
+
+#: fit-file attribute holding how the discrepancy scale was learned (folds, points, or why it was not)
+DISCREPANCY_ATTR = "discrepancy_learned"
+
+
+def _resolve_discrepancy(data: Any, route: str | None, priors: str | Path | dict | None,
+                         discrepancy: str | float | None, settings: SamplerSettings,
+                         allow_prior_only: bool) -> tuple[str | Path | dict | None, dict[str, Any] | None]:
+    """The priors with the loss route's discrepancy scale made a number (learned when asked for), and the
+    record of how it was learned (None when it was given). Other routes and joint fits pass through."""
+    if isinstance(data, Mapping) and len(data) == 1:
+        data = next(iter(data.values()))
+    if isinstance(data, Mapping) or route_for(data, route).name != "loss":
+        if discrepancy not in (None, "learn", 0, 0.0):
+            raise InputError("--discrepancy applies to the loss route only")
+        return priors, None
+    spec = load_spec("loss", priors)
+    value = discrepancy if discrepancy is not None else (spec.get("discrepancy") or {}).get("scale", 0.0)
+    learned = None
+    if value == "learn":
+        from .backtest import learn_discrepancy
+
+        if identification_problems(data, k_term=spec.get("k_term", "auto") != "off"):
+            scale, learned = 0.0, {"scale": 0.0, "note": "not learned: the data cannot identify the law"}
+        else:
+            try:
+                learned = learn_discrepancy(data, route="loss", priors=priors, settings=settings, seed=settings.seed)
+                scale = learned["scale"]
+            except InputError as err:  # too few checkpoints for a backtest inside the data
+                scale, learned = 0.0, {"scale": 0.0, "note": f"not learned: {err}"}
+    else:
+        try:
+            scale = float(value)
+        except (TypeError, ValueError):
+            raise InputError(f"discrepancy must be 'learn' or a number >= 0, got {value!r}") from None
+        if not (scale >= 0 and np.isfinite(scale)):
+            raise InputError(f"discrepancy must be 'learn' or a number >= 0, got {value!r}")
+    spec["discrepancy"] = {**(spec.get("discrepancy") or {}), "scale": scale}
+    return spec, learned
 
 
 def _warn_prior_only(tree: xr.DataTree) -> None:
@@ -624,7 +681,7 @@ def _build(data: EvalData | Mapping[str, EvalData], route: str | None, priors, a
 
 
 #: keyword arguments of `fit` a `fit_many` job may set
-FIT_OPTIONS = ("route", "priors", "settings", "allow_prior_only")
+FIT_OPTIONS = ("route", "priors", "settings", "allow_prior_only", "discrepancy")
 
 
 def fit_many(jobs: Sequence[tuple[EvalData | Mapping[str, EvalData], Mapping[str, Any] | None]], client: Any = None) -> list[Fit]:

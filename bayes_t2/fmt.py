@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -42,3 +43,15 @@ def repetition_line(unique_tokens: float, source: Mapping[str, str]) -> str:
     where = ", ".join(f"{name.replace('_star', '*')} {how}" for name, how in source.items())
     return (f"unique tokens U = {number(unique_tokens)}: training beyond U repeats data, valued by the "
             f"data-constrained law (Muennighoff et al. 2023)" + (f"; {where}" if where else ""))
+
+
+def describe_discrepancy(disc: Mapping[str, Any], inside: str = "the data") -> str:
+    """One line on the law's error beyond the data: its scale and where it came from."""
+    scale = float(disc.get("scale") or 0.0)
+    if "n_points" in disc:
+        how = f"learned from {disc['n_points']} points held out of {inside}"
+    else:
+        how = disc.get("note", "given")
+    if scale == 0 and "n_points" in disc:
+        how += ": the held-out points showed no error beyond the model's own"
+    return f"discrepancy: sd {scale:.3g} of log loss per e-fold beyond the data ({how})"

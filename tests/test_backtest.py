@@ -106,15 +106,20 @@ def test_discrepancy_scale_recovers_a_simulated_one():
 
 
 def test_extrapolation_distance_by_brute_force():
-    """e-folds outside the box of log N, log D and log 6ND, against a direct loop."""
+    """e-folds outside the box of log N, log D, log 6ND and log D/N, against a direct loop; a fit saved with
+    the first three axes only is measured on those three."""
     rng = np.random.default_rng(2)
     n, d = np.exp(rng.uniform(15, 22, 50)), np.exp(rng.uniform(18, 25, 50))
-    box = np.array([[17.0, 20.0], [20.0, 23.0], [np.log(6) + 38.0, np.log(6) + 42.0]])
-    got = extrapolation_efolds(box, n, d)
-    for i in range(50):
-        coords = [np.log(n[i]), np.log(d[i]), np.log(6 * n[i] * d[i])]
-        want = max([0.0] + [max(c - hi, lo - c) for c, (lo, hi) in zip(coords, box)])
-        assert got[i] == pytest.approx(want)
+    box = np.array([[17.0, 20.0], [20.0, 23.0], [np.log(6) + 38.0, np.log(6) + 42.0], [1.0, 5.0]])
+    for rows in (4, 3):
+        got = extrapolation_efolds(box[:rows], n, d)
+        for i in range(50):
+            coords = [np.log(n[i]), np.log(d[i]), np.log(6 * n[i] * d[i]), np.log(d[i] / n[i])][:rows]
+            want = max([0.0] + [max(c - hi, lo - c) for c, (lo, hi) in zip(coords, box)])
+            assert got[i] == pytest.approx(want)
+    # over-training alone, at a size, token count and compute all inside the data, is an extrapolation
+    inside = np.array([[10.0, 20.0], [10.0, 30.0], [np.log(6) + 20.0, np.log(6) + 50.0], [0.0, 2.0]])
+    assert extrapolation_efolds(inside, np.exp(15.0), np.exp(20.0)) == pytest.approx(3.0)
 
 
 def test_new_checkpoint_interval_widens_with_distance_by_the_scale():

@@ -346,23 +346,30 @@ def discrepancy_scale(spec: dict[str, Any] | None) -> float:
 
 
 def _data_range(obs: pd.DataFrame) -> None:
-    """The fitted data's range in log N, log D and log 6ND, kept in the posterior (constant over draws) so a
-    prediction knows how far beyond the data it lies (`extrapolation_efolds`)."""
+    """The fitted data's range in log N, log D, log 6ND and log(D/N), kept in the posterior (constant over
+    draws) so a prediction knows how far beyond the data it lies (`extrapolation_efolds`)."""
     log_n, log_d = np.log(obs["params"].to_numpy(float)), np.log(obs["tokens"].to_numpy(float))
-    log_c = np.log(6.0) + log_n + log_d
-    bounds = np.array([[v.min(), v.max()] for v in (log_n, log_d, log_c)])
+    bounds = np.array([[v.min(), v.max()] for v in _range_coordinates(log_n, log_d)])
     model = pm.modelcontext(None)
     model.add_coord("range_axis", list(RANGE_AXES))
     model.add_coord("range_end", ["min", "max"])
     pm.Deterministic("data_log_range", pt.as_tensor(bounds), dims=("range_axis", "range_end"))
 
 
+def _range_coordinates(log_n: Any, log_d: Any) -> tuple[Any, Any, Any, Any]:
+    """The axes along which a prediction can leave the data (`RANGE_AXES`): log N, log D, log compute 6ND and
+    log tokens per parameter D/N (over-training, or the under-trained corner of an IsoFLOP grid, is an
+    extrapolation even at sizes and budgets inside the data)."""
+    return log_n, log_d, np.log(6.0) + log_n + log_d, log_d - log_n
+
+
 def extrapolation_efolds(log_range: Any, N: Any, D: Any) -> Any:
     """How far (N, D) lies outside the fitted data, in e-folds: the largest distance beyond the data's range
-    in log N, in log D or in log compute 6ND, either side (0 inside all three ranges)."""
+    along any of `RANGE_AXES`, either side (0 inside every range). Fits saved before the tokens-per-parameter
+    axis existed carry three rows; their distance uses those three."""
     lr = np.asarray(log_range, float) if not isinstance(log_range, xr.DataArray) else \
         log_range.isel(chain=0, draw=0, missing_dims="ignore").values
-    coords = (np.log(N), np.log(D), np.log(6.0) + np.log(N) + np.log(D))
+    coords = _range_coordinates(np.log(N), np.log(D))
     out = 0.0
     for (lo, hi), x in zip(lr, coords):
         beyond = np.maximum(x - hi, lo - x)
@@ -372,16 +379,16 @@ def extrapolation_efolds(log_range: Any, N: Any, D: Any) -> Any:
 
 @numba.njit(cache=True, nogil=True, fastmath=False, error_model="numpy")
 def extrapolation_efolds_nb(theta, at, N, D):
-    """numba twin of `extrapolation_efolds` for the optimizer's objective: the range sits in theta[at:at + 6]
-    as (min, max) of log N, log D and log 6ND, in `RANGE_AXES` order (tests/test_bend.py checks the twins
-    agree)."""
+    """numba twin of `extrapolation_efolds` for the optimizer's objective: the range sits in theta[at:at + 8]
+    as (min, max) of log N, log D, log 6ND and log D/N, in `RANGE_AXES` order (tests/test_bend.py checks the
+    twins agree)."""
     x0, x1 = math.log(N), math.log(D)
-    coords = (x0, x1, math.log(6.0) + x0 + x1)
+    coords = (x0, x1, math.log(6.0) + x0 + x1, x1 - x0)
     out = 0.0
-    for i in range(3):
+    for i in range(4):
         beyond = max(coords[i] - theta[at + 2 * i + 1], theta[at + 2 * i] - coords[i])
         out = max(out, beyond)
     return out
 
 
-RANGE_AXES = ("params", "tokens", "compute")
+RANGE_AXES = ("params", "tokens", "compute", "tokens_per_param")
