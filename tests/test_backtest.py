@@ -177,7 +177,29 @@ def test_checkpoint_effect_only_when_a_checkpoint_has_several_rows(tiny_loss):
     model = LossRoute.build_model(frame, load_spec("loss"))
     assert {"checkpoint_sd", "checkpoint_z"} <= names(model)
     assert model["checkpoint_z"].eval().shape == (frame[["model"]].drop_duplicates().shape[0],)
-    centred = LossRoute.build_model(frame, load_spec("loss", {"checkpoint_effect": {"parameterization": "centered"}}))
+    centred = LossRoute.build_model(frame, load_spec("loss", {"checkpoint_effect": {"parameterization": "centered",
+                                                                                   "orthogonal": False}}))
     assert "checkpoint_u" in names(centred) and "checkpoint_z" not in names(centred)
     off = LossRoute.build_model(frame, load_spec("loss", {"checkpoint_effect": {"enabled": "off"}}))
     assert "checkpoint_sd" not in names(off)
+
+
+def test_checkpoint_effects_are_free_of_smooth_trends():
+    """The orthogonal checkpoint effect keeps only what a quadratic surface in (log N, log D) cannot explain:
+    checked against a least-squares fit (numpy's lstsq) of a trend plus scatter; a lone size or token count
+    drops its terms instead of breaking the projection."""
+    from bayes_t2.routes.loss import trend_free_projection
+
+    rng = np.random.default_rng(5)
+    n, d = np.exp(rng.uniform(16, 22, 40)), np.exp(rng.uniform(19, 25, 40))
+    x, y = np.log(n), np.log(d)
+    design = np.column_stack([np.ones(40), x, y, x * x, x * y, y * y])
+    u = design @ rng.normal(size=6) + rng.normal(0, 0.1, 40)
+    residual = u - design @ np.linalg.lstsq(design, u, rcond=None)[0]
+    P = trend_free_projection(n, d)
+    np.testing.assert_allclose(P @ u, residual, atol=1e-8)
+    np.testing.assert_allclose(P @ P, P, atol=1e-10)
+    one_size = trend_free_projection(np.full(40, 1e8), d)  # 1, log D, log D^2 only
+    small = np.column_stack([np.ones(40), y, y * y])
+    np.testing.assert_allclose(one_size @ small, 0.0, atol=1e-8)
+    assert np.linalg.matrix_rank(one_size) == 37

@@ -123,7 +123,8 @@ class LossRoute:
                 terms.append(log_coef["G"][t] - pt.exp(log_coef["gamma"])[t] * x_k)
             # not stored as a Deterministic: obs x draws would dominate the fit file
             mu = log_l0 + pt.logsumexp(pt.stack(terms), axis=0)
-            mu = mu + _checkpoint_effect(spec, ckpt_idx.to_numpy(), len(checkpoints))
+            mu = mu + _checkpoint_effect(spec, ckpt_idx.to_numpy(), len(checkpoints),
+                                         checkpoints["params"].to_numpy(float), checkpoints["tokens"].to_numpy(float))
             _data_range(obs)
 
             sigma = pm.HalfNormal("sigma", sigma=spec["likelihood"]["sigma"], dims="task")
@@ -315,21 +316,45 @@ def _pooled_log_coefficient(name: str, prior: dict[str, float], n_tasks: int, ce
     return pm.Deterministic(name, mu + sd * z, dims="task")
 
 
-def _checkpoint_effect(spec: dict[str, Any], ckpt_idx: np.ndarray, n_checkpoints: int):
+def _checkpoint_effect(spec: dict[str, Any], ckpt_idx: np.ndarray, n_checkpoints: int,
+                       params: np.ndarray, tokens: np.ndarray):
     """A shift of log loss shared by every row of one checkpoint (all its tasks and k values), pooled:
     u_c ~ Normal(0, checkpoint_sd). Rows of one checkpoint come from the same weights (and all k values of a
     task from the same samples), so they are not independent evidence about the law. Only when some checkpoint
     has several rows: with one row each the effect is the noise under another name. Non-centred (when the rows
-    barely inform the sd, the centred form is a funnel)."""
+    barely inform the sd, the centred form is a funnel).
+
+    `orthogonal` (default): the effects are the scatter *around* the law, so they are kept free of any smooth
+    trend in (log N, log D) -- projected off a quadratic surface in both. Otherwise the effects of all
+    checkpoints of one size can move together and trade places with every task's size term at once (shared by
+    all tasks, they are cheaper than a task's law to bend): a ridge along which chains settle in different
+    places."""
     opts = spec.get("checkpoint_effect", {})
     rows_per_ckpt = np.bincount(ckpt_idx, minlength=n_checkpoints)
     if opts.get("enabled", "off") != "auto" or rows_per_ckpt.max() < 2:
         return 0.0
     sd = pm.HalfNormal("checkpoint_sd", sigma=float(opts["sd"]))
-    if opts.get("parameterization", "non_centered") == "centered":  # many rows per checkpoint pin each effect
+    centred = opts.get("parameterization", "non_centered") == "centered"
+    if opts.get("orthogonal", True):
+        z = pm.Normal("checkpoint_z", 0.0, 1.0, dims="checkpoint")
+        u = sd * pt.as_tensor(trend_free_projection(params, tokens)) @ z
+        return u[ckpt_idx]
+    if centred:  # many rows per checkpoint pin each effect
         return pm.Normal("checkpoint_u", 0.0, sd, dims="checkpoint")[ckpt_idx]
     z = pm.Normal("checkpoint_z", 0.0, 1.0, dims="checkpoint")
     return (sd * z)[ckpt_idx]
+
+
+def trend_free_projection(params: np.ndarray, tokens: np.ndarray) -> np.ndarray:
+    """The projection (checkpoints x checkpoints) onto vectors orthogonal to 1, log N, log D and their squares
+    and product over the checkpoints (fewer terms when the checkpoints span fewer distinct values): what is
+    left of a vector of checkpoint effects once every smooth trend the law could carry is removed."""
+    x, y = np.log(params), np.log(tokens)
+    x, y = (x - x.mean()) / (x.std() or 1.0), (y - y.mean()) / (y.std() or 1.0)
+    basis = np.column_stack([np.ones_like(x), x, y, x * x, x * y, y * y])
+    u, singular, _ = np.linalg.svd(basis, full_matrices=False)
+    q = u[:, singular > 1e-8 * singular.max()]  # an orthonormal basis of the trends the checkpoints span
+    return np.eye(len(x)) - q @ q.T
 
 
 def discrepancy_scale(spec: dict[str, Any] | None) -> float:
