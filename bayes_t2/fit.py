@@ -570,7 +570,9 @@ def fit(data: EvalData | Mapping[str, EvalData], *, route: str | None = None,
     with model, warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=FutureWarning)
         warnings.filterwarnings("ignore", category=UserWarning, module="pymc")
-        key = model_key(route_obj.name, spec_to_json(spec), model, settings.sampler)
+        # the discrepancy acts at prediction time only: a learned scale must not force a recompile
+        graph_spec = {name: value for name, value in spec.items() if name != "discrepancy"}
+        key = model_key(route_obj.name, spec_to_json(graph_spec), model, settings.sampler)
         tree = sample(model, key, sampler=settings.sampler, draws=settings.draws, tune=settings.tune,
                       chains=settings.chains, seed=settings.seed, target_accept=settings.target_accept,
                       cores=settings.cores, progressbar=progressbar)

@@ -203,3 +203,35 @@ def test_checkpoint_effects_are_free_of_smooth_trends():
     small = np.column_stack([np.ones(40), y, y * y])
     np.testing.assert_allclose(one_size @ small, 0.0, atol=1e-8)
     assert np.linalg.matrix_rank(one_size) == 37
+
+
+def test_fit_learns_its_discrepancy_by_default_and_says_so(tiny_loss, tmp_path, capsys):
+    """`fit` learns the scale from two folds inside the data (by params and by compute) unless told a number;
+    the scale is what the fit's spec carries (what predictions and the optimizer use), the CLI prints it, and
+    a word that is neither 'learn' nor a number exits 2."""
+    from bayes_t2.fit import fit
+
+    data = from_frame(tiny_loss)
+    settings = SamplerSettings(draws=60, tune=60, chains=1, seed=2, pointwise=False)
+    learned = fit(data, settings=settings, progressbar=False)
+    disc = learned.discrepancy
+    assert [f["holdout"] for f in disc["folds"]] == ["largest-params", "largest-compute"]
+    assert disc["scale"] >= 0 and disc["scale"] == learned.spec["discrepancy"]["scale"]
+    assert disc["n_points"] == sum(f["n_points"] for f in disc["folds"])
+    fixed = fit(data, settings=settings, progressbar=False, discrepancy=0.07)
+    assert fixed.discrepancy == {"scale": 0.07}
+
+    path = tmp_path / "data.csv"
+    tiny_loss.to_csv(path, index=False)
+    runner = CliRunner()
+    res = runner.invoke(app, ["fit", str(path), "--out", str(tmp_path / "f.nc"), "--draws", "40", "--tune", "40",
+                              "--chains", "1", "--discrepancy", "0"])
+    assert res.exit_code == 0, res.output
+    assert "discrepancy: sd 0 of log loss per e-fold beyond the data (given)" in " ".join(res.output.split())
+    from bayes_t2.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["fit", str(path), "--out", str(tmp_path / "g.nc"), "--discrepancy", "lots"])
+    err = capsys.readouterr().err.strip()
+    assert exc.value.code == 2 and "--discrepancy" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "g.nc").exists()

@@ -45,14 +45,14 @@ def test_model_key_depends_on_shape_and_spec_not_values(loss_truth_fit):
 
 def test_refit_of_same_shape_skips_compilation_and_uses_the_new_data(loss_truth_fit):
     data, _, first = loss_truth_fit
-    again = fit(data, settings=FIXTURE_SETTINGS, progressbar=False)
+    again = fit(data, settings=FIXTURE_SETTINGS, progressbar=False, discrepancy=0.0)
     assert samplers.stats.last_hit and samplers.stats.last_compile_seconds == 0.0
     # the cached model gives the same draws as the fit that compiled it (same seed, same data)
     for name in first.posterior.data_vars:
         np.testing.assert_array_equal(again.posterior[name].values, first.posterior[name].values)
 
     new = _perturbed(data)
-    other = fit(new, settings=FIXTURE_SETTINGS, progressbar=False)
+    other = fit(new, settings=FIXTURE_SETTINGS, progressbar=False, discrepancy=0.0)
     assert samplers.stats.last_hit
     const = other.tree["constant_data"].to_dataset()
     obs = other.tree["observed_data"].to_dataset()
@@ -64,10 +64,10 @@ def test_refit_of_same_shape_skips_compilation_and_uses_the_new_data(loss_truth_
 @pytest.mark.slow
 def test_cache_hit_equals_fresh_compile(loss_truth_fit):
     new = _perturbed(loss_truth_fit[0], seed=2)
-    cached = fit(new, settings=FIXTURE_SETTINGS, progressbar=False)
+    cached = fit(new, settings=FIXTURE_SETTINGS, progressbar=False, discrepancy=0.0)
     assert samplers.stats.last_hit
     samplers.clear_cache()
-    fresh = fit(new, settings=FIXTURE_SETTINGS, progressbar=False)
+    fresh = fit(new, settings=FIXTURE_SETTINGS, progressbar=False, discrepancy=0.0)
     assert not samplers.stats.last_hit
     xr.testing.assert_equal(cached.posterior, fresh.posterior)  # values and coords (attrs hold timings)
 
@@ -118,10 +118,10 @@ def test_dask_client_errors():
 def test_fit_many_on_a_cluster_matches_in_process_fits(loss_truth_fit):
     """Two same-shape fits on a 2-worker cluster (nutpie, one thread per job) equal the in-process fits."""
     data = loss_truth_fit[0]
-    jobs = [(data, {"settings": FIXTURE_SETTINGS}), (_perturbed(data), {"settings": FIXTURE_SETTINGS})]
+    jobs = [(data, {"settings": FIXTURE_SETTINGS, "discrepancy": 0.0}), (_perturbed(data), {"settings": FIXTURE_SETTINGS, "discrepancy": 0.0})]
     with dask_client(workers=2, processes=False) as client:
         remote = fit_many(jobs, client)
-    local = [fit(d, settings=opts["settings"], progressbar=False) for d, opts in jobs]
+    local = [fit(d, settings=opts["settings"], progressbar=False, discrepancy=0.0) for d, opts in jobs]
     assert [json_settings(f)["cores"] for f in remote] == [1, 1]
     for r, l in zip(remote, local):  # same draws, one thread or two (attrs hold timings)
         xr.testing.assert_equal(r.posterior, l.posterior)
