@@ -50,7 +50,7 @@ from .budget import (SERVING_DEFAULTS, Budget, Constraints, SplitBudget, TotalBu
                      chinchilla_design)
 from .errors import InputError
 from .laws import LOSS_COEFFICIENTS, chinchilla_optimal_params_nb, loss_law_nb
-from .routes.loss import extrapolation_efolds_nb
+from .routes.loss import RANGE_AXES, extrapolation_efolds_nb
 
 __all__ = [
     "OBJECTIVE_SIGNATURE",
@@ -1043,11 +1043,11 @@ def optimize_posterior(coefficients: xr.Dataset, budgets: Sequence[Budget],
 # design: common random numbers) bends that draw's law beyond the data,
 #     objective(N, D, k) = law(N, D, k) * exp(z * s * efolds(N, D))   (log loss + z s efolds),
 # so N*, D*, k* and the metric carry the law's own uncertainty beyond the data. The bend rides in theta:
-# [law coefficients..., z*s, log N min, log N max, log D min, log D max, log 6ND min, log 6ND max].
+# [law coefficients..., z*s, then (min, max) of log N, log D, log 6ND and log D/N] (`RANGE_AXES` order).
 
 #: theta entries appended to a route's coefficients by the bend (posterior-view variables of `bent_fit`)
-BEND_NAMES: tuple[str, ...] = ("discrepancy_bend", "range_params_min", "range_params_max", "range_tokens_min",
-                               "range_tokens_max", "range_compute_min", "range_compute_max")
+BEND_NAMES: tuple[str, ...] = ("discrepancy_bend",) + tuple(f"range_{axis}_{end}" for axis in RANGE_AXES
+                                                              for end in ("min", "max"))
 _BEND_AT = len(LOSS_COEFFICIENTS)  # where the bend starts in the loss route's theta
 #: stream of the bend's z, kept apart from the checkpoint effects drawn with the same seed
 _BEND_STREAM = 0xD15C
@@ -1055,7 +1055,7 @@ _BEND_STREAM = 0xD15C
 
 @numba.njit(OBJECTIVE_SIGNATURE, **_JIT)
 def loss_objective_bent_nb(theta, N, D, k):
-    """The loss law bent beyond the data: theta = [E, A, alpha, B, beta, G, gamma, z*s, range (6)]."""
+    """The loss law bent beyond the data: theta = [E, A, alpha, B, beta, G, gamma, z*s, range (8)]."""
     value = loss_law_nb(theta[0], theta[1], theta[2], theta[3], theta[4], theta[5], theta[6], N, D, k)
     bend = theta[_BEND_AT]
     if bend == 0.0:
@@ -1105,7 +1105,7 @@ def bend_efolds(coefficients: xr.Dataset, N: Any, D: Any) -> Any:
     from .routes.loss import extrapolation_efolds
 
     bounds = np.array([[float(np.ravel(coefficients[f"range_{axis}_{end}"].values)[0]) for end in ("min", "max")]
-                       for axis in ("params", "tokens", "compute")])
+                       for axis in RANGE_AXES])
     return extrapolation_efolds(bounds, N, D)
 
 
@@ -1140,9 +1140,10 @@ def bent_fit(fit: Any, seed: int = 0, zero: bool = False) -> Any:
         z = discrepancy_z(seed, *shape) * bend_scale(base)
         extra["discrepancy_bend"] = xr.DataArray(z, dims=("chain", "draw"),
                                                  coords={d: post[d] for d in ("chain", "draw")})
-        for axis in ("params", "tokens", "compute"):
-            for end in ("min", "max"):
-                value = float(lr.sel(range_axis=axis, range_end=end))
+        kept = [str(a) for a in lr["range_axis"].values]
+        for axis in RANGE_AXES:  # a fit saved before an axis existed: that axis never counts (an open range)
+            for end, open_end in (("min", -np.inf), ("max", np.inf)):
+                value = float(lr.sel(range_axis=axis, range_end=end)) if axis in kept else open_end
                 extra[f"range_{axis}_{end}"] = xr.full_like(extra["discrepancy_bend"], value)
     tree = base.tree.copy()
     tree["posterior"] = xr.DataTree(post.assign(extra))
@@ -1166,7 +1167,7 @@ def extrapolation_distances(log_range: Any, N: Any, D: Any) -> dict[str, Any]:
 
     lr = np.asarray(log_range, dtype=float)
     out = {"efolds": extrapolation_efolds(lr, N, D)}
-    for i, axis in enumerate(RANGE_AXES):
+    for i, axis in enumerate(RANGE_AXES[:lr.shape[0]]):  # a fit saved with fewer axes: those it has
         only = np.tile([-np.inf, np.inf], (lr.shape[0], 1))
         only[i] = lr[i]
         out[axis] = extrapolation_efolds(only, N, D) / math.log(10.0)

@@ -58,18 +58,18 @@ def _loss_objective(theta: np.ndarray, N: np.ndarray, D: np.ndarray, k: np.ndarr
 
 
 #: theta of the loss law bent beyond the data (the optimizer's `BentRoute`): the law, z * scale, and the fitted
-#: data's range as (min, max) of log N, log D and log 6ND
+#: data's range as (min, max) of log N, log D, log 6ND and log D/N
 BENT_LOSS_THETA: tuple[str, ...] = LOSS_COEFFICIENTS + (
     "discrepancy_bend", "range_params_min", "range_params_max", "range_tokens_min", "range_tokens_max",
-    "range_compute_min", "range_compute_max")
+    "range_compute_min", "range_compute_max", "range_tokens_per_param_min", "range_tokens_per_param_max")
 
 
 def _bent_loss_objective(theta: np.ndarray, N: np.ndarray, D: np.ndarray, k: np.ndarray) -> np.ndarray:
-    """The loss law times exp(z s x), x the e-folds (N, D) lies outside the data's range in log N, log D or
-    log 6ND (the farthest; 0 inside): written here on its own, not taken from routes/loss.py."""
+    """The loss law times exp(z s x), x the e-folds (N, D) lies outside the data's range in log N, log D,
+    log 6ND or log D/N (the farthest; 0 inside): written here on its own, not taken from routes/loss.py."""
     law = _loss_objective(theta, N, D, k)
     x = np.zeros(np.broadcast(N, D).shape)
-    for i, value in enumerate((np.log(N), np.log(D), np.log(6.0 * N * D))):
+    for i, value in enumerate((np.log(N), np.log(D), np.log(6.0 * N * D), np.log(D / N))):
         lo, hi = theta[:, 8 + 2 * i, None], theta[:, 9 + 2 * i, None]
         x = np.maximum(x, np.maximum(value - hi, lo - value))
     return law * np.exp(theta[:, 7, None] * x)

@@ -95,7 +95,9 @@ LOG_WIDTH = ("N", "D", "k", "tokens_per_param")
 def extrapolation_record(o: xr.Dataset, prob: float) -> dict[str, Any]:
     """Where each draw's optimum lies relative to the fitted data: decades beyond the data's range in params,
     tokens and compute 6ND (0 inside), and the e-folds the discrepancy grows with (median and interval)."""
-    out: dict[str, Any] = {axis: interval(o[f"extrapolation_{axis}"], prob) for axis in ("params", "tokens", "compute")}
+    out: dict[str, Any] = {axis: interval(o[f"extrapolation_{axis}"], prob)
+                           for axis in ("params", "tokens", "compute", "tokens_per_param")
+                           if f"extrapolation_{axis}" in o}
     out["efolds"] = interval(o["extrapolation_efolds"], prob)
     out["unit"] = "decades beyond the fitted data's range (efolds: e-folds, the discrepancy's distance)"
     return out

@@ -42,8 +42,8 @@ def test_names_agree():
 def test_numba_efolds_match_numpy():
     rng = np.random.default_rng(3)
     for _ in range(200):
-        lo = rng.uniform(10, 25, size=3)
-        bounds = np.column_stack([lo, lo + rng.uniform(0, 6, size=3)])
+        lo = rng.uniform(10, 25, size=4) - np.array([0.0, 0.0, 0.0, 12.0])  # log D/N spans about -2..+13
+        bounds = np.column_stack([lo, lo + rng.uniform(0, 6, size=4)])
         N, D = np.exp(rng.uniform(12, 30)), np.exp(rng.uniform(15, 33))
         theta = np.concatenate([np.zeros(8), bounds.ravel()])
         assert extrapolation_efolds_nb(theta, 8, N, D) == pytest.approx(float(extrapolation_efolds(bounds, N, D)),
@@ -60,7 +60,8 @@ def bent_population(n: int = 40, seed: int = 5) -> np.ndarray:
     n_hi = np.exp(rng.uniform(np.log(3e7), np.log(3e8), size=n))
     d_hi = np.exp(rng.uniform(np.log(3e9), np.log(3e10), size=n))
     ranges = np.column_stack([np.log(n_hi) - 3.0, np.log(n_hi), np.log(d_hi) - 3.0, np.log(d_hi),
-                              np.log(6 * n_hi * d_hi) - 6.0, np.log(6 * n_hi * d_hi)])
+                              np.log(6 * n_hi * d_hi) - 6.0, np.log(6 * n_hi * d_hi),
+                              np.log(d_hi / n_hi) - 2.0, np.log(d_hi / n_hi) + 1.0])
     return np.ascontiguousarray(np.column_stack([law, bend, ranges]))
 
 
