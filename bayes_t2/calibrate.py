@@ -46,7 +46,7 @@ from .budget import Budget, Constraints
 from .data import EvalData, from_frame
 from .errors import InputError
 from .fit import FIT_FORMAT, Fit, SamplerSettings, diagnose, get_route
-from .io import atomic_write, check_writable, write_json
+from .io import atomic_write, write_scores_bundle
 from .priors import load_spec, spec_to_json
 from .reference import reference_route_optimum
 from .simulate import T2_BUDGET, simulate, simulate_accuracy_population
@@ -470,16 +470,7 @@ def summary(scores: xr.Dataset) -> dict[str, Any]:
 
 def write_outputs(scores: xr.Dataset, out_dir: str | Path, *, overwrite: bool = False) -> dict[str, Path]:
     """calibration.nc, calibration.json, calibration.png and calibration.pdf in `out_dir`."""
-    out_dir = Path(out_dir)
-    paths = {ext: out_dir / f"calibration.{ext}" for ext in ("nc", "json", "png", "pdf")}
-    for p in paths.values():
-        check_writable(p, overwrite=overwrite)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write(paths["nc"], lambda p: scores.to_netcdf(p, engine="h5netcdf"), overwrite=overwrite)
-    summ = summary(scores)
-    write_json(paths["json"], summ, overwrite=overwrite)
-    plot(scores, summ, paths["png"], paths["pdf"], overwrite=overwrite)
-    return paths
+    return write_scores_bundle(scores, out_dir, "calibration", summary, plot, overwrite=overwrite)
 
 
 def plot(scores: xr.Dataset, summ: dict[str, Any], png: Path, pdf: Path, *, overwrite: bool = False) -> None:

@@ -704,6 +704,14 @@ def _design_cell(d: dict) -> str:
     return f"{d['N']:.3g}, {d['D']:.3g}, {d['k']:.0f} ({_per_query(d)}/query)"
 
 
+def _print_epochs(records: list[dict]) -> None:
+    """With repeated data: the epochs over the unique data of each task's optimum, and of the recommendation."""
+    for r in records:
+        if "epochs" in r:
+            out.print(f"task '{r['task']}': epochs over the unique data D*/U {fmt.interval(r['epochs'])}; "
+                      f"recommended {r['recommended']['epochs']:.3g}", highlight=False)
+
+
 def _query_formula(r: dict) -> str:
     from .budget import budget_from_dict
 
@@ -781,10 +789,7 @@ def _print_optimum(records: list[dict], label: str) -> None:
                       _design_cell(t), f"{t['metric']['median']:.4f}", _p(r["p_beats_chinchilla"]),
                       _p(r["p_beats_train_optimal"]))
     out.print(table)
-    for r in records:
-        if "epochs" in r:
-            out.print(f"task '{r['task']}': epochs over the unique data D*/U {fmt.interval(r['epochs'])}; "
-                      f"recommended {r['recommended']['epochs']:.3g}", highlight=False)
+    _print_epochs(records)
     scatter = r0.get("metric_includes", "law") != "law"
     out.print(f"{metric}: {r0.get('metric_includes', 'law')}. Recommended = the design at the posterior-median "
               f"optimum (the one to commit to). Chinchilla = the largest D = 20N model the budget allows, with the "
@@ -839,10 +844,7 @@ def _print_decision(records: list[dict], attrs: dict) -> None:
                 row.insert(2, f"{r['budget'][attrs['scaled']]:.3g}")
             table.add_row(*row)
     out.print(table)
-    for r in records:
-        if "epochs" in r:
-            out.print(f"task '{r['task']}': epochs over the unique data D*/U {fmt.interval(r['epochs'])}; "
-                      f"recommended {r['recommended']['epochs']:.3g}", highlight=False)
+    _print_epochs(records)
     scatter = r0.get("metric_includes", "law") != "law"
     out.print(f"{metric}: {r0.get('metric_includes', 'law')}. E(regret) = mean over draws of how much worse the "
               f"design does than that draw's own optimum (never clipped). FLOPs/query = {_query_formula(r0)}.",

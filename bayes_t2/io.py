@@ -85,3 +85,20 @@ def _jsonable(obj: Any) -> Any:
     if isinstance(obj, float) and not math.isfinite(obj):
         return None
     return obj
+
+
+def write_scores_bundle(scores: Any, out_dir: str | Path, stem: str, summarize: Callable[[Any], dict],
+                        plot: Callable[..., None], *, overwrite: bool = False) -> dict[str, Path]:
+    """`stem`.nc (the scores), .json (`summarize(scores)`), .png and .pdf (`plot(scores, summary, png, pdf,
+    overwrite=)`) in `out_dir`: every target checked before anything is written, each file written atomically,
+    none over a file without `overwrite`. Calibration and SBC write their results this way."""
+    out_dir = Path(out_dir)
+    paths = {ext: out_dir / f"{stem}.{ext}" for ext in ("nc", "json", "png", "pdf")}
+    for p in paths.values():
+        check_writable(p, overwrite=overwrite)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write(paths["nc"], lambda p: scores.to_netcdf(p, engine="h5netcdf"), overwrite=overwrite)
+    summary = summarize(scores)
+    write_json(paths["json"], summary, overwrite=overwrite)
+    plot(scores, summary, paths["png"], paths["pdf"], overwrite=overwrite)
+    return paths

@@ -47,7 +47,7 @@ import xarray as xr
 
 from .budget import Budget, Constraints
 from .errors import InputError
-from .io import atomic_write, check_writable, write_json
+from .io import atomic_write, write_scores_bundle
 
 #: at most this many thinned posterior draws per rank (fewer when the ESS is lower)
 N_RANK_MAX = 99
@@ -528,16 +528,8 @@ def sbc_summary(scores: xr.Dataset, seed: int = 0) -> dict[str, Any]:
 def write_sbc(scores: xr.Dataset, out_dir: str | Path, *, overwrite: bool = False, seed: int = 0) -> dict[str, Path]:
     """sbc.nc, sbc.json, sbc.png and sbc.pdf in `out_dir` (each written atomically; none over a file without
     `overwrite`)."""
-    out_dir = Path(out_dir)
-    paths = {ext: out_dir / f"sbc.{ext}" for ext in ("nc", "json", "png", "pdf")}
-    for p in paths.values():
-        check_writable(p, overwrite=overwrite)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write(paths["nc"], lambda p: scores.to_netcdf(p, engine="h5netcdf"), overwrite=overwrite)
-    summ = sbc_summary(scores, seed)
-    write_json(paths["json"], summ, overwrite=overwrite)
-    plot_sbc(scores, summ, paths["png"], paths["pdf"], overwrite=overwrite, seed=seed)
-    return paths
+    return write_scores_bundle(scores, out_dir, "sbc", lambda s: sbc_summary(s, seed),
+                               functools.partial(plot_sbc, seed=seed), overwrite=overwrite)
 
 
 def plot_sbc(scores: xr.Dataset, summ: dict[str, Any], png: Path, pdf: Path, *, overwrite: bool = False,
