@@ -358,7 +358,8 @@ def report(fit_path: Annotated[Path, typer.Argument(help="Fit file from `bayes-t
            prob: Prob = 0.9,
            backtest: Annotated[Optional[bool], typer.Option(
                "--backtest/--no-backtest", help="The page 'How well this law extrapolated on your data' (one "
-               "more fit, 2 chains x 300 draws); default: on when the data have >= 3 model sizes.")] = None,
+               "more fit, 2 chains x 300 draws, and two small ones when the fit learned its discrepancy: it is "
+               "learned again without the held-out part); default: on when the data have >= 3 model sizes.")] = None,
            data: Annotated[Optional[Path], typer.Option(
                "--data", help="The fitted data, for the backtest page (default: rebuilt from the fit file; "
                "needed for per-problem counts).")] = None,

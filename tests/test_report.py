@@ -345,3 +345,31 @@ def test_accuracy_route_report(accuracy_truth_fit, tmp_path):
     # the observed points are pass@k estimates in [0, 1], k = 1, 2, 4, ... up to the samples per problem
     obs = plots.observed_points(fit)
     assert obs["metric"].between(0, 1).all() and set(obs["k"]) == {2.0 ** i for i in range(9)}
+
+
+@pytest.mark.parametrize("learned, expected", [({"folds": [{"holdout": "largest-params"}]}, "learn"), (None, "spec")])
+def test_backtest_page_learns_the_discrepancy_inside_its_training_part(loss_truth_fit, monkeypatch, learned,
+                                                                        expected):
+    """A scale the fit learned from all its data has seen the held-out points: the page's backtest learns it
+    again inside its training part; a scale the user fixed (no learning record) is used as it is."""
+    import copy
+    import json
+
+    from bayes_t2 import backtest as backtest_module, report
+    from bayes_t2.fit import DISCREPANCY_ATTR
+
+    fit = copy.copy(loss_truth_fit[2])
+    fit.tree = fit.tree.copy()
+    fit.tree.attrs = {k: v for k, v in fit.tree.attrs.items() if k != DISCREPANCY_ATTR}
+    if learned is not None:
+        fit.tree.attrs[DISCREPANCY_ATTR] = json.dumps({"scale": 0.0, **learned})
+    seen = {}
+
+    def fake_backtest(data, **kwargs):
+        seen.update(kwargs)
+        raise RuntimeError("stop here")
+
+    monkeypatch.setattr(backtest_module, "backtest", fake_backtest)
+    with pytest.raises(InputError, match="stop here"):
+        report._backtest_page(fit, loss_truth_fit[0], 50)
+    assert seen["discrepancy"] == expected
