@@ -288,33 +288,6 @@ def test_bent_repeated_with_zero_bend_is_the_repeated_optimum_bit_for_bit(budget
     assert np.array_equal(out, ref, equal_nan=True)
 
 
-@pytest.mark.parametrize("budget", [SplitBudget(2.56e19, 2e9), TotalBudget(1e21, 1e10)], ids=lambda x: repr(x)[:50])
-def test_bent_r_d_star_to_zero_is_the_bent_hard_cap(budget):
-    """R_D* -> 0 with R_N* off keeps docs/model.md's limit with a bend: every token beyond U is worth nothing,
-    and the bend's distance is that of D' = min(D, U), so the optimum (N*, k*, loss) is the bent law's under
-    the hard cap --max-tokens U (D* compared as min(D*, U))."""
-    from bayes_t2.repetition import R_STAR_OFF
-    from bayes_t2.routes.loss import LossRoute
-
-    thetas = bent_repeated_population()
-    n = len(thetas)
-    bent = BentRoute(LossRoute)
-    capped = optimize_array(np.ascontiguousarray(thetas[:, :16]), [budget],
-                            Constraints(min_params=1e7, k_max=512, max_tokens=U_REP), objective=bent.objective_nb,
-                            theta_names=bent.coefficient_names)[:, :, 0]
-    route = _bent_repeated_route()
-    for r_d in (0.0, 1e-9):
-        ext = np.column_stack([thetas[:, :16], np.full(n, U_REP), np.full(n, r_d), np.full(n, 1e6),
-                               np.full(n, R_STAR_OFF)])
-        out = optimize_array(ext, [budget], Constraints(min_params=1e7, k_max=512), objective=route.objective_nb,
-                             theta_names=route.coefficient_names)[:, :, 0]
-        np.testing.assert_allclose(out[ROW["metric"]], capped[ROW["metric"]], rtol=1e-9)
-        np.testing.assert_allclose(out[ROW["k"]], capped[ROW["k"]])
-        np.testing.assert_allclose(out[ROW["N"]], capped[ROW["N"]], rtol=1e-5)
-        np.testing.assert_allclose(np.minimum(out[ROW["D"]], U_REP), capped[ROW["D"]], rtol=1e-5)
-    assert np.mean(capped[ROW["D"]] >= U_REP * (1 - 1e-9)) > 0.5  # the cap binds for most draws
-
-
 def test_repeated_optimize_and_decide_carry_the_bend(loss_truth_fit):
     """Fit.optimize with unique_tokens and a discrepancy: the optimum is bent with the plain optimum's z, its
     z = 0 twin (`_no_discrepancy`) is the unbent repeated optimum bit for bit (scale 0: the whole result is),
