@@ -146,6 +146,11 @@ def test_bent_optimize_and_decide_share_z(loss_truth_fit):
     own = ds["optimal_metric"].transpose(*m.dims)
     assert np.allclose(own.values, m.values, rtol=1e-9, equal_nan=True)
     assert float(ds["negative_regret_share"].max()) == 0.0
+    # the report's optimum-against-U page bends its sweep the same way
+    swept, _ = optimum_vs_unique_tokens(bent, budget, Constraints(), [U], seed=4)
+    n_star = opt["N"].isel(budget=0)
+    assert np.array_equal(swept["N"].sel(unique_tokens=U).transpose(*n_star.dims).values, n_star.values)
+    assert not np.array_equal(n_star.values, flat["N"].isel(budget=0).values)
 
 
 def test_width_share_definition():
@@ -293,7 +298,7 @@ def test_repeated_optimize_and_decide_carry_the_bend(loss_truth_fit):
     z = 0 twin (`_no_discrepancy`) is the unbent repeated optimum bit for bit (scale 0: the whole result is),
     distances are measured at the effective design, the shares are stated, and decide sees the same bend."""
     from bayes_t2.decide import decide
-    from bayes_t2.repetition import REPEAT_NAMES, effective_design, is_repeated, repeated_fit
+    from bayes_t2.repetition import REPEAT_NAMES, effective_design, is_repeated, optimum_vs_unique_tokens, repeated_fit
     from bayes_t2.summary import extrapolation_lines, optimum_records
 
     _, _, result = loss_truth_fit
@@ -331,3 +336,8 @@ def test_repeated_optimize_and_decide_carry_the_bend(loss_truth_fit):
     own = ds["optimal_metric"].transpose(*m.dims)
     assert np.allclose(own.values, m.values, rtol=1e-9, equal_nan=True)
     assert float(ds["negative_regret_share"].max()) == 0.0
+    # the report's optimum-against-U page bends its sweep the same way
+    swept, _ = optimum_vs_unique_tokens(bent, budget, Constraints(), [U], seed=4)
+    n_star = opt["N"].isel(budget=0)
+    assert np.array_equal(swept["N"].sel(unique_tokens=U).transpose(*n_star.dims).values, n_star.values)
+    assert not np.array_equal(n_star.values, flat["N"].isel(budget=0).values)
