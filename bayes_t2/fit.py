@@ -236,8 +236,7 @@ class Fit:
         budgets = list(budgets)
         view = repeated_view(self, constraints, seed)  # unique_tokens: the law at the effective design
         if view is not self:
-            return view.optimize(budgets, constraints, draws_per_chunk=draws_per_chunk,
-                                                               law=law, seed=seed)
+            return view.optimize(budgets, constraints, draws_per_chunk=draws_per_chunk, law=law, seed=seed)
         constraints = resolve_constraints(self, constraints)
         from .optimum import add_extrapolation, bent_fit
 

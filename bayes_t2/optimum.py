@@ -1042,25 +1042,41 @@ def optimize_posterior(coefficients: xr.Dataset, budgets: Sequence[Budget],
 # optimizer inherits it: per posterior draw one standard normal z (seeded, the same for every task, budget and
 # design: common random numbers) bends that draw's law beyond the data,
 #     objective(N, D, k) = law(N, D, k) * exp(z * s * efolds(N, D))   (log loss + z s efolds),
-# so N*, D*, k* and the metric carry the law's own uncertainty beyond the data. The bend rides in theta:
-# [law coefficients..., z*s, then (min, max) of log N, log D, log 6ND and log D/N] (`RANGE_AXES` order).
+# so N*, D*, k* and the metric carry the law's own uncertainty beyond the data. The bend rides in theta right
+# after the law's coefficients: [law coefficients..., z*s, then (min, max) of log N, log D, log 6ND and log D/N]
+# (`RANGE_AXES` order). `bent_objective` bends any route's numba objective that way. With repeated data
+# (`bayes_t2.repetition`) the bent law is what the data-constrained law evaluates at the effective design
+# (N', D'): theta = [law..., bend..., repetition numbers...] and the distance is that of (N', D'), as in `predict`.
 
 #: theta entries appended to a route's coefficients by the bend (posterior-view variables of `bent_fit`)
 BEND_NAMES: tuple[str, ...] = ("discrepancy_bend",) + tuple(f"range_{axis}_{end}" for axis in RANGE_AXES
                                                               for end in ("min", "max"))
-_BEND_AT = len(LOSS_COEFFICIENTS)  # where the bend starts in the loss route's theta
 #: stream of the bend's z, kept apart from the checkpoint effects drawn with the same seed
 _BEND_STREAM = 0xD15C
 
+_bent_objectives: dict[tuple[int, int], Any] = {}
 
-@numba.njit(OBJECTIVE_SIGNATURE, **_JIT)
-def loss_objective_bent_nb(theta, N, D, k):
-    """The loss law bent beyond the data: theta = [E, A, alpha, B, beta, G, gamma, z*s, range (8)]."""
-    value = loss_law_nb(theta[0], theta[1], theta[2], theta[3], theta[4], theta[5], theta[6], N, D, k)
-    bend = theta[_BEND_AT]
-    if bend == 0.0:
-        return value
-    return value * math.exp(bend * extrapolation_efolds_nb(theta, _BEND_AT + 1, N, D))
+
+def bent_objective(base: Any, at: int) -> Any:
+    """The optimizer objective f(theta, N, D, k) = base(theta[:at], N, D, k) * exp(z s x(N, D)) of any route's
+    objective `base` (an `OBJECTIVE_TYPE` function of the route's `at` coefficients), with the bend in
+    theta[at:at + 9] (`BEND_NAMES`: z*s, then the data's range) and x the e-folds (N, D) lies beyond it
+    (`routes.loss.extrapolation_efolds_nb`). z*s = 0 returns base's value itself (not times exp(0)), so an
+    unbent draw scores exactly as the route's own objective. Compiled once per (objective, at) and process."""
+    key = (id(base), int(at))
+    if key not in _bent_objectives:
+        n = int(at)
+
+        @numba.njit(OBJECTIVE_SIGNATURE, nogil=True, fastmath=False, error_model="numpy")
+        def objective(theta, N, D, k):
+            value = base(theta[:n], N, D, k)
+            bend = theta[n]
+            if bend == 0.0:
+                return value
+            return value * math.exp(bend * extrapolation_efolds_nb(theta, n + 1, N, D))
+
+        _bent_objectives[key] = (base, objective)  # keep `base` alive: its id is the key
+    return _bent_objectives[key][1]
 
 
 def discrepancy_z(seed: int, chains: int, draws: int) -> np.ndarray:
@@ -1080,7 +1096,8 @@ class BentRoute:
         self.zero = zero
         if not zero:
             self.coefficient_names = tuple(route.coefficient_names) + BEND_NAMES
-            self.objective_nb = loss_objective_bent_nb
+            objective, _ = _resolve_objective(route.objective_nb, route.coefficient_names, "search")
+            self.objective_nb = bent_objective(objective, len(route.coefficient_names))
 
     def __getattr__(self, name: str) -> Any:  # name, metric_name, lower_is_better, noise_names, ...
         if name.startswith("__") or name == "bent_from":
@@ -1110,21 +1127,38 @@ def bend_efolds(coefficients: xr.Dataset, N: Any, D: Any) -> Any:
 
 
 def bend_scale(fit: Any) -> float:
-    """The discrepancy scale the optimizer inherits from a fit: the spec's, when the fit kept its data range
-    (loss route; other routes bend once their discrepancy exists), else 0."""
+    """The discrepancy scale the optimizer inherits from a fit (or its repeated-data view): the spec's, when
+    the fit kept its data range (loss route; other routes bend once their discrepancy exists), else 0."""
+    from .repetition import RepeatedRoute
     from .routes.loss import discrepancy_scale
 
     base = getattr(fit, "unbent", fit)
-    if tuple(getattr(base.route, "coefficient_names", ())) != LOSS_COEFFICIENTS \
+    route = getattr(base, "route", None)
+    law = route.base if isinstance(route, RepeatedRoute) else route  # the law a repeated view evaluates
+    if tuple(getattr(law, "coefficient_names", ())) != LOSS_COEFFICIENTS \
             or "data_log_range" not in getattr(base, "posterior", {}):
         return 0.0
     return discrepancy_scale(getattr(base, "spec", None))
 
 
+def bend_route(route: Any, zero: bool = False) -> Any:
+    """`route` with its law bent (`BentRoute`). A repeated-data route (`repetition.RepeatedRoute`) keeps the
+    repetition outside: the data-constrained law evaluates the bent law at the effective design (N', D'), so
+    the bend's distance is that of (N', D') -- as `predict` draws the discrepancy of a point with unique
+    tokens (`RepeatedRoute.metric` hands (N', D') to the loss route's metric). theta is then
+    [law..., `BEND_NAMES`..., `repetition.REPEAT_NAMES`...]."""
+    from .repetition import RepeatedRoute
+
+    if isinstance(route, RepeatedRoute):
+        return RepeatedRoute(BentRoute(route.base, zero=zero))
+    return BentRoute(route, zero=zero)
+
+
 def bent_fit(fit: Any, seed: int = 0, zero: bool = False) -> Any:
-    """A view of `fit` whose law inherits the discrepancy (`BentRoute`; z from `discrepancy_z(seed)`), or
-    `fit` itself when it has none (scale 0: every number as without the bend). A bent view stays bent (same
-    z) when asked again; `zero=True` gives the z = 0 view of the same fit."""
+    """A view of `fit` (or of its repeated-data view) whose law inherits the discrepancy (`bend_route`; z from
+    `discrepancy_z(seed)`, the same per draw with or without repeated data), or `fit` itself when it has none
+    (scale 0: every number as without the bend). A bent view stays bent (same z) when asked again; `zero=True`
+    gives the z = 0 view of the same fit."""
     import copy
 
     base = getattr(fit, "unbent", fit)
@@ -1149,7 +1183,7 @@ def bent_fit(fit: Any, seed: int = 0, zero: bool = False) -> Any:
     tree["posterior"] = xr.DataTree(post.assign(extra))
     view = copy.copy(base)
     view.tree = tree
-    view.route = BentRoute(base.route, zero=zero)
+    view.route = bend_route(base.route, zero=zero)
     view.unbent = base
     view.bend_seed = seed
     return view
@@ -1176,35 +1210,35 @@ def extrapolation_distances(log_range: Any, N: Any, D: Any) -> dict[str, Any]:
 
 def add_extrapolation(fit: Any, opt: xr.Dataset, budgets: Sequence[Budget], constraints: Constraints, *,
                       law: bool = False, seed: int = 0) -> xr.Dataset:
-    """`opt` (Fit.optimize's result for `fit`, bent or not) plus where its optimum lies relative to the data
-    and what the discrepancy does to it:
+    """`opt` (Fit.optimize's result for `fit`, bent or not, repeated-data view or not) plus where its optimum
+    lies relative to the data and what the discrepancy does to it:
 
     * `extrapolation_params`, `extrapolation_tokens`, `extrapolation_compute` (decades beyond the data's
-      range) and `extrapolation_efolds` (the discrepancy's distance), per draw, at each draw's optimum;
-    * with a bend (`bent_fit`), the optimum of the same draws with z = 0 (same seed, same checkpoint effects):
-      `<name>_no_discrepancy` for `NO_DISCREPANCY`; `summary.discrepancy_shares` turns the two into the share
-      of each interval's width that the discrepancy makes (docs/decisions.md).
+      range) and `extrapolation_efolds` (the discrepancy's distance), per draw, at each draw's optimum -- for a
+      repeated-data view at the design the law sees, each draw's effective (N', D') (attrs
+      `extrapolation_design` = "effective"), the distance the bend grows with (`bend_route`);
+    * with a bend (`bent_fit`), the optimum of the same draws with z = 0 (same seed, same checkpoint effects,
+      same repetition numbers): `<name>_no_discrepancy` for `NO_DISCREPANCY`; `summary.discrepancy_shares`
+      turns the two into the share of each interval's width that the discrepancy makes (docs/decisions.md).
     Without the fitted data's range (a hand-made posterior) `opt` is returned unchanged."""
     from .baselines import add_decision_quantities
     from .fit import route_optimum
+    from .repetition import REPEAT_NAMES, effective_design, is_repeated
 
     base = getattr(fit, "unbent", fit)
     if "data_log_range" not in base.posterior:
         return opt
     lr = base.posterior["data_log_range"].isel(chain=0, draw=0).transpose("range_axis", "range_end").values
-    dist = extrapolation_distances(lr, opt["N"], opt["D"])
+    N, D = opt["N"], opt["D"]
+    if is_repeated(base):  # the law is evaluated (and bent) at the effective design
+        N, D = effective_design(base.posterior[list(REPEAT_NAMES)], N, D)
+    dist = extrapolation_distances(lr, N, D)
     out = opt.copy()
     for name, value in dist.items():
         out[f"extrapolation_{name}"] = value.transpose(*opt["N"].dims)
-    scale = bend_scale(base)
-    out.attrs["discrepancy_scale"] = scale
-    from .routes.loss import discrepancy_scale
-
-    wanted = discrepancy_scale(getattr(base, "spec", None))
-    if wanted > 0 and scale == 0:  # e.g. a repeated-data view: its law is not bent (yet)
-        out.attrs["discrepancy_note"] = (f"the fit's discrepancy (sd {wanted:.3g} of log loss per e-fold) is not "
-                                         "carried into this optimum: with --unique-tokens the optimizer sees the "
-                                         "repeated-data law without it")
+    if is_repeated(base):
+        out.attrs["extrapolation_design"] = "effective"
+    out.attrs["discrepancy_scale"] = bend_scale(base)
     if fit is not base:  # bent: the same draws with z = 0
         zero = bent_fit(base, seed, zero=True)
         opt0 = route_optimum(zero.route, zero.coefficients(), budgets, constraints)

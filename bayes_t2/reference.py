@@ -57,22 +57,26 @@ def _loss_objective(theta: np.ndarray, N: np.ndarray, D: np.ndarray, k: np.ndarr
     return loss_law(*c, N, D, k)
 
 
-#: theta of the loss law bent beyond the data (the optimizer's `BentRoute`): the law, z * scale, and the fitted
-#: data's range as (min, max) of log N, log D, log 6ND and log D/N
-BENT_LOSS_THETA: tuple[str, ...] = LOSS_COEFFICIENTS + (
+#: what a bend (the optimizer's `BentRoute`) appends to a law's theta: z * scale and the fitted data's range as
+#: (min, max) of log N, log D, log 6ND and log D/N; the loss law bent beyond the data has theta `BENT_LOSS_THETA`
+BEND_COLUMNS: tuple[str, ...] = (
     "discrepancy_bend", "range_params_min", "range_params_max", "range_tokens_min", "range_tokens_max",
     "range_compute_min", "range_compute_max", "range_tokens_per_param_min", "range_tokens_per_param_max")
+BENT_LOSS_THETA: tuple[str, ...] = LOSS_COEFFICIENTS + BEND_COLUMNS
 
 
-def _bent_loss_objective(theta: np.ndarray, N: np.ndarray, D: np.ndarray, k: np.ndarray) -> np.ndarray:
-    """The loss law times exp(z s x), x the e-folds (N, D) lies outside the data's range in log N, log D,
-    log 6ND or log D/N (the farthest; 0 inside): written here on its own, not taken from routes/loss.py."""
-    law = _loss_objective(theta, N, D, k)
-    x = np.zeros(np.broadcast(N, D).shape)
-    for i, value in enumerate((np.log(N), np.log(D), np.log(6.0 * N * D), np.log(D / N))):
-        lo, hi = theta[:, 8 + 2 * i, None], theta[:, 9 + 2 * i, None]
-        x = np.maximum(x, np.maximum(value - hi, lo - value))
-    return law * np.exp(theta[:, 7, None] * x)
+def _bent_objective(f: Objective, n: int) -> Objective:
+    """f times exp(z s x): theta[:, :n] f's coefficients, theta[:, n] = z * s, theta[:, n+1:n+9] the data's range
+    as (min, max) of log N, log D, log 6ND and log D/N; x the e-folds (N, D) lies outside it (the farthest; 0
+    inside): written here on its own, not taken from routes/loss.py or optimum.py."""
+    def g(theta: np.ndarray, N: np.ndarray, D: np.ndarray, k: np.ndarray) -> np.ndarray:
+        law = f(theta[:, :n], N, D, k)
+        x = np.zeros(np.broadcast(N, D).shape)
+        for i, value in enumerate((np.log(N), np.log(D), np.log(6.0 * N * D), np.log(D / N))):
+            lo, hi = theta[:, n + 1 + 2 * i, None], theta[:, n + 2 + 2 * i, None]
+            x = np.maximum(x, np.maximum(value - hi, lo - value))
+        return law * np.exp(theta[:, n, None] * x)
+    return g
 
 
 def _accuracy_objective(theta: np.ndarray, N: np.ndarray, D: np.ndarray, k: np.ndarray) -> np.ndarray:
@@ -109,23 +113,31 @@ def _repeated_objective(f: Objective, n: int) -> Objective:
 
 
 def numpy_objective(route: Any) -> tuple[Objective, tuple[str, ...]]:
-    """(objective, theta names) of a route ("loss", "loss_bent", "accuracy", "loss+repeated",
-    "accuracy+repeated" or a route object; a repeated route (`base` attribute) scores designs at the effective
-    (N', D'); a bent loss route (`bent_from` attribute) bends the law beyond the data), through its numpy code."""
-    name = route if isinstance(route, str) else route.name
-    if name == "loss_bent" or ("bent_from" in getattr(route, "__dict__", {})
-                               and len(route.coefficient_names) == len(BENT_LOSS_THETA)):
-        return _bent_loss_objective, BENT_LOSS_THETA
-    if name.endswith("+repeated") or hasattr(route, "base"):
-        f, names = numpy_objective(name.removesuffix("+repeated"))
+    """(objective, theta names) of a route, through its numpy code: a name ("loss", "accuracy", "loss_bent",
+    each optionally with "+repeated": "loss_bent+repeated" is the bent law at the effective design) or a route
+    object: a repeated route (`base` attribute) scores designs at the effective (N', D') of its base; a bent
+    route (`bent_from` attribute, not `zero`) bends its route's law beyond the data."""
+    if not isinstance(route, str):
+        own = vars(route) if hasattr(route, "__dict__") else {}
+        if "base" in own:
+            f, names = numpy_objective(route.base)
+            return _repeated_objective(f, len(names)), names + REPEAT_COLUMNS
+        if "bent_from" in own:
+            f, names = numpy_objective(route.bent_from)
+            return (f, names) if own.get("zero") else (_bent_objective(f, len(names)), names + BEND_COLUMNS)
+        route = route.name
+    if route.endswith("+repeated"):
+        f, names = numpy_objective(route.removesuffix("+repeated"))
         return _repeated_objective(f, len(names)), names + REPEAT_COLUMNS
-    if name == "loss":
+    if route == "loss_bent":
+        return _bent_objective(_loss_objective, len(LOSS_COEFFICIENTS)), BENT_LOSS_THETA
+    if route == "loss":
         return _loss_objective, LOSS_COEFFICIENTS
-    if name == "accuracy":
+    if route == "accuracy":
         from .routes.accuracy import T2_COEFFICIENTS
 
         return _accuracy_objective, tuple(T2_COEFFICIENTS)
-    raise ValueError(f"no reference objective for route {name!r}")
+    raise ValueError(f"no reference objective for route {route!r}")
 
 
 def _eval(f: Objective, theta: np.ndarray, N: np.ndarray, D: np.ndarray, k: np.ndarray) -> np.ndarray:

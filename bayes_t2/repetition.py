@@ -9,7 +9,9 @@ own A, alpha, B, beta) and R_N*. R_D* and R_N* come from the posterior when the 
 a `unique_tokens` column), else from the published values' prior (`published_prior_draws`, seeded), so their
 uncertainty reaches N*, D* and k*. Everything downstream (optimizer, baselines, decide, report) reads the view
 like any fit: the optimizer's numba objective is the route's own, wrapped (`repeated_objective`), which also
-sends it to the generic global search (the exact closed-form path of the loss law cannot take D').
+sends it to the generic global search (the exact closed-form path of the loss law cannot take D'). A fit with a
+discrepancy scale bends the law its view evaluates (`optimum.bent_fit` of the view: the same z per draw as
+without repeated data), at the effective design, where `predict` also draws it (`optimum.bend_route`).
 """
 
 from __future__ import annotations
@@ -128,7 +130,8 @@ def repeated_fit(fit: Any, unique_tokens: Any, seed: int = 0) -> Any:
     """A view of `fit` for data limited to `unique_tokens` U (a number, or a DataArray of one per point with
     NaN where there is no limit): its route scores designs at (N', D') and its posterior carries the
     repetition numbers (`repetition_coefficients`, R* drawn with `seed` where the fit has none). The view's
-    `base_fit` is the fit itself."""
+    `base_fit` is the fit itself (a bent view's unbent fit: `optimum.bent_fit` bends the repeated view)."""
+    fit = getattr(fit, "unbent", fit)
     if is_repeated(fit):
         fit = fit.base_fit
     post = fit.posterior
@@ -169,21 +172,25 @@ def optimum_vs_unique_tokens(fit: Any, budget: Any, constraints: Any, unique_tok
     """How the per-draw optimum moves as the unique data shrink: (optimum with a dim `unique_tokens`, the
     optimum without a limit). N, D, k, metric per (chain, draw, task, unique_tokens) plus epochs = D/U.
     Default U values: `U_SWEEP_POINTS` from twice the largest median D* without a limit down by
-    `U_SWEEP_RANGE`. The same seed draws the same R* at every U, so the curves differ by U alone."""
+    `U_SWEEP_RANGE`. The same seed draws the same R* at every U, and the same bend z per draw (a fit with a
+    discrepancy: `optimum.bent_fit`, as `optimize`), so the curves differ by U alone."""
     from dataclasses import replace
 
     from .baselines import resolve_constraints
     from .fit import route_optimum
+    from .optimum import bent_fit
 
-    base = getattr(fit, "base_fit", fit)
+    base = getattr(fit, "unbent", fit)
+    base = getattr(base, "base_fit", base)
     constraints = resolve_constraints(base, replace(constraints, unique_tokens=None))
-    free = route_optimum(base.route, base.coefficients(), [budget], constraints).isel(budget=0)
+    bent = bent_fit(base, seed)
+    free = route_optimum(bent.route, bent.coefficients(), [budget], constraints).isel(budget=0)
     if unique_tokens is None:
         top = 2.0 * float(free["D"].median(dim=("chain", "draw")).max())
         unique_tokens = np.geomspace(top / U_SWEEP_RANGE, top, U_SWEEP_POINTS)
     parts = []
     for U in np.asarray(unique_tokens, dtype=float):
-        view = repeated_fit(base, float(U), seed)
+        view = bent_fit(repeated_fit(base, float(U), seed), seed)
         opt = route_optimum(view.route, view.coefficients(), [budget], constraints).isel(budget=0)
         parts.append(opt[["N", "D", "k", "metric"]].assign(epochs=opt["D"] / U))
     swept = xr.concat(parts, dim=xr.DataArray(np.asarray(unique_tokens, float), dims="unique_tokens",

@@ -281,7 +281,8 @@ def _extrapolation_page(records: list[dict]):
 
     body = [w for line in extrapolation_lines(records) for w in (textwrap.wrap(line, 130) + [""])]
     intro = ("Every optimum lies beyond the data it was fitted to. Distances are decades outside the fitted "
-             "data's range (0 inside) at each posterior draw's optimum. With a discrepancy term (the law's own "
+             "data's range (0 inside) at each posterior draw's optimum (with repeated data, at the effective design "
+             "N', D' the law sees). With a discrepancy term (the law's own "
              "error, growing with the e-folds beyond the data), every draw's law is bent beyond the data by one "
              "seeded normal draw shared by all designs; the share of an interval's width it makes is "
              "(W - W0) / W, W with it and W0 with the bend set to zero on the same draws.")

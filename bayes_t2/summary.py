@@ -79,11 +79,10 @@ def optimum_records(opt: xr.Dataset, metric_name: str, lower_is_better: bool, pr
                 rec["repetition"] = json.loads(opt.attrs.get("repetition", "{}"))
             if "extrapolation_efolds" in o:
                 rec["extrapolation"] = extrapolation_record(o, prob)
+                if opt.attrs.get("extrapolation_design"):  # repeated data: at the effective (N', D')
+                    rec["extrapolation"]["design"] = opt.attrs["extrapolation_design"]
                 rec["discrepancy"] = discrepancy_record(o, rec, float(opt.attrs.get("discrepancy_scale", 0.0)),
                                                         prob)
-                if opt.attrs.get("discrepancy_note"):
-                    rec["discrepancy"]["note"] = opt.attrs["discrepancy_note"]
-                    rec["discrepancy"]["share"] = {n: float("nan") for n in rec["discrepancy"]["share"]}
             records.append(rec)
     return records
 
@@ -173,12 +172,12 @@ def extrapolation_lines(records: list[dict]) -> list[str]:
             i = ex[axis]
             return f"{i['median']:.2f} [{i['lower']:.2f}, {i['upper']:.2f}]"
 
-        text = (f"task '{r['task']}': the optimum lies {dec('params')} decades beyond the data in parameters, "
+        where = ("the optimum's effective design (N', D' of the repeated data)" if ex.get("design") == "effective"
+                 else "the optimum")
+        text = (f"task '{r['task']}': {where} lies {dec('params')} decades beyond the data in parameters, "
                 f"{dec('tokens')} in tokens, {dec('compute')} in compute (median [{ex['params']['prob']:.0%} "
                 f"interval]); ")
-        if disc and disc.get("note"):
-            text += disc["note"]
-        elif disc and disc.get("scale", 0.0) > 0:
+        if disc and disc.get("scale", 0.0) > 0:
             shares = ", ".join(f"{label} {_pct(disc['share'][name])}" for name, label in
                                (("N", "N*"), ("D", "D*"), ("k", "k*"), ("metric", r.get("metric_name", "metric"))))
             text += (f"the law's discrepancy beyond the data (sd {disc['scale']:.3g} of log loss per e-fold) makes "

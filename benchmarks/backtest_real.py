@@ -24,8 +24,9 @@ from pathlib import Path
 
 import pandas as pd
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import REPO, add_backtest_options, sampler_settings  # noqa: E402
+
 DATA = REPO.parent / "shared" / "data"
 PORIAN_CONFIGS = ("rw/tuned/short/const/standard/val", "rw/base/short/chinchilla/standard/val",
                   "rw/base/long/kaplan/standard/val", "owt2/tuned/short/const/standard/val")
@@ -57,17 +58,12 @@ def main(argv: list[str] | None = None) -> int:
     import matplotlib.pyplot as plt
 
     from bayes_t2.backtest import backtest, plot_backtest
-    from bayes_t2.fit import SamplerSettings
     from bayes_t2.io import write_json
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--suites", default=",".join([f"porian:{c}" for c in PORIAN_CONFIGS] + ["gadre", "pythia"]))
     parser.add_argument("--holdouts", default="largest-params,largest-compute")
-    parser.add_argument("--fraction", type=float, default=0.25)
-    parser.add_argument("--draws", type=int, default=300)
-    parser.add_argument("--tune", type=int, default=300)
-    parser.add_argument("--chains", type=int, default=2)
-    parser.add_argument("--seed", type=int, default=0)
+    add_backtest_options(parser, draws=300, tune=300)
     parser.add_argument("--priors", action="append", default=[], help="route=FILE.toml (repeatable)")
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--out", type=Path, required=True)
@@ -78,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     priors = dict(p.split("=", 1) for p in args.priors)
     args.out.mkdir(parents=True, exist_ok=True)
     warnings.filterwarnings("ignore")
-    settings = SamplerSettings(draws=args.draws, tune=args.tune, chains=args.chains, seed=args.seed, pointwise=False)
+    settings = sampler_settings(args.draws, args.tune, args.chains, args.seed)
     rows = []
     for suite in args.suites.split(","):
         data, route = suite_data(suite, args.data)

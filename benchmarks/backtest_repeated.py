@@ -25,18 +25,17 @@ import time
 import warnings
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import add_backtest_options, sampler_settings  # noqa: E402
 
 
 def run(data, holdout: str = "most-repeated", fraction: float = 0.25, draws: int = 500, tune: int = 500,
         chains: int = 2, seed: int = 0, discrepancy: str | float = "learn") -> dict:
     """{variant: summary} for the U-aware and the repetition-blind fit (bayes_t2.backtest.backtest)."""
     from bayes_t2.backtest import backtest
-    from bayes_t2.fit import SamplerSettings
     from bayes_t2.priors import load_spec
 
-    settings = SamplerSettings(draws=draws, tune=tune, chains=chains, seed=seed, pointwise=False)
+    settings = sampler_settings(draws, tune, chains, seed)
     out = {}
     for variant, enabled in (("U-aware", "auto"), ("blind", "off")):
         spec = load_spec("loss")
@@ -77,11 +76,7 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("data", nargs="?", help="CSV with a unique_tokens column (default: simulated suite)")
     ap.add_argument("--holdout", default="most-repeated")
-    ap.add_argument("--fraction", type=float, default=0.25)
-    ap.add_argument("--draws", type=int, default=500)
-    ap.add_argument("--tune", type=int, default=500)
-    ap.add_argument("--chains", type=int, default=2)
-    ap.add_argument("--seed", type=int, default=0)
+    add_backtest_options(ap, draws=500, tune=500)
     ap.add_argument("--sim-seed", type=int, default=1)
     ap.add_argument("--json")
     a = ap.parse_args(argv)

@@ -1,6 +1,11 @@
-"""Shared fixtures: one small real fit per test session (compiled once, fixed seed)."""
+"""Shared fixtures: one small real fit per test session (compiled once, fixed seed); `run_cli`, the command
+line in-process (test modules import it: ``from conftest import run_cli``)."""
 
 from __future__ import annotations
+
+import io
+import warnings
+from contextlib import redirect_stderr, redirect_stdout
 
 import numpy as np
 import pytest
@@ -12,6 +17,23 @@ from bayes_t2.simulate import simulate_loss
 
 #: 5 sizes x 5 token counts of the Pythia-like grid (14M-12B params, 2M-300B tokens)
 SMALL_GRID = [(n, d) for n in PYTHIA_PARAMS[::2] for d in PYTHIA_TOKENS[::2]]
+
+
+def run_cli(*args, keep_warnings: bool = False) -> tuple[int, str, str]:
+    """Run `bayes-t2 ARGS` in-process: (exit code, stdout, stderr). Python warnings are dropped unless
+    `keep_warnings` (then the caller's warning filters and recorders see them)."""
+    from bayes_t2.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with redirect_stdout(out), redirect_stderr(err), warnings.catch_warnings():
+        if not keep_warnings:
+            warnings.simplefilter("ignore")
+        try:
+            main([str(a) for a in args])
+            code = 0
+        except SystemExit as stop:
+            code = stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
+    return code, out.getvalue(), err.getvalue()
 
 
 @pytest.fixture(scope="session")

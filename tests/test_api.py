@@ -7,10 +7,7 @@ CLI's JSON for the same fit file, and a round trip through the saved file.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
-import warnings
 
 import matplotlib
 
@@ -22,22 +19,10 @@ import pytest  # noqa: E402
 import xarray as xr  # noqa: E402
 
 import bayes_t2 as bt  # noqa: E402
-from bayes_t2.cli import main  # noqa: E402
 from bayes_t2.simulate import simulate_loss  # noqa: E402
+from conftest import run_cli  # noqa: E402
 
 BUDGET = dict(train_flops=2.56e19, inference_flops=2e9)
-
-
-def run_cli(*args) -> tuple[int, str]:
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            main([str(a) for a in args])
-            code = 0
-        except SystemExit as stop:
-            code = stop.code if isinstance(stop.code, int) else 1
-    return code, out.getvalue()
 
 
 @pytest.fixture(scope="module")
@@ -103,7 +88,7 @@ def test_summary_is_the_cli_optimum(session, tmp_path):
     assert isinstance(table, pd.DataFrame) and list(table.index.names) == ["task", "budget"]
     path = tmp_path / "fit.nc"
     fit.save(path)
-    code, _ = run_cli("optimize", path, "--train-flops", 2.56e19, "--inference-flops", 2e9,
+    code, _, _ = run_cli("optimize", path, "--train-flops", 2.56e19, "--inference-flops", 2e9,
                       "--json", tmp_path / "optimum.json")
     assert code == 0
     for rec in json.loads((tmp_path / "optimum.json").read_text()):

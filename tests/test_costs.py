@@ -159,7 +159,8 @@ def test_designs_stay_within_money_budgets_and_match_brute_force(costs_file, kv)
     (["--total-budget", "$1e5"], "--queries"),
 ])
 def test_cli_money_errors_exit_2_on_one_line(costs_file, tmp_path, args, option):
-    from test_fuzz import assert_one_line, run_cli
+    from conftest import run_cli
+    from test_fuzz import assert_one_line
 
     code, _, err = run_cli("optimize", tmp_path / "missing.nc", "--costs", costs_file, *args)
     assert_one_line(code, err, option)

@@ -12,11 +12,9 @@ from __future__ import annotations
 
 import gzip
 import importlib
-import io
 import json
 import math
 import warnings
-from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
 import numpy as np
@@ -24,29 +22,14 @@ import pandas as pd
 import pytest
 from hypothesis import HealthCheck, assume, given, settings, strategies as st
 
-from bayes_t2.cli import main
 from bayes_t2.data import CANONICAL_COLUMNS, INT_COLUMNS, MAX_COUNT, read_data
 from bayes_t2.errors import InputError
+from conftest import run_cli
 
 FUZZ = settings(max_examples=40, deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 
 # ------------------------------------------------------------------------------------------------ helpers
-
-
-def run_cli(*args, keep_warnings: bool = False) -> tuple[int, str, str]:
-    """Run `bayes-t2 ARGS` in-process: (exit code, stdout, stderr). Python warnings are dropped unless
-    `keep_warnings` (then the caller's warning filters and recorders see them)."""
-    out, err = io.StringIO(), io.StringIO()
-    with redirect_stdout(out), redirect_stderr(err), warnings.catch_warnings():
-        if not keep_warnings:
-            warnings.simplefilter("ignore")
-        try:
-            main([str(a) for a in args])
-            code = 0
-        except SystemExit as stop:
-            code = stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
-    return code, out.getvalue(), err.getvalue()
 
 
 def assert_one_line(code: int, stderr: str, *fragments: str) -> str:

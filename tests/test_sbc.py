@@ -12,6 +12,7 @@ import xarray as xr
 
 from bayes_t2.sbc import (N_RANK_MAX, chi2_uniformity, ecdf_band, ecdf_uniformity, fractional_ranks, score_draws,
                           sbc_design, uniformity)
+from conftest import run_cli
 
 
 def _conjugate(n_rep: int, seed: int, *, shift: float = 0.0, sd_factor: float = 1.0, rho: float = 0.0,
@@ -86,29 +87,10 @@ def test_default_designs():
     assert acc.extrapolate == (69e9, 20 * 69e9, 1.0)
 
 
-def _cli(*args) -> tuple[int, str, str]:
-    """The command line in-process: (exit code, stdout, stderr)."""
-    import contextlib
-    import io
-    import warnings
-
-    from bayes_t2.cli import main
-
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            main([str(a) for a in args])
-            code = 0
-        except SystemExit as stop:
-            code = stop.code if isinstance(stop.code, int) else 1
-    return code, out.getvalue(), err.getvalue()
-
-
 def test_cli_bad_input_exits_2(tmp_path):
-    code, _, err = _cli("calibrate", "--from-prior", "--n-sims", "0", "--out", tmp_path)
+    code, _, err = run_cli("calibrate", "--from-prior", "--n-sims", "0", "--out", tmp_path)
     assert code == 2 and "--n-sims" in err and len(err.strip().splitlines()) == 1
-    code, _, err = _cli("calibrate", "--from-prior", "--route", "joint", "--out", tmp_path)
+    code, _, err = run_cli("calibrate", "--from-prior", "--route", "joint", "--out", tmp_path)
     assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err
 
 
@@ -126,14 +108,14 @@ def test_cli_from_prior_end_to_end(tmp_path):
     frame.to_csv(data, index=False)
     args = ["calibrate", str(data), "--from-prior", "--n-sims", "2", "--draws", "60", "--tune", "60",
             "--seed", "3"]
-    code, out, err = _cli(*args, "--out", tmp_path / "a")
+    code, out, err = run_cli(*args, "--out", tmp_path / "a")
     assert code == 0, err
     summ = json.loads((tmp_path / "a" / "sbc.json").read_text())
     assert summ["n_replicates_ranked"] == 2 and {"E", "alpha", "metric_extrapolated", "optimum_N"} <= set(summ["quantities"])
     assert all((tmp_path / "a" / f"sbc.{e}").stat().st_size > 0 for e in ("nc", "png", "pdf"))
     assert "passes" in out or "FAILS" in out
-    assert _cli(*args, "--out", tmp_path / "a")[0] == 2  # refuses to overwrite without --force
-    code = _cli(*args, "--out", tmp_path / "b")[0]
+    assert run_cli(*args, "--out", tmp_path / "a")[0] == 2  # refuses to overwrite without --force
+    code = run_cli(*args, "--out", tmp_path / "b")[0]
     a = xr.load_dataset(tmp_path / "a" / "sbc.nc", engine="h5netcdf")
     b = xr.load_dataset(tmp_path / "b" / "sbc.nc", engine="h5netcdf")
     assert code == 0 and np.array_equal(a["u"].values, b["u"].values, equal_nan=True)
