@@ -24,7 +24,7 @@ FAR = SplitBudget(train_flops=1e24, inference_flops=1e13)  # inference budget la
 def k_free_fit(loss_truth_fit):
     """The same data fitted without the k term (k_term = "off"): the variant LOO must reject."""
     data = loss_truth_fit[0]
-    return fit(data, priors={"k_term": "off"}, settings=SamplerSettings(draws=200, tune=200, chains=2, seed=3),
+    return fit(data, priors={"k_term": "off"}, settings=SamplerSettings(draws=100, tune=150, chains=2, seed=3),
                progressbar=False)
 
 

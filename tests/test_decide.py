@@ -342,6 +342,7 @@ def test_real_posterior_against_brute_force(loss_truth_fit):
     assert float(ds.expected_regret.sel(task="code", design="chinchilla")) > float(chosen.expected_regret) >= 0
 
 
+@pytest.mark.slow  # 1500 designs x every draw through the xarray metric; test_decide_global covers the search fast
 def test_real_accuracy_posterior_against_brute_force(accuracy_truth_fit):
     """Higher is better: the chosen design's lower 10% pass@k is the best on a fine grid, computed with the
     route's xarray metric (not the numba objective the search uses)."""

@@ -37,6 +37,7 @@ def joint_fit():
     return truth, fit(data, settings=SamplerSettings(draws=250, tune=250, chains=2, seed=5), progressbar=False)
 
 
+@pytest.mark.slow  # the joint fit takes minutes; test_cli_reads_mixed_kinds keeps the joint route in the fast suite
 def test_joint_fit_identifies_theta_in_the_papers_units(joint_fit):
     """The standalone route pins E = 0 and a unit slope; with losses beside the counts, theta1..theta4 and
     E, A, alpha, B, beta are recovered as simulated."""
@@ -55,6 +56,7 @@ def test_joint_fit_identifies_theta_in_the_papers_units(joint_fit):
     assert float(e.std()) > 0 and abs(float(e.median()) - truth["tasks"]["task_a"]["E"]) < 0.1
 
 
+@pytest.mark.slow
 def test_joint_fit_optimizes_pass_at_k(joint_fit):
     from bayes_t2.budget import SplitBudget
 

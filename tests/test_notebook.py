@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import nbformat
+import pytest
 from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_client.manager import KernelManager
 from nbclient import NotebookClient
@@ -15,6 +16,7 @@ from nbclient import NotebookClient
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "worked_example.ipynb"
 
 
+@pytest.mark.slow  # ~4-5 min: three fits, a report with its backtest page; the API it calls is tested in the fast suite
 def test_worked_example_runs(tmp_path):
     kernels = tmp_path / "kernels" / "bayes-t2-test"
     kernels.mkdir(parents=True)
