@@ -42,7 +42,8 @@ TARGET50, TARGET90 = (0.40, 0.60), (0.80, 0.95)
 # ------------------------------------------------------------------------------------------------ fitting
 def fit_row(data, holdout: str, fraction: float, settings, seed: int) -> dict[str, np.ndarray]:
     """Inner residuals and the outer predictive (no discrepancy) of one suite x holdout."""
-    from bayes_t2.backtest import INNER_FOLD_SHARES, _distances, _loss_predictive, split_data
+    from bayes_t2.backtest import HOLDOUTS, INNER_FOLD_SHARES, _distances, _loss_predictive, inner_fold_residuals, \
+        split_data
     from bayes_t2.fit import fit as run_fit
     from bayes_t2.priors import load_spec
     from bayes_t2.routes.loss import extrapolation_efolds
@@ -50,37 +51,19 @@ def fit_row(data, holdout: str, fraction: float, settings, seed: int) -> dict[st
     spec = load_spec("loss", None)
     spec["discrepancy"] = {**spec.get("discrepancy", {}), "scale": 0.0}
     split = split_data(data, holdout, fraction)
-    out: dict[str, list] = {"inner_r": [], "inner_v": [], "inner_x": [], "inner_fold": []}
-    rhat = []
-    for i, share in enumerate(INNER_FOLD_SHARES):
-        try:
-            inner = split_data(split.train, holdout, fraction * share)
-        except Exception as err:  # noqa: BLE001 - too small: said and skipped
-            print(f"  inner fold {share}: skipped ({err})")
-            continue
-        res = run_fit(inner.train, route="loss", priors=spec, settings=settings, progressbar=False)
-        rhat.append(res.diagnostics().max_rhat)
-        points, draws = _loss_predictive(res, inner.test, seed)
-        log_draws = np.log(draws)
-        out["inner_x"].append(extrapolation_efolds(res.posterior["data_log_range"], points["params"].to_numpy(float),
-                                                   points["tokens"].to_numpy(float)))
-        out["inner_r"].append(np.log(points["observed"].to_numpy(float)) - np.median(log_draws, axis=1))
-        out["inner_v"].append(np.var(log_draws, axis=1))
-        out["inner_fold"].append(np.full(len(points), i))
+    inner = inner_fold_residuals(split.train, [(holdout, fraction * share) for share in INNER_FOLD_SHARES],
+                                 route="loss", settings=settings, seed=seed)
     res = run_fit(split.train, route="loss", priors=spec, settings=settings, progressbar=False)
-    rhat.append(res.diagnostics().max_rhat)
     points, draws = _loss_predictive(res, split.test, seed)
     dist = _distances(points, split.train.frame)
-    from bayes_t2.backtest import HOLDOUTS
-
-    return {**{k: np.concatenate(v) if v else np.zeros(0) for k, v in out.items()},
-            "outer_log_draws": np.log(draws), "outer_obs": points["observed"].to_numpy(float),
+    return {"inner_r": inner["residual"], "inner_v": inner["variance"], "inner_x": inner["efolds"],
+            "inner_fold": inner["fold"], "outer_log_draws": np.log(draws), "outer_obs": points["observed"].to_numpy(float),
             "outer_x": np.asarray(extrapolation_efolds(res.posterior["data_log_range"],
                                                        points["params"].to_numpy(float),
                                                        points["tokens"].to_numpy(float)), float),
             "outer_dist": dist[f"distance_{HOLDOUTS[holdout]}"].to_numpy(float),
             "outer_params": points["params"].to_numpy(float), "outer_tokens": points["tokens"].to_numpy(float),
-            "rhat": np.asarray(rhat, float)}
+            "rhat": np.asarray([f["max_rhat"] for f in inner["folds"]] + [res.diagnostics().max_rhat], float)}
 
 
 # ------------------------------------------------------------------------------------------------ forms
