@@ -297,6 +297,25 @@ FIT_FOLDS = (("largest-params", DEFAULT_FRACTION), ("largest-compute", DEFAULT_F
 INNER_MAX_DRAWS = 500
 
 
+def distinct_splits(data: EvalData, folds: Sequence[tuple[str, float]]) -> tuple[list[tuple[str, float, Split]], list[str]]:
+    """The (holdout, fraction, split) of each fold the data allow, each cut once: two fractions that cut a data
+    set with few distinct sizes at the same group boundary give one fold, not the same residuals twice (and
+    one fit less). Returns the splits and why the others were skipped."""
+    splits, skipped, seen = [], [], {}
+    for holdout, fraction in folds:
+        try:
+            split = split_data(data, holdout, fraction)
+        except InputError as err:
+            skipped.append(f"{holdout} {fraction:g}: {err}")
+            continue
+        if (holdout, split.threshold) in seen:
+            skipped.append(f"{holdout} {fraction:g}: the same cut as {holdout} {seen[holdout, split.threshold]:g}")
+            continue
+        seen[holdout, split.threshold] = fraction
+        splits.append((holdout, fraction, split))
+    return splits, skipped
+
+
 def inner_fold_residuals(data: EvalData, folds: Sequence[tuple[str, float]] = FIT_FOLDS, *,
                          route: str | None = None, priors: str | Path | dict | None = None, settings: Any = None,
                          seed: int = 0) -> dict[str, Any]:
@@ -304,7 +323,8 @@ def inner_fold_residuals(data: EvalData, folds: Sequence[tuple[str, float]] = FI
     `data` are held out, the model without discrepancy is fitted to the rest, and each held-out point gives its
     log residual (log observed - median log predictive of a new checkpoint), the predictive variance of log loss
     and its distance in e-folds beyond the fold's training range (`extrapolation_efolds`).
-    Folds the data are too small for are skipped (said in "skipped"); none left: InputError.
+    Folds the data are too small for, or that repeat an earlier fold's cut, are skipped (said in "skipped",
+    `distinct_splits`); none left: InputError.
     Returns {"residual", "variance", "efolds", "fold"} (arrays over the pooled points), "folds" and "skipped"."""
     from .fit import SamplerSettings, fit as run_fit, route_for
     from .priors import load_spec
@@ -318,13 +338,9 @@ def inner_fold_residuals(data: EvalData, folds: Sequence[tuple[str, float]] = FI
                        tune=min(settings.tune, INNER_MAX_DRAWS), pointwise=False)
     spec = load_spec(route_obj.name, priors)
     spec["discrepancy"] = {**spec.get("discrepancy", {}), "scale": 0.0}
-    residuals, variances, distances, fold, used, skipped = [], [], [], [], [], []
-    for holdout, fraction in folds:
-        try:
-            inner = split_data(data, holdout, fraction)
-        except InputError as err:
-            skipped.append(f"{holdout} {fraction:g}: {err}")
-            continue
+    residuals, variances, distances, fold, used = [], [], [], [], []
+    splits, skipped = distinct_splits(data, folds)
+    for holdout, fraction, inner in splits:
         result = run_fit(inner.train, route=route_obj.name, priors=spec, settings=settings, progressbar=False)
         points, draws = _loss_predictive(result, inner.test, seed)
         log_draws = np.log(draws)
