@@ -235,3 +235,20 @@ def test_fit_learns_its_discrepancy_by_default_and_says_so(tiny_loss, tmp_path, 
     err = capsys.readouterr().err.strip()
     assert exc.value.code == 2 and "--discrepancy" in err and len(err.splitlines()) == 1
     assert not (tmp_path / "g.nc").exists()
+
+
+def test_inner_folds_that_cut_at_the_same_size_count_once():
+    """Three model sizes x four budgets: holding out 25% or 12.5% of the checkpoints by params both remove the
+    largest size (whole groups go together), so the second fold would pool the same residuals twice; by
+    brute force over the rows the two cuts are equal, and `distinct_splits` keeps one and says why."""
+    from bayes_t2.backtest import distinct_splits
+
+    frame = pd.DataFrame([{"task": "t", "params": n, "tokens": d, "loss": 2.0 + 1e8 / n + 1e9 / d}
+                          for n in (1e7, 3e7, 1e8) for d in (1e9, 3e9, 1e10, 3e10)])
+    data = from_frame(frame)
+    a, b = (split_data(data, "largest-params", f).test.frame for f in (0.25, 0.125))
+    assert a.equals(b)  # the same rows held out
+    splits, skipped = distinct_splits(data, [("largest-params", 0.25), ("largest-params", 0.125),
+                                             ("largest-compute", 0.25), ("largest-params", 0.99)])
+    assert [(h, f) for h, f, _ in splits] == [("largest-params", 0.25), ("largest-compute", 0.25)]
+    assert len(skipped) == 2 and "same cut as largest-params 0.25" in skipped[0] and "fewer than 3" in skipped[1]

@@ -1,0 +1,295 @@
+"""Which discrepancy form holds out of sample? Fit once, cache, score every candidate offline.
+
+For each suite x holdout (25% held out, as `bayes-t2 backtest`): the training part's two inner
+leave-the-largest-out folds (as deep as the outer cut and half as deep: `backtest.INNER_FOLD_SHARES`) and the
+training part itself are fitted ONCE without discrepancy (scale 0). Cached per row in DIR/<stem>.npz:
+  inner_r, inner_v, inner_x   the inner folds' held-out log residuals (log observed - median log predictive),
+                              predictive variances of log loss, and e-folds beyond the inner training range;
+  outer_log_draws             log of the new-checkpoint predictive of every held-out point (points x draws),
+                              without discrepancy;
+  outer_x, outer_obs          e-folds beyond the training part, observed loss; outer_dist: decades of the
+                              held-out quantity (the backtest's `distance`).
+A discrepancy form only adds a term to log loss at prediction time, so every form is scored exactly on the
+cached draws: current (ML scale), the scale's posterior (a scale mixture), a signed drift with the scale, ...
+
+    PYTHONPATH=. python benchmarks/discrepancy_forms.py --out reports/discrepancy_forms            # fit + score
+    PYTHONPATH=. python benchmarks/discrepancy_forms.py --out reports/discrepancy_forms --score-only
+
+Writes DIR/table.md (one line per row x form) and prints it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+from backtest_real import DATA, PORIAN_CONFIGS, suite_data  # noqa: E402
+
+#: targets of the backtest (docs/backtest.md)
+TARGET50, TARGET90 = (0.40, 0.60), (0.80, 0.95)
+
+
+# ------------------------------------------------------------------------------------------------ fitting
+def fit_row(data, holdout: str, fraction: float, settings, seed: int) -> dict[str, np.ndarray]:
+    """Inner residuals and the outer predictive (no discrepancy) of one suite x holdout."""
+    from bayes_t2.backtest import HOLDOUTS, INNER_FOLD_SHARES, _distances, _loss_predictive, inner_fold_residuals, \
+        split_data
+    from bayes_t2.fit import fit as run_fit
+    from bayes_t2.priors import load_spec
+    from bayes_t2.routes.loss import extrapolation_efolds
+
+    spec = load_spec("loss", None)
+    spec["discrepancy"] = {**spec.get("discrepancy", {}), "scale": 0.0}
+    split = split_data(data, holdout, fraction)
+    inner = inner_fold_residuals(split.train, [(holdout, fraction * share) for share in INNER_FOLD_SHARES],
+                                 route="loss", settings=settings, seed=seed)
+    res = run_fit(split.train, route="loss", priors=spec, settings=settings, progressbar=False)
+    points, draws = _loss_predictive(res, split.test, seed)
+    dist = _distances(points, split.train.frame)
+    return {"inner_r": inner["residual"], "inner_v": inner["variance"], "inner_x": inner["efolds"],
+            "inner_fold": inner["fold"], "outer_log_draws": np.log(draws), "outer_obs": points["observed"].to_numpy(float),
+            "outer_x": np.asarray(extrapolation_efolds(res.posterior["data_log_range"],
+                                                       points["params"].to_numpy(float),
+                                                       points["tokens"].to_numpy(float)), float),
+            "outer_dist": dist[f"distance_{HOLDOUTS[holdout]}"].to_numpy(float),
+            "outer_params": points["params"].to_numpy(float), "outer_tokens": points["tokens"].to_numpy(float),
+            "rhat": np.asarray([f["max_rhat"] for f in inner["folds"]] + [res.diagnostics().max_rhat], float)}
+
+
+# ------------------------------------------------------------------------------------------------ forms
+#: prior scales, stated before any scoring (see docs/backtest.md): sd of log loss per e-fold beyond the data
+PRIOR_SCALE = 0.05
+PRIOR_DRIFT = 0.05
+
+
+def _grid_s() -> np.ndarray:
+    return np.concatenate([[0.0], np.geomspace(1e-4, 2.0, 600)])
+
+
+def _loglik(r, v, x, s, mu=0.0):
+    var = v + (s * x) ** 2
+    return -0.5 * np.sum(np.log(var) + (r - mu * x) ** 2 / var, axis=-1)
+
+
+def form_current(r, v, x, n, rng):
+    """Maximum-likelihood scale (the library's default), no drift: (mu draws, s draws)."""
+    from bayes_t2.backtest import fit_discrepancy_scale
+
+    s = fit_discrepancy_scale(r, v, x)
+    return np.zeros(n), np.full(n, s), {"s": s}
+
+
+def _sample_grid(logp: np.ndarray, n: int, rng) -> np.ndarray:
+    """Indices of n draws from a (flattened) grid posterior with log weights logp."""
+    w = np.exp(logp - logp.max()).ravel()
+    return rng.choice(w.size, size=n, p=w / w.sum())
+
+
+def make_scale_posterior(prior_scale: float):
+    def form(r, v, x, n, rng):
+        """s ~ HalfNormal(prior_scale), r_i ~ N(0, v_i + (s x_i)^2): the predictive mixes over s's posterior."""
+        keep = x > 0
+        g = _grid_s()
+        # trapezoid weights on the uneven grid, so the grid posterior is a density on s
+        dw = np.gradient(g)
+        logp = _loglik(r[keep], v[keep], x[keep], g[:, None]) - 0.5 * (g / prior_scale) ** 2 \
+            + np.log(dw)
+        s = g[_sample_grid(logp, n, rng)]
+        return np.zeros(n), s, {"s": float(np.median(s)), "s90": float(np.quantile(s, 0.9))}
+    return form
+
+
+def make_spike_slab(prior_scale: float, p_zero: float = 0.5):
+    def form(r, v, x, n, rng):
+        """(a) with prior mass p_zero at s = 0 (no bend) and the rest HalfNormal(prior_scale): the data's own
+        evidence decides between no discrepancy and a scale mixture."""
+        keep = x > 0
+        g = _grid_s()[1:]
+        dw = np.gradient(g)
+        ll = _loglik(r[keep], v[keep], x[keep], g[:, None])
+        log_slab = ll + np.log(np.sqrt(2 / np.pi) / prior_scale) - 0.5 * (g / prior_scale) ** 2 + np.log(dw)
+        ll0 = _loglik(r[keep], v[keep], x[keep], 0.0)
+        top = max(log_slab.max(), ll0)
+        w_slab = (1 - p_zero) * np.exp(log_slab - top).sum()
+        w0 = p_zero * np.exp(ll0 - top)
+        zero = rng.uniform(size=n) < w0 / (w0 + w_slab)
+        s = np.where(zero, 0.0, g[_sample_grid(log_slab, n, rng)])
+        return np.zeros(n), s, {"s": float(np.median(s)), "p_s0": float(w0 / (w0 + w_slab))}
+    return form
+
+
+def make_drift(prior_scale: float, prior_drift: float):
+    def form(r, v, x, n, rng):
+        """r_i ~ N(mu x_i, v_i + (s x_i)^2), s ~ HalfNormal, mu ~ Normal(0, prior_drift): joint grid posterior."""
+        keep = x > 0
+        g = _grid_s()[::4]
+        m = np.linspace(-6 * prior_drift, 6 * prior_drift, 241)
+        dw = np.gradient(g)
+        rr, vv, xx = r[keep], v[keep], x[keep]
+        logp = _loglik(rr, vv, xx, g[None, :, None], m[:, None, None])
+        logp += -0.5 * (g / prior_scale) ** 2 + np.log(dw) - 0.5 * (m[:, None] / prior_drift) ** 2
+        idx = _sample_grid(logp, n, rng)
+        mu, s = m[idx // len(g)], g[idx % len(g)]
+        return mu, s, {"s": float(np.median(s)), "mu": float(np.median(mu))}
+    return form
+
+
+def form_drift_ml(r, v, x, n, rng):
+    """Maximum likelihood of (mu, s) jointly, no prior."""
+    from scipy.optimize import minimize
+
+    keep = x > 0
+    rr, vv, xx = r[keep], v[keep], x[keep]
+    if not keep.any():
+        return np.zeros(n), np.zeros(n), {"s": 0.0, "mu": 0.0}
+    nll = lambda p: -_loglik(rr, vv, xx, np.exp(p[1]), p[0])  # noqa: E731
+    best = min((minimize(nll, [0.0, np.log(s0)], method="Nelder-Mead") for s0 in (1e-3, 0.03, 0.3)),
+               key=lambda o: o.fun)
+    mu, s = float(best.x[0]), float(np.exp(best.x[1]))
+    return np.full(n, mu), np.full(n, s), {"s": s, "mu": mu}
+
+
+def make_power(prior_scale: float):
+    def form(r, v, x, n, rng):
+        """sd = s * x^p with p on a grid over [0.5, 3] (flat prior), s ~ HalfNormal(prior_scale) (sd at one
+        e-fold): the scale mixture of (a) whose growth with the distance is also learned."""
+        keep = x > 0
+        g = _grid_s()[::4]
+        powers = np.linspace(0.5, 3.0, 26)
+        dw = np.gradient(g)
+        rr, vv, xx = r[keep], v[keep], x[keep]
+        logp = _loglik(rr, vv, xx[None, None, :] ** powers[:, None, None], g[None, :, None])
+        logp += -0.5 * (g / prior_scale) ** 2 + np.log(dw)
+        idx = _sample_grid(logp, n, rng)
+        p = powers[idx // len(g)]
+        s = g[idx % len(g)]
+        return np.zeros(n), s, {"s": float(np.median(s)), "p": float(np.median(p)), "power": p}
+    return form
+
+
+FORMS = {
+    "none": lambda r, v, x, n, rng: (np.zeros(n), np.zeros(n), {"s": 0.0}),
+    "current (ML s)": form_current,
+    f"(a) s posterior HN({PRIOR_SCALE})": make_scale_posterior(PRIOR_SCALE),
+    f"(a0) s spike+HN({PRIOR_SCALE})": make_spike_slab(PRIOR_SCALE),
+    f"(b) drift+s N({PRIOR_DRIFT}),HN({PRIOR_SCALE})": make_drift(PRIOR_SCALE, PRIOR_DRIFT),
+    "(b') drift+s ML": form_drift_ml,
+    f"(c) s x^p posterior HN({PRIOR_SCALE})": make_power(PRIOR_SCALE),
+    "(a) sensitivity HN(0.02)": make_scale_posterior(0.02),
+    "(a) sensitivity HN(0.1)": make_scale_posterior(0.1),
+}
+
+
+def _inner(cache: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The inner residuals, variances and distances, each fold once: caches written before
+    `backtest.distinct_splits` may hold a fold twice (two fractions that cut at the same size)."""
+    r, v, x = cache["inner_r"], cache["inner_v"], cache["inner_x"]
+    fold = cache.get("inner_fold", np.zeros(len(r)))
+    keep, seen = np.zeros(len(r), bool), []
+    for f in np.unique(fold):
+        m = fold == f
+        key = np.sort(r[m])
+        if not any(len(k) == len(key) and np.allclose(k, key) for k in seen):
+            keep |= m
+            seen.append(key)
+    return r[keep], v[keep], x[keep]
+
+
+#: discrepancy draws per posterior draw in the scoring (Monte Carlo only: the predictive is the same)
+REPLICATES = 10
+
+
+def score(cache: dict[str, np.ndarray], form, seed: int) -> dict[str, float]:
+    """Coverage, median |relative error|, share below the median of the predictive with the form's term
+    (each law draw paired with `REPLICATES` discrepancy draws, so the quantiles carry little Monte Carlo noise)."""
+    rng = np.random.default_rng(seed)
+    log_draws = np.tile(cache["outer_log_draws"], REPLICATES)
+    n = log_draws.shape[1]
+    mu, s, info = form(*_inner(cache), n, rng)
+    x = cache["outer_x"][:, None]
+    power = np.asarray(info.pop("power", 1.0), float)
+    xp = x ** (power[None, :] if power.ndim else power)
+    pred = np.exp(log_draws + mu[None, :] * x + rng.standard_normal(log_draws.shape) * s[None, :] * xp)
+    obs = cache["outer_obs"]
+    q = np.quantile(pred, [0.05, 0.25, 0.5, 0.75, 0.95], axis=1)
+    c50 = float(np.mean((q[1] <= obs) & (obs <= q[3])))
+    c90 = float(np.mean((q[0] <= obs) & (obs <= q[4])))
+    return {"coverage50": c50, "coverage90": c90, "median_abs_rel_error": float(np.median(np.abs(q[2] / obs - 1))),
+            "mean_rel_error": float(np.mean(q[2] / obs - 1)),
+            "below_median": float(np.mean(obs < q[2])), **info}
+
+
+def inside(c50: float, c90: float) -> tuple[bool, bool]:
+    return TARGET50[0] <= c50 <= TARGET50[1], TARGET90[0] <= c90 <= TARGET90[1]
+
+
+def main(argv: list[str] | None = None) -> int:
+    from bayes_t2.fit import SamplerSettings
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--suites", default=",".join(f"porian:{c}" for c in PORIAN_CONFIGS))
+    parser.add_argument("--holdouts", default="largest-compute,largest-params")
+    parser.add_argument("--fraction", type=float, default=0.25)
+    parser.add_argument("--draws", type=int, default=300)
+    parser.add_argument("--tune", type=int, default=300)
+    parser.add_argument("--chains", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--data", type=Path, default=DATA)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--score-only", action="store_true", help="score the cached rows only, fit nothing")
+    args = parser.parse_args(argv)
+    if not args.data.exists():
+        print(f"skipped: no shared data at {args.data}")
+        return 0
+    args.out.mkdir(parents=True, exist_ok=True)
+    warnings.filterwarnings("ignore")
+    settings = SamplerSettings(draws=args.draws, tune=args.tune, chains=args.chains, seed=args.seed, pointwise=False)
+    rows = []
+    for suite in args.suites.split(","):
+        data = None
+        for holdout in args.holdouts.split(","):
+            stem = f"{suite.replace('/', '_').replace(':', '_')}__{holdout}"
+            path = args.out / f"{stem}.npz"
+            if not path.exists():
+                if args.score_only:
+                    continue
+                data = suite_data(suite, args.data)[0] if data is None else data
+                started = time.perf_counter()
+                np.savez(path, **fit_row(data, holdout, args.fraction, settings, args.seed))
+                print(f"{stem}: fitted in {time.perf_counter() - started:.0f} s", flush=True)
+            cache = dict(np.load(path))
+            for name, form in FORMS.items():
+                sc = score(cache, form, args.seed + 1)
+                rows.append({"suite": suite.replace("/standard/val", ""), "holdout": holdout,
+                             "points": len(cache["outer_obs"]), "inner": int(np.sum(_inner(cache)[2] > 0)),
+                             "form": name, **{k: round(v, 4) for k, v in sc.items()},
+                             "max_rhat": round(float(cache["rhat"].max()), 3)})
+    table = pd.DataFrame(rows)
+    if table.empty:
+        print("nothing cached")
+        return 0
+    table["in50"], table["in90"] = zip(*(inside(a, b) for a, b in zip(table["coverage50"], table["coverage90"])))
+    lines = ["| " + " | ".join(table.columns) + " |", "|" + "---|" * len(table.columns)]
+    lines += ["| " + " | ".join(str(v) for v in r) + " |" for r in table.itertuples(index=False)]
+    (args.out / "table.md").write_text("\n".join(lines) + "\n")
+    pd.set_option("display.width", 250)
+    print(table.to_string(index=False))
+    tally = table.groupby("form", sort=False).agg(in50=("in50", "sum"), in90=("in90", "sum"),
+                                                   med_err=("median_abs_rel_error", "median"))
+    print(tally.to_string())
+    (args.out / "tally.json").write_text(json.dumps(tally.reset_index().to_dict(orient="records"), indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
