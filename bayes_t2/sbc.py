@@ -352,17 +352,24 @@ class _SwapSampler:
         self.cells_sampler = _CompiledSampler(route, spec, settings) if route.name == "accuracy" else None
         self.compiled: Any = None
 
-    def fit(self, obs: np.ndarray, seed: int):
+    def fit(self, obs: np.ndarray, seed: int, longer: int = 1):
+        """Sample the posterior of `obs`; `longer`: draws and tuning steps times this factor."""
+        from dataclasses import replace
+
+        s = replace(self.settings, draws=self.settings.draws * longer, tune=self.settings.tune * longer)
         if self.cells_sampler is not None:
             from .calibrate import pad_cells
 
-            return self.cells_sampler.fit(pad_cells(collapse_problems(self.design, obs), self.n_cells), seed)
+            self.cells_sampler.settings = s
+            try:
+                return self.cells_sampler.fit(pad_cells(collapse_problems(self.design, obs), self.n_cells), seed)
+            finally:
+                self.cells_sampler.settings = self.settings
         import nutpie
 
         from .fit import FIT_FORMAT, Fit
         from .priors import spec_to_json
 
-        s = self.settings
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             if self.compiled is None:
@@ -397,14 +404,29 @@ def _truth_of(prior: xr.Dataset, i: int, tasks: Sequence[str]) -> xr.Dataset:
     return xr.Dataset(out, coords={"draw": [0], "task": list(tasks)})
 
 
+#: a replicate whose chains disagree (max r-hat above this) is sampled again, RETRY_FACTOR times longer
+RETRY_RHAT = 1.05
+RETRY_FACTOR = 4
+
+
 def replicate(sampler: _SwapSampler, design: SBCDesign, truth: xr.Dataset, obs: np.ndarray, seed: int,
-              budget: Budget, constraints: Constraints, rng: np.random.Generator) -> xr.Dataset:
-    """One fit of a prior draw's data and the truth's ranks: dims (quantity, task), plus fit diagnostics."""
+              budget: Budget, constraints: Constraints, rng: np.random.Generator,
+              retry: bool = True) -> xr.Dataset:
+    """One fit of a prior draw's data and the truth's ranks: dims (quantity, task), plus fit diagnostics.
+
+    retry: when the chains disagree (max r-hat > RETRY_RHAT) the same data are sampled again, RETRY_FACTOR
+    times longer, with the same seed, and that fit is ranked (as a user would re-run a fit that did not mix).
+    The rule depends on the sampler's behaviour, never on the truth, and keeps every replicate, so it selects
+    nothing; `retried` says which replicates needed it."""
     from .fit import diagnose
     from .reference import reference_route_optimum
 
     route = sampler.route
     fit = sampler.fit(obs, seed)
+    retried, seconds = False, float(fit.tree.attrs["sampling_seconds"])
+    if retry and diagnose(fit.tree, list(route.coefficient_names)).max_rhat > RETRY_RHAT:
+        fit = sampler.fit(obs, seed, longer=RETRY_FACTOR)
+        retried, seconds = True, seconds + float(fit.tree.attrs["sampling_seconds"])
     post = fit.posterior
     tasks = [str(t) for t in post["task"].values]
     # a coefficient pinned by the parameterisation (the accuracy route's E = 0) carries no information
@@ -437,7 +459,8 @@ def replicate(sampler: _SwapSampler, design: SBCDesign, truth: xr.Dataset, obs: 
     diag = diagnose(fit.tree, [c for c in route.coefficient_names])
     ds["max_rhat"] = diag.max_rhat
     ds["divergences"] = diag.divergences
-    ds["sampling_seconds"] = float(fit.tree.attrs["sampling_seconds"])
+    ds["sampling_seconds"] = seconds
+    ds["retried"] = retried
     return ds
 
 
@@ -516,6 +539,8 @@ def sbc_summary(scores: xr.Dataset, seed: int = 0) -> dict[str, Any]:
         "diagnostics": {"max_rhat_median": float(np.nanmedian(rhat)), "max_rhat_max": float(np.nanmax(rhat)),
                         "share_rhat_below_1.05": float(np.mean(rhat < 1.05)),
                         "divergences_total": int(np.nansum(scores["divergences"].values)),
+                        "replicates_sampled_again_longer": (int(np.sum(scores["retried"].values))
+                                                            if "retried" in scores else 0),
                         "seconds_per_replicate": float(np.nanmean(scores["sampling_seconds"].values))},
         "smallest_p": float(min(pvals)) if pvals else float("nan"),
         "bonferroni_tests": n_tests,

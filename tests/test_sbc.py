@@ -120,3 +120,7 @@ def test_cli_from_prior_end_to_end(tmp_path):
     b = xr.load_dataset(tmp_path / "b" / "sbc.nc", engine="h5netcdf")
     assert code == 0 and np.array_equal(a["u"].values, b["u"].values, equal_nan=True)
     assert pd.notna(a["u"].sel(quantity="E").values).all()
+    # a replicate whose chains disagree is sampled again, longer, and is still ranked (none is dropped)
+    retried = a["retried"].values.astype(bool)
+    assert summ["diagnostics"]["replicates_sampled_again_longer"] == int(retried.sum())
+    assert (a["sampling_seconds"].values[retried] > 0).all()
