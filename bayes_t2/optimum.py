@@ -1037,11 +1037,13 @@ def optimize_posterior(coefficients: xr.Dataset, budgets: Sequence[Budget],
 # The law's discrepancy beyond the data, inherited by the optimizer (the "bend")
 # ----------------------------------------------------------------------------------------------------------
 #
-# A fit whose spec carries a discrepancy scale s > 0 (routes/loss.py: sd of log loss per e-fold beyond the
-# fitted data's range) predicts a new checkpoint with an extra error s * z * efolds(N, D) on log loss. The
-# optimizer inherits it: per posterior draw one standard normal z (seeded, the same for every task, budget and
-# design: common random numbers) bends that draw's law beyond the data,
-#     objective(N, D, k) = law(N, D, k) * exp(z * s * efolds(N, D))   (log loss + z s efolds),
+# A fit whose spec carries a discrepancy scale s > 0 (routes/extrapolation.py: sd per e-fold beyond the
+# fitted data's range, of log loss on the loss route and of the logit of the mean success mu on the accuracy
+# route) predicts a new checkpoint with an extra error s * z * efolds(N, D) on that scale. The optimizer
+# inherits it: per posterior draw one standard normal z (seeded, the same for every task, budget and design:
+# common random numbers) bends that draw's law beyond the data,
+#     loss:      objective(N, D, k) = law(N, D, k) * exp(z * s * efolds(N, D))   (log loss + z s efolds),
+#     accuracy:  logit mu(N, D) + z * s * efolds(N, D) inside log(1 - pass@k)     (`neg_pass_at_k_bent_nb`),
 # so N*, D*, k* and the metric carry the law's own uncertainty beyond the data. The bend rides in theta:
 # [law coefficients..., z*s, then (min, max) of log N, log D, log 6ND and log D/N] (`RANGE_AXES` order).
 
@@ -1080,7 +1082,7 @@ class BentRoute:
         self.zero = zero
         if not zero:
             self.coefficient_names = tuple(route.coefficient_names) + BEND_NAMES
-            self.objective_nb = loss_objective_bent_nb
+            self.objective_nb = bent_objective(route)
 
     def __getattr__(self, name: str) -> Any:  # name, metric_name, lower_is_better, noise_names, ...
         if name.startswith("__") or name == "bent_from":
@@ -1089,15 +1091,28 @@ class BentRoute:
 
     def metric(self, coefficients: xr.Dataset, N: Any, D: Any, k: Any, *, rng: Any = None,
                spec: dict[str, Any] | None = None) -> Any:
-        """The route's metric without its random discrepancy, times the draw's bend (z = 0: times 1)."""
+        """The route's metric without its random discrepancy, with the draw's bend on the discrepancy's scale
+        (log loss, logit mu) instead (z = 0: none)."""
         spec0 = {**(spec or {}), "discrepancy": {**((spec or {}).get("discrepancy") or {}), "scale": 0.0}}
         base = [n for n in coefficients.data_vars if n not in BEND_NAMES]
         c = coefficients[base]
         route = self.bent_from
-        out = route.metric(c, N, D, k) if rng is None else route.metric(c, N, D, k, rng=rng, spec=spec0)
-        if self.zero or "discrepancy_bend" not in coefficients:
-            return out
-        return out * np.exp(coefficients["discrepancy_bend"] * bend_efolds(coefficients, N, D))
+        bend = 0.0
+        if not self.zero and "discrepancy_bend" in coefficients:
+            bend = coefficients["discrepancy_bend"] * bend_efolds(coefficients, N, D)
+        if rng is None:
+            return route.metric(c, N, D, k, bend=bend)
+        return route.metric(c, N, D, k, rng=rng, spec=spec0, bend=bend)
+
+
+def bent_objective(route: Any) -> Any:
+    """The numba objective of a route's law bent beyond the data (None: the route has none)."""
+    names = tuple(getattr(route, "coefficient_names", ()))
+    if names == LOSS_COEFFICIENTS:
+        return loss_objective_bent_nb
+    if "bent_from" in getattr(route, "__dict__", {}) or hasattr(route, "base"):  # bent already, or repeated data
+        return None
+    return getattr(route, "objective_bent_nb", None)
 
 
 def bend_efolds(coefficients: xr.Dataset, N: Any, D: Any) -> Any:
@@ -1111,12 +1126,11 @@ def bend_efolds(coefficients: xr.Dataset, N: Any, D: Any) -> Any:
 
 def bend_scale(fit: Any) -> float:
     """The discrepancy scale the optimizer inherits from a fit: the spec's, when the fit kept its data range
-    (loss route; other routes bend once their discrepancy exists), else 0."""
+    and its route has a bent objective (loss, accuracy), else 0."""
     from .routes.loss import discrepancy_scale
 
     base = getattr(fit, "unbent", fit)
-    if tuple(getattr(base.route, "coefficient_names", ())) != LOSS_COEFFICIENTS \
-            or "data_log_range" not in getattr(base, "posterior", {}):
+    if bent_objective(base.route) is None or "data_log_range" not in getattr(base, "posterior", {}):
         return 0.0
     return discrepancy_scale(getattr(base, "spec", None))
 
@@ -1198,11 +1212,13 @@ def add_extrapolation(fit: Any, opt: xr.Dataset, budgets: Sequence[Budget], cons
         out[f"extrapolation_{name}"] = value.transpose(*opt["N"].dims)
     scale = bend_scale(base)
     out.attrs["discrepancy_scale"] = scale
+    from .fmt import discrepancy_unit
     from .routes.loss import discrepancy_scale
 
     wanted = discrepancy_scale(getattr(base, "spec", None))
     if wanted > 0 and scale == 0:  # e.g. a repeated-data view: its law is not bent (yet)
-        out.attrs["discrepancy_note"] = (f"the fit's discrepancy (sd {wanted:.3g} of log loss per e-fold) is not "
+        unit = discrepancy_unit(getattr(base.route, "metric_name", "loss"))
+        out.attrs["discrepancy_note"] = (f"the fit's discrepancy (sd {wanted:.3g} of {unit} per e-fold) is not "
                                          "carried into this optimum: with --unique-tokens the optimizer sees the "
                                          "repeated-data law without it")
     if fit is not base:  # bent: the same draws with z = 0

@@ -59,20 +59,26 @@ def _loss_objective(theta: np.ndarray, N: np.ndarray, D: np.ndarray, k: np.ndarr
 
 #: theta of the loss law bent beyond the data (the optimizer's `BentRoute`): the law, z * scale, and the fitted
 #: data's range as (min, max) of log N, log D, log 6ND and log D/N
-BENT_LOSS_THETA: tuple[str, ...] = LOSS_COEFFICIENTS + (
+BENT_NAMES: tuple[str, ...] = (
     "discrepancy_bend", "range_params_min", "range_params_max", "range_tokens_min", "range_tokens_max",
     "range_compute_min", "range_compute_max", "range_tokens_per_param_min", "range_tokens_per_param_max")
+BENT_LOSS_THETA: tuple[str, ...] = LOSS_COEFFICIENTS + BENT_NAMES
+
+
+def _beyond(theta: np.ndarray, at: int, N: np.ndarray, D: np.ndarray) -> np.ndarray:
+    """The e-folds (N, D) lies outside the data's range in log N, log D, log 6ND or log D/N (the farthest; 0
+    inside), the range as (min, max) pairs in theta[:, at:at + 8]: written here on its own, not taken from
+    routes/extrapolation.py."""
+    x = np.zeros(np.broadcast(N, D).shape)
+    for i, value in enumerate((np.log(N), np.log(D), np.log(6.0 * N * D), np.log(D / N))):
+        lo, hi = theta[:, at + 2 * i, None], theta[:, at + 1 + 2 * i, None]
+        x = np.maximum(x, np.maximum(value - hi, lo - value))
+    return x
 
 
 def _bent_loss_objective(theta: np.ndarray, N: np.ndarray, D: np.ndarray, k: np.ndarray) -> np.ndarray:
-    """The loss law times exp(z s x), x the e-folds (N, D) lies outside the data's range in log N, log D,
-    log 6ND or log D/N (the farthest; 0 inside): written here on its own, not taken from routes/loss.py."""
-    law = _loss_objective(theta, N, D, k)
-    x = np.zeros(np.broadcast(N, D).shape)
-    for i, value in enumerate((np.log(N), np.log(D), np.log(6.0 * N * D), np.log(D / N))):
-        lo, hi = theta[:, 8 + 2 * i, None], theta[:, 9 + 2 * i, None]
-        x = np.maximum(x, np.maximum(value - hi, lo - value))
-    return law * np.exp(theta[:, 7, None] * x)
+    """The loss law times exp(z s x), x the e-folds beyond the data (`_beyond`)."""
+    return _loss_objective(theta, N, D, k) * np.exp(theta[:, 7, None] * _beyond(theta, 8, N, D))
 
 
 def _accuracy_objective(theta: np.ndarray, N: np.ndarray, D: np.ndarray, k: np.ndarray) -> np.ndarray:
@@ -81,6 +87,18 @@ def _accuracy_objective(theta: np.ndarray, N: np.ndarray, D: np.ndarray, k: np.n
 
     coefs = {name: theta[:, j, None] for j, name in enumerate(T2_COEFFICIENTS)}
     a, b = accuracy_shapes(coefs, N, D)
+    return np.asarray(log1m_beta_pass_at_k(a, b, np.asarray(k, dtype=float)), dtype=float)
+
+
+def _bent_accuracy_objective(theta: np.ndarray, N: np.ndarray, D: np.ndarray, k: np.ndarray) -> np.ndarray:
+    """log(1 - pass@k) of the accuracy law whose (floored) logit mu is shifted by z s x, x the e-folds beyond
+    the data (`_beyond`); theta = T2 coefficients, z s, range."""
+    from .passk import log1m_beta_pass_at_k
+    from .routes.accuracy import T2_COEFFICIENTS, accuracy_shapes
+
+    n = len(T2_COEFFICIENTS)
+    coefs = {name: theta[:, j, None] for j, name in enumerate(T2_COEFFICIENTS)}
+    a, b = accuracy_shapes(coefs, N, D, logit_shift=theta[:, n, None] * _beyond(theta, n + 1, N, D))
     return np.asarray(log1m_beta_pass_at_k(a, b, np.asarray(k, dtype=float)), dtype=float)
 
 
@@ -109,13 +127,18 @@ def _repeated_objective(f: Objective, n: int) -> Objective:
 
 
 def numpy_objective(route: Any) -> tuple[Objective, tuple[str, ...]]:
-    """(objective, theta names) of a route ("loss", "loss_bent", "accuracy", "loss+repeated",
-    "accuracy+repeated" or a route object; a repeated route (`base` attribute) scores designs at the effective
-    (N', D'); a bent loss route (`bent_from` attribute) bends the law beyond the data), through its numpy code."""
+    """(objective, theta names) of a route ("loss", "loss_bent", "accuracy", "accuracy_bent",
+    "loss+repeated", "accuracy+repeated" or a route object; a repeated route (`base` attribute) scores designs
+    at the effective (N', D'); a bent route (`bent_from` attribute) bends the law beyond the data), through its
+    numpy code."""
     name = route if isinstance(route, str) else route.name
-    if name == "loss_bent" or ("bent_from" in getattr(route, "__dict__", {})
-                               and len(route.coefficient_names) == len(BENT_LOSS_THETA)):
+    bent = "bent_from" in getattr(route, "__dict__", {}) and "discrepancy_bend" in route.coefficient_names
+    if name == "loss_bent" or (bent and name == "loss"):
         return _bent_loss_objective, BENT_LOSS_THETA
+    if name == "accuracy_bent" or (bent and name == "accuracy"):
+        from .routes.accuracy import T2_COEFFICIENTS
+
+        return _bent_accuracy_objective, tuple(T2_COEFFICIENTS) + BENT_NAMES
     if name.endswith("+repeated") or hasattr(route, "base"):
         f, names = numpy_objective(name.removesuffix("+repeated"))
         return _repeated_objective(f, len(names)), names + REPEAT_COLUMNS
