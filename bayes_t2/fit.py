@@ -640,6 +640,8 @@ def _resolve_discrepancy(data: Any, route: str | None, priors: str | Path | dict
             raise InputError(f"discrepancy must be 'learn' or a number >= 0, got {value!r}") from None
         if not (scale >= 0 and np.isfinite(scale)):
             raise InputError(f"discrepancy must be 'learn' or a number >= 0, got {value!r}")
+        if discrepancy is None:  # the model file's number: say where it came from
+            learned = {"scale": scale, "note": "from the model file; --discrepancy learn learns it"}
     spec["discrepancy"] = {**(spec.get("discrepancy") or {}), "scale": scale}
     return spec, learned
 

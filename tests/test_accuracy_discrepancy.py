@@ -183,6 +183,10 @@ def test_cli_fit_and_backtest_take_a_discrepancy_on_the_accuracy_route(samples_c
     assert res.exit_code == 0, res.output
     assert "discrepancy: sd 0.2 of logit of the mean success per e-fold beyond the data (given)" in \
         " ".join(res.output.split())
+    res = runner.invoke(app, ["fit", str(samples_csv), "--out", str(tmp_path / "d.nc"), *tiny])  # the model file's 0
+    assert res.exit_code == 0, res.output
+    assert "discrepancy: sd 0 of logit of the mean success per e-fold beyond the data (from the model file" in \
+        " ".join(res.output.split())
     out_json = tmp_path / "bt.json"
     res = runner.invoke(app, ["backtest", str(samples_csv), *tiny, "--discrepancy", "0.3", "--json", str(out_json)])
     assert res.exit_code == 0, res.output
