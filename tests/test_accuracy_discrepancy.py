@@ -31,6 +31,7 @@ from bayes_t2.optimum import BEND_NAMES, OUTPUTS, optimize_array
 from bayes_t2.reference import objective_at, reference_optimum
 from bayes_t2.routes.accuracy import (DEFAULT_TRUTH, PYTHIA_PARAMS, PYTHIA_TOKENS, T2_COEFFICIENTS, AccuracyRoute,
                                       accuracy_shapes, neg_pass_at_k_bent_nb, neg_pass_at_k_nb, simulate_samples)
+from test_bend import data_ranges, with_bend  # the bent populations' data ranges
 
 TRUTH = DEFAULT_TRUTH["task_a"]
 #: 9 sizes x the 5 later token counts (pass@1 well above zero for the larger models)
@@ -46,9 +47,10 @@ def test_new_checkpoint_logit_mu_widens_by_the_scale():
                 data_log_range=np.array([[15.0, 20.0], [18.0, 23.0], [np.log(6) + 33, np.log(6) + 43], [-2.0, 8.0]]))
     law = accuracy_shapes(post, np.exp(20.0), np.exp(23.0))
     law_logit = float(np.log(law[0][0] / law[1][0]))
-    for x in (0.0, 1.0, 3.0):
-        a, b = accuracy_shapes(post, np.exp(20.0 + x), np.exp(23.0), rng=np.random.default_rng(1), discrepancy=0.4)
-        spread = np.log(a / b)  # logit(mu) = log(a / b)
+    spec = {"discrepancy": {"scale": 0.4}}
+    for x in (0.0, 1.0, 3.0):  # through the route's predictive metric: pass@1 = mu
+        mu = AccuracyRoute.metric(post, np.exp(20.0 + x), np.exp(23.0), 1.0, rng=np.random.default_rng(1), spec=spec)
+        spread = np.log(mu / (1.0 - mu))
         assert float(np.std(spread)) == pytest.approx(np.hypot(0.1, 0.4 * x), rel=0.03)
         if x == 0.0:
             assert float(np.median(spread)) == pytest.approx(law_logit, abs=0.01)
@@ -117,12 +119,7 @@ def bent_population(n: int = 24, seed: int = 2) -> np.ndarray:
     law = np.array([[truths[i % len(truths)][c] * (1 + 0.03 * rng.standard_normal()) if c != "logit_floor"
                      else truths[i % len(truths)][c] for c in T2_COEFFICIENTS] for i in range(n)])
     bend = rng.normal(0.0, 0.6, size=n)
-    n_hi = np.exp(rng.uniform(np.log(1e9), np.log(1e10), size=n))
-    d_hi = np.exp(rng.uniform(np.log(3e10), np.log(3e11), size=n))
-    ranges = np.column_stack([np.log(n_hi) - 4.0, np.log(n_hi), np.log(d_hi) - 5.0, np.log(d_hi),
-                              np.log(6 * n_hi * d_hi) - 9.0, np.log(6 * n_hi * d_hi),
-                              np.log(d_hi / n_hi) - 3.0, np.log(d_hi / n_hi) + 3.0])
-    return np.ascontiguousarray(np.column_stack([law, bend, ranges]))
+    return with_bend(law, bend, data_ranges(rng, n, (1e9, 1e10), (3e10, 3e11), (4.0, 5.0, 9.0, 3.0, 3.0)))
 
 
 def test_zero_bend_is_the_law():
@@ -187,6 +184,17 @@ def test_cli_fit_and_backtest_take_a_discrepancy_on_the_accuracy_route(samples_c
     assert res.exit_code == 0, res.output
     assert "discrepancy: sd 0 of logit of the mean success per e-fold beyond the data (from the model file" in \
         " ".join(res.output.split())
+    # the same posterior and checkpoint deviations (the discrepancy acts at prediction time only, drawn after
+    # them): a new checkpoint x = log(1e12 / 12e9) e-folds beyond the largest model differs in logit(pass@1) =
+    # logit(mu) by Normal(0, 0.2 x) per draw
+    from bayes_t2.api import load
+
+    def logit_pass1(path):
+        p = load(path).predict(params=1e12, tokens=3e11, k=1)["pass_at_k"].values.ravel()
+        return np.log(p) - np.log1p(-p)
+
+    diff = logit_pass1(tmp_path / "f.nc") - logit_pass1(tmp_path / "d.nc")
+    assert float(np.std(diff)) == pytest.approx(0.2 * np.log(1e12 / 12e9), rel=0.4)  # 30 draws
     out_json = tmp_path / "bt.json"
     res = runner.invoke(app, ["backtest", str(samples_csv), *tiny, "--discrepancy", "0.3", "--json", str(out_json)])
     assert res.exit_code == 0, res.output
