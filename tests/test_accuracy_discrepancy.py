@@ -206,3 +206,26 @@ def test_cli_fit_and_backtest_take_a_discrepancy_on_the_accuracy_route(samples_c
         err = capsys.readouterr().err.strip()
         assert exc.value.code == 2 and "--discrepancy" in err and len(err.splitlines()) == 1
     assert not (tmp_path / "g.nc").exists()
+
+
+def test_bent_accuracy_fit_optimizes_on_the_bent_law(accuracy_truth_fit):
+    """A fit with a scale is bent (`bent_fit`: the accuracy bent objective, z per draw); the optimum's metric
+    interval widens against the same draws with z = 0, and with scale 0 nothing is bent."""
+    import copy
+    import warnings
+
+    from bayes_t2.optimum import BentRoute, bent_fit
+
+    fit = accuracy_truth_fit[2]
+    assert bent_fit(fit, seed=0) is fit  # the model file's scale 0
+    bent = copy.copy(fit)
+    bent.spec = {**fit.spec, "discrepancy": {"scale": 0.3}}
+    view = bent_fit(bent, seed=1)
+    assert isinstance(view.route, BentRoute) and view.route.objective_nb is neg_pass_at_k_bent_nb
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        opt = bent.optimize([SplitBudget(1e22, 1e10)], Constraints(k_max=64), seed=1)
+    assert opt.attrs["discrepancy_scale"] == 0.3 and float(opt["extrapolation_efolds"].min()) > 0
+    m, m0 = opt["metric"].isel(budget=0), opt["metric_no_discrepancy"].isel(budget=0)
+    width = lambda x: float(x.quantile(0.95) - x.quantile(0.05))  # noqa: E731
+    assert width(m) > width(m0)
