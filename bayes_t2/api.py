@@ -52,8 +52,9 @@ def fit(data: DataSource | Mapping[str, EvalData], *, route: str | None = None,
     models/<route>.toml. The sampler settings are the CLI's options of the same names; `pointwise=False`
     skips the log-likelihood/prior/predictive groups (smaller files, no LOO). Data that cannot identify the
     law raise `InputError` unless `allow_prior_only` (as ``--allow-prior-only``; docs/data.md).
-    `discrepancy` (loss route, as ``--discrepancy``): "learn" (the model file's default: the law's error beyond
-    the data, from two backtests inside them), a number >= 0, or None for the model file's setting.
+    `discrepancy` (as ``--discrepancy``): "learn" (the law's error beyond the data, from two backtests inside
+    them; the loss model file's default, the accuracy model file's is 0), a number >= 0, or None for the model
+    file's setting.
     """
     if not isinstance(data, (EvalData, Mapping)):
         data = read_data(data)

@@ -165,29 +165,36 @@ def _loss_predictive(fit, test: EvalData, seed: int) -> tuple[pd.DataFrame, np.n
     return points, np.asarray(draws, dtype=float)
 
 
-def _accuracy_predictive(fit, test: EvalData, seed: int, max_draws: int = 400) -> tuple[pd.DataFrame, np.ndarray]:
+def _accuracy_predictive(fit, test: EvalData, seed: int, max_draws: int = 400,
+                         k_top: int | None = None) -> tuple[pd.DataFrame, np.ndarray]:
     """Held-out (task, checkpoint, k) points with their empirical pass@k, and per point the predictive draws of
-    that same statistic: a new checkpoint's Beta shapes (law + fresh checkpoint deviation), fresh problems
-    p ~ Beta(a, b) with the checkpoint's own sample counts, c ~ Binomial(n, p), then the mean unbiased pass@k
-    over its problems. k runs over 1, 2, 4, ... up to the smallest sample count of the checkpoint."""
+    that same statistic: a new checkpoint's Beta shapes (law + fresh checkpoint deviation + the fit's
+    discrepancy beyond the data), fresh problems p ~ Beta(a, b) with the checkpoint's own sample counts,
+    c ~ Binomial(n, p), then the mean unbiased pass@k over its problems. k runs over 1, 2, 4, ... up to the
+    smallest sample count of the checkpoint (or `k_top`)."""
     from .passk import unbiased_pass_at_k
     from .routes.accuracy import accuracy_shapes, deviation_nu
+    from .routes.extrapolation import discrepancy_scale
 
     rng = np.random.default_rng(seed)
     post = fit.posterior
-    names = list(fit.route.coefficient_names) + [v for v in fit.route.noise_names if v in post]
+    names = list(fit.route.coefficient_names) + [v for v in fit.route.noise_names
+                                                 if v in post and "task" in post[v].dims]
     flat_all = {name: post[name].stack(sample=("chain", "draw")).transpose("sample", ...) for name in names}
+    shared = {"data_log_range": post["data_log_range"].isel(chain=0, draw=0).values} if "data_log_range" in post else {}
     n_all = flat_all[names[0]].sizes["sample"]
     pick = np.sort(rng.choice(n_all, size=min(max_draws, n_all), replace=False))
     rows, draws = [], []
     for (task, N, D), g in test.frame.groupby(["task", "params", "tokens"], sort=True):
         flat = {name: np.asarray(v.isel(sample=pick).sel(task=task).values, float) for name, v in flat_all.items()}
-        a, b = accuracy_shapes(flat, float(N), float(D), rng=rng, noise_nu=deviation_nu(fit.spec))
+        a, b = accuracy_shapes({**flat, **shared}, float(N), float(D), rng=rng, noise_nu=deviation_nu(fit.spec),
+                               discrepancy=discrepancy_scale(fit.spec))
         n = g["n_samples"].to_numpy(np.int64)
         c_obs = g["n_correct"].to_numpy(np.int64)
         p = rng.beta(np.asarray(a)[:, None], np.asarray(b)[:, None], size=(len(pick), len(n)))
         c = rng.binomial(n[None, :], p)
-        for k in 2.0 ** np.arange(int(np.floor(np.log2(n.min()))) + 1):
+        top = int(np.floor(np.log2(n.min()))) if k_top is None else min(int(np.log2(k_top)), int(np.log2(n.min())))
+        for k in 2.0 ** np.arange(top + 1):
             rows.append({"task": task, "params": float(N), "tokens": float(D), "k": float(k),
                          "observed": float(np.mean(unbiased_pass_at_k(n, c_obs, k)))})
             draws.append(unbiased_pass_at_k(n[None, :], c, k).mean(axis=1))
@@ -321,18 +328,17 @@ def inner_fold_residuals(data: EvalData, folds: Sequence[tuple[str, float]] = FI
                          seed: int = 0) -> dict[str, Any]:
     """What a learned discrepancy is learned from: for each (holdout, fraction) fold the largest checkpoints of
     `data` are held out, the model without discrepancy is fitted to the rest, and each held-out point gives its
-    log residual (log observed - median log predictive of a new checkpoint), the predictive variance of log loss
-    and its distance in e-folds beyond the fold's training range (`extrapolation_efolds`).
+    residual on the scale the route's discrepancy acts on, its predictive variance there (`held_out_residuals`:
+    log loss, or the logit of a checkpoint's pass@1) and its distance in e-folds beyond the fold's training
+    range (`extrapolation_efolds`).
     Folds the data are too small for, or that repeat an earlier fold's cut, are skipped (said in "skipped",
     `distinct_splits`); none left: InputError.
     Returns {"residual", "variance", "efolds", "fold"} (arrays over the pooled points), "folds" and "skipped"."""
     from .fit import SamplerSettings, fit as run_fit, route_for
     from .priors import load_spec
-    from .routes.loss import extrapolation_efolds
+    from .routes.extrapolation import extrapolation_efolds
 
     route_obj = route_for(data, route)
-    if route_obj.metric_name != "loss":
-        raise InputError("a learned discrepancy is available for the loss route only")
     settings = settings or SamplerSettings(draws=500, tune=500, chains=2, pointwise=False)
     settings = replace(settings, draws=min(settings.draws, INNER_MAX_DRAWS),
                        tune=min(settings.tune, INNER_MAX_DRAWS), pointwise=False)
@@ -342,35 +348,72 @@ def inner_fold_residuals(data: EvalData, folds: Sequence[tuple[str, float]] = FI
     splits, skipped = distinct_splits(data, folds)
     for holdout, fraction, inner in splits:
         result = run_fit(inner.train, route=route_obj.name, priors=spec, settings=settings, progressbar=False)
-        points, draws = _loss_predictive(result, inner.test, seed)
-        log_draws = np.log(draws)
+        points, residual, variance = held_out_residuals(result, inner.test, seed)
         distances.append(extrapolation_efolds(result.posterior["data_log_range"], points["params"].to_numpy(float),
                                               points["tokens"].to_numpy(float)))
-        residuals.append(np.log(points["observed"].to_numpy(float)) - np.median(log_draws, axis=1))
-        variances.append(np.var(log_draws, axis=1))
+        residuals.append(residual)
+        variances.append(variance)
         fold.append(np.full(len(points), len(used)))
         used.append({"holdout": holdout, "fraction": fraction, "n_points": int(len(points)),
                      "n_train_rows": len(inner.train), "max_rhat": result.diagnostics().max_rhat})
     if not used:
         raise InputError(f"too few checkpoints to learn the discrepancy ({'; '.join(skipped)})")
     return {"residual": np.concatenate(residuals), "variance": np.concatenate(variances),
-            "efolds": np.concatenate(distances), "fold": np.concatenate(fold), "folds": used, "skipped": skipped}
+            "efolds": np.concatenate(distances), "fold": np.concatenate(fold), "folds": used, "skipped": skipped,
+            "metric_name": route_obj.metric_name}
 
 
 def learn_discrepancy(data: EvalData, folds: Sequence[tuple[str, float]] = FIT_FOLDS, *,
                       route: str | None = None, priors: str | Path | dict | None = None, settings: Any = None,
                       seed: int = 0) -> dict[str, Any]:
-    """The discrepancy scale of the loss law (sd of log loss per e-fold beyond the data) learned from `data`
-    itself: the scale that makes all folds' held-out log residuals (`inner_fold_residuals`) together consistent
-    with the predictive variance plus (scale x distance)^2 (`fit_discrepancy_scale`, maximum likelihood; a
-    posterior over the scale, a signed drift and sd growing as a power of the distance did not hold out better:
-    docs/backtest.md). Returns {"scale", "folds", "n_points", "max_efolds", "rms_log_residual", "skipped"}."""
+    """The discrepancy scale of a route's law (sd per e-fold beyond the data: of log loss on the loss route, of
+    the logit of the mean success mu on the accuracy route) learned from `data` itself: the scale that makes all
+    folds' held-out residuals (`inner_fold_residuals`) together consistent with the predictive variance plus
+    (scale x distance)^2 (`fit_discrepancy_scale`, maximum likelihood; a posterior over the scale, a signed
+    drift and sd growing as a power of the distance did not hold out better: docs/backtest.md).
+    Returns {"scale", "folds", "n_points", "max_efolds", "rms_residual", "skipped"} (the loss route's record
+    also names the residual "rms_log_residual"; the accuracy route's counts the checkpoints it dropped)."""
     inner = inner_fold_residuals(data, folds, route=route, priors=priors, settings=settings, seed=seed)
-    residual, efolds = inner["residual"], inner["efolds"]
-    scale = fit_discrepancy_scale(residual, inner["variance"], efolds)
-    return {"scale": scale, "folds": inner["folds"], "n_points": int(len(residual)),
-            "max_efolds": float(np.max(efolds)), "rms_log_residual": float(np.sqrt(np.mean(residual ** 2))),
-            "skipped": inner["skipped"]}
+    residual, variance, efolds = inner["residual"], inner["variance"], inner["efolds"]
+    scale = fit_discrepancy_scale(residual, variance, efolds)
+    finite = np.isfinite(residual) & np.isfinite(variance)
+    rms = float(np.sqrt(np.mean(residual[finite] ** 2))) if finite.any() else float("nan")
+    out = {"scale": scale, "folds": inner["folds"], "n_points": int(finite.sum()),
+           "max_efolds": float(np.max(efolds)), "rms_residual": rms, "skipped": inner["skipped"]}
+    if inner["metric_name"] == "loss":
+        out["rms_log_residual"] = rms
+    else:
+        out["n_dropped"] = int((~finite).sum())  # held-out checkpoints that solved nothing: no logit
+    return out
+
+
+def held_out_residuals(fit, test: EvalData, seed: int) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    """(points, residual r, predictive variance v) of a fit's held-out checkpoints, on the scale the route's
+    discrepancy acts on, for `fit_discrepancy_scale`'s r ~ Normal(0, v + (s x)^2).
+
+    Loss route: r = log(observed loss) - the median of a new checkpoint's predictive log loss, v its variance.
+    Accuracy route: one point per held-out (task, checkpoint), r = logit of its *empirical* pass@1 (the mean of
+    n_correct / n_samples over its problems) minus the median logit of the same statistic simulated for a new
+    checkpoint with the checkpoint's own problems and sample counts (`_accuracy_predictive`), v from the
+    predictive's 16-84% range ((q84 - q16) / 2)^2 (robust to the few simulated checkpoints that solve nothing,
+    whose logit is -inf). Why the empirical pass@1 and not mu: mu of a held-out checkpoint is never observed
+    (it would need a second model to estimate), while the empirical pass@1 is, and its expectation *is* mu
+    (E[c/n] = p, E[p] = mu), so a shift d of logit mu moves the logit of the statistic by d (for many problems)
+    and the learned s is an sd of logit mu, as the discrepancy term needs; the problems' and samples' own
+    scatter and the checkpoint deviation are in v, as the loss route's noise is. Held-out checkpoints that
+    solved nothing (r = -inf: at the chance floor, where the law is not seen) carry no residual and are dropped."""
+    if fit.route.metric_name == "loss":
+        points, draws = _loss_predictive(fit, test, seed)
+        log_draws = np.log(draws)
+        return points, np.log(points["observed"].to_numpy(float)) - np.median(log_draws, axis=1), \
+            np.var(log_draws, axis=1)
+    points, draws = _accuracy_predictive(fit, test, seed, k_top=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        logit_draws = _logit(draws)
+        lo, mid, hi = np.quantile(logit_draws, [0.15865525, 0.5, 0.84134475], axis=1)
+        residual = _logit(points["observed"].to_numpy(float)) - mid
+        variance = ((hi - lo) / 2.0) ** 2
+    return points, residual, variance
 
 
 # ---------------------------------------------------------------------------------------------------- public
@@ -382,9 +425,10 @@ def backtest(data: EvalData, *, holdout: str = DEFAULT_HOLDOUT, fraction: float 
 
     holdout: `largest-params`, `largest-compute` (6ND) or `largest-tokens`; fraction: share of the checkpoints
     held out. settings: `SamplerSettings` (default 2 chains x 500 + 500, no pointwise groups); seed: of the
-    predictive draws and PIT ties (default: the sampler's seed). discrepancy (loss route): "learn" (the
-    scale comes from a backtest *inside* the training part, with the same holdout and fraction, so the
-    held-out part never informs it), "spec" (as the model specification says), or a number.
+    predictive draws and PIT ties (default: the sampler's seed). discrepancy (the law's error per e-fold beyond
+    the data; log loss or logit mu): "learn" (the scale comes from backtests *inside* the training part, with
+    the same holdout, so the held-out part never informs it), "spec" (as the model specification says), or a
+    number.
     Returns per-point scores and their summary.
     """
     from .fit import SamplerSettings, fit as run_fit, route_for
@@ -397,7 +441,7 @@ def backtest(data: EvalData, *, holdout: str = DEFAULT_HOLDOUT, fraction: float 
     route_obj = route_for(data, route)
     split = split_data(data, holdout, fraction)
     learned = None
-    if route_obj.metric_name == "loss" and discrepancy != "spec":
+    if discrepancy != "spec":
         spec = load_spec(route_obj.name, priors)
         if discrepancy == "learn":
             try:
@@ -416,13 +460,7 @@ def backtest(data: EvalData, *, holdout: str = DEFAULT_HOLDOUT, fraction: float 
         spec["discrepancy"] = {**spec.get("discrepancy", {}), "scale": scale}
         priors = spec
     result = run_fit(split.train, route=route_obj.name, priors=priors, settings=settings, progressbar=progressbar)
-    if route_obj.metric_name == "loss":
-        points, draws = _loss_predictive(result, split.test, seed)
-    else:
-        points, draws = _accuracy_predictive(result, split.test, seed)
-    scored = score_points(points, draws, route_obj.metric_name, seed + 1)
-    scored = pd.concat([scored, _distances(scored, split.train.frame)], axis=1)
-    scored["distance"] = scored[f"distance_{HOLDOUTS[holdout]}"]
+    scored = score_split(result, split, seed)
     diag = result.diagnostics()
     summary = {
         "route": route_obj.name, "metric_name": route_obj.metric_name, "holdout": holdout,
@@ -439,6 +477,20 @@ def backtest(data: EvalData, *, holdout: str = DEFAULT_HOLDOUT, fraction: float 
         "discrepancy": learned if learned is not None else {"scale": result.spec.get("discrepancy", {}).get("scale")},
     }
     return BacktestResult(points=scored.reset_index(drop=True), summary=summary, fit=result)
+
+
+def score_split(fit, split: Split, seed: int) -> pd.DataFrame:
+    """Every held-out point of `split` scored against `fit`'s predictive of a new checkpoint (with the
+    discrepancy its spec carries), with its distances beyond the training part (`distance` along the holdout's
+    quantity)."""
+    if fit.route.metric_name == "loss":
+        points, draws = _loss_predictive(fit, split.test, seed)
+    else:
+        points, draws = _accuracy_predictive(fit, split.test, seed)
+    scored = score_points(points, draws, fit.route.metric_name, seed + 1)
+    scored = pd.concat([scored, _distances(scored, split.train.frame)], axis=1)
+    scored["distance"] = scored[f"distance_{HOLDOUTS[split.holdout]}"]
+    return scored
 
 
 def plot_backtest(result: BacktestResult, title: str | None = None):

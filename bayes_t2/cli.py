@@ -165,8 +165,9 @@ def fit(data: Annotated[list[Path], typer.Argument(help="Evaluation data: CSV or
                                        "size or token count per task); every output then says its intervals "
                                        "are the prior's.")] = False,
         discrepancy: Annotated[Optional[str], typer.Option(
-            help="Loss route: the law's error per e-fold beyond the data. learn (default, from the model file): "
-                 "from two backtests inside the data (two more fits); or a number (0: none).")] = None,
+            help="The law's error per e-fold beyond the data (sd of log loss; accuracy route: of the logit of the "
+                 "mean success). learn (default, from the model file): from two backtests inside the data (two "
+                 "more fits); or a number (0: none). Joint fits have none.")] = None,
         draws: int = 1000, tune: int = 1000, chains: int = 4, seed: int = 0,
         sampler: Annotated[str, typer.Option(help="nutpie (default), pymc or numpyro.")] = "nutpie",
         target_accept: float = 0.9, force: Force = False) -> None:
@@ -192,8 +193,8 @@ def fit(data: Annotated[list[Path], typer.Argument(help="Evaluation data: CSV or
                          allow_prior_only=allow_prior_only, discrepancy=_discrepancy_value(discrepancy))
     result.save(out_path, overwrite=force)
     _print_diagnostics(result)
-    if result.route.name == "loss":
-        out.print(describe_discrepancy(result.discrepancy))
+    if len(evaluation) == 1:  # a joint fit has no discrepancy term
+        out.print(describe_discrepancy(result.discrepancy, metric_name=result.route.metric_name))
     out.print(f"wrote {out_path}")
 
 
@@ -609,9 +610,10 @@ def backtest(data: Annotated[list[Path], typer.Argument(help="Evaluation data: C
              route: Annotated[Optional[str], typer.Option(help="loss or accuracy (default: from the columns).")] = None,
              priors: Annotated[Optional[Path], typer.Option(help="TOML file overriding models/<route>.toml.")] = None,
              columns: Annotated[Optional[str], typer.Option(help="Map column names, e.g. params=N,tokens=D.")] = None,
-             discrepancy: Annotated[str, typer.Option(help="Loss route: learn (the law's error per e-fold beyond "
-                                                      "the data, from a backtest inside the training part), "
-                                                      "spec (as the model file says) or a number.")] = "learn",
+             discrepancy: Annotated[str, typer.Option(help="learn (the law's error per e-fold beyond the data, "
+                                                      "on log loss or the logit of the mean success, from "
+                                                      "backtests inside the training part), spec (as the model "
+                                                      "file says) or a number.")] = "learn",
              draws: int = 500, tune: int = 500, chains: int = 2, seed: int = 0,
              sampler: Annotated[str, typer.Option(help="nutpie (default), pymc or numpyro.")] = "nutpie",
              json_path: Annotated[Optional[Path], typer.Option("--json", help="Write summary and points here.")]
@@ -635,8 +637,8 @@ def backtest(data: Annotated[list[Path], typer.Argument(help="Evaluation data: C
                  discrepancy=discrepancy, progressbar=_interactive())
     s = result.summary
     disc = s.get("discrepancy") or {}
-    if disc.get("scale") is not None and s["route"] == "loss":
-        out.print(describe_discrepancy(disc, inside="the training part"))
+    if disc.get("scale") is not None:
+        out.print(describe_discrepancy(disc, inside="the training part", metric_name=s["metric_name"]))
     error_key = next(k for k in s if k.startswith("median_abs_"))
     out.print(f"fitted {s['n_train_rows']} rows ({s['n_train_checkpoints']} checkpoints) with "
               f"{s['threshold_quantity']} < {s['threshold']:.3g}; predicted {s['n_points']} held-out points "

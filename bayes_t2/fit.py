@@ -194,8 +194,9 @@ class Fit:
 
     @property
     def discrepancy(self) -> dict[str, Any]:
-        """The law's error beyond the data this fit carries: {"scale": sd of log loss per e-fold beyond the
-        data (0: none)} plus, when it was learned, the folds and points it was learned from (or why not)."""
+        """The law's error beyond the data this fit carries: {"scale": sd per e-fold beyond the data (0: none)
+        of log loss, or of the logit of the mean success on the accuracy route} plus, when it was learned, the
+        folds and points it was learned from (or why not)."""
         from .routes.loss import discrepancy_scale
 
         learned = json.loads(self.tree.attrs.get(DISCREPANCY_ATTR, "null")) or {}
@@ -548,10 +549,11 @@ def fit(data: EvalData | Mapping[str, EvalData], *, route: str | None = None,
         progressbar: bool = True, allow_prior_only: bool = False, discrepancy: str | float | None = None) -> Fit:
     """Build the route's hierarchical model for `data`, sample it, and return the Fit.
 
-    discrepancy (loss route): the law's error per e-fold beyond the data (`routes/loss.py`). "learn" (the
-    shipped specification's `[discrepancy] scale`) learns it from leave-the-largest-out backtests inside the
-    data (`backtest.learn_discrepancy`: two more fits, by params and by compute); a number >= 0 fixes it;
-    None: as the specification says. Data too small for an inner backtest get 0, said in `Fit.discrepancy`.
+    discrepancy: the law's error per e-fold beyond the data (`routes/extrapolation.py`: sd of log loss, or of
+    the logit of the mean success on the accuracy route). "learn" learns it from leave-the-largest-out
+    backtests inside the data (`backtest.learn_discrepancy`: two more fits, by params and by compute); a number
+    >= 0 fixes it; None: as the specification says (models/<route>.toml `[discrepancy] scale`). Data too small
+    for an inner backtest get 0, said in `Fit.discrepancy`. Joint fits have none.
 
     Data that cannot identify the law (`identification_problems`: one checkpoint, a single model size or token
     count per task, fewer checkpoints than the law's coefficients) raise an InputError unless
@@ -607,15 +609,16 @@ DISCREPANCY_ATTR = "discrepancy_learned"
 def _resolve_discrepancy(data: Any, route: str | None, priors: str | Path | dict | None,
                          discrepancy: str | float | None, settings: SamplerSettings,
                          allow_prior_only: bool) -> tuple[str | Path | dict | None, dict[str, Any] | None]:
-    """The priors with the loss route's discrepancy scale made a number (learned when asked for), and the
-    record of how it was learned (None when it was given). Other routes and joint fits pass through."""
+    """The priors with the route's discrepancy scale made a number (learned when asked for), and the record of
+    how it was learned (None when it was given). Joint fits pass through (no discrepancy)."""
     if isinstance(data, Mapping) and len(data) == 1:
         data = next(iter(data.values()))
-    if isinstance(data, Mapping) or route_for(data, route).name != "loss":
+    if isinstance(data, Mapping):
         if discrepancy not in (None, "learn", 0, 0.0):
-            raise InputError("--discrepancy applies to the loss route only")
+            raise InputError("--discrepancy applies to a fit of one kind of data (loss or samples), not a joint fit")
         return priors, None
-    spec = load_spec("loss", priors)
+    name = route_for(data, route).name
+    spec = load_spec(name, priors)
     value = discrepancy if discrepancy is not None else (spec.get("discrepancy") or {}).get("scale", 0.0)
     learned = None
     if value == "learn":
@@ -625,7 +628,7 @@ def _resolve_discrepancy(data: Any, route: str | None, priors: str | Path | dict
             scale, learned = 0.0, {"scale": 0.0, "note": "not learned: the data cannot identify the law"}
         else:
             try:
-                learned = learn_discrepancy(data, route="loss", priors=priors, settings=settings, seed=settings.seed)
+                learned = learn_discrepancy(data, route=name, priors=priors, settings=settings, seed=settings.seed)
                 scale = learned["scale"]
             except InputError as err:  # too few checkpoints for a backtest inside the data
                 scale, learned = 0.0, {"scale": 0.0, "note": f"not learned: {err}"}
@@ -636,6 +639,8 @@ def _resolve_discrepancy(data: Any, route: str | None, priors: str | Path | dict
             raise InputError(f"discrepancy must be 'learn' or a number >= 0, got {value!r}") from None
         if not (scale >= 0 and np.isfinite(scale)):
             raise InputError(f"discrepancy must be 'learn' or a number >= 0, got {value!r}")
+        if discrepancy is None:  # the model file's number: say where it came from
+            learned = {"scale": scale, "note": "from the model file; --discrepancy learn learns it"}
     spec["discrepancy"] = {**(spec.get("discrepancy") or {}), "scale": scale}
     return spec, learned
 

@@ -45,7 +45,16 @@ def repetition_line(unique_tokens: float, source: Mapping[str, str]) -> str:
             f"data-constrained law (Muennighoff et al. 2023)" + (f"; {where}" if where else ""))
 
 
-def describe_discrepancy(disc: Mapping[str, Any], inside: str = "the data") -> str:
+#: what a route's discrepancy scale is an sd of (per e-fold beyond the data), by metric name
+DISCREPANCY_UNITS = {"loss": "log loss", "pass_at_k": "logit of the mean success"}
+
+
+def discrepancy_unit(metric_name: str | None) -> str:
+    """What the discrepancy scale of a route with this metric is an sd of (routes/extrapolation.py)."""
+    return DISCREPANCY_UNITS.get(metric_name or "loss", "log loss")
+
+
+def describe_discrepancy(disc: Mapping[str, Any], inside: str = "the data", metric_name: str = "loss") -> str:
     """One line on the law's error beyond the data: its scale and where it came from."""
     scale = float(disc.get("scale") or 0.0)
     if "n_points" in disc:
@@ -54,4 +63,4 @@ def describe_discrepancy(disc: Mapping[str, Any], inside: str = "the data") -> s
         how = disc.get("note", "given")
     if scale == 0 and "n_points" in disc:
         how += ": the held-out points showed no error beyond the model's own"
-    return f"discrepancy: sd {scale:.3g} of log loss per e-fold beyond the data ({how})"
+    return f"discrepancy: sd {scale:.3g} of {discrepancy_unit(metric_name)} per e-fold beyond the data ({how})"

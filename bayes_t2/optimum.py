@@ -1037,14 +1037,17 @@ def optimize_posterior(coefficients: xr.Dataset, budgets: Sequence[Budget],
 # The law's discrepancy beyond the data, inherited by the optimizer (the "bend")
 # ----------------------------------------------------------------------------------------------------------
 #
-# A fit whose spec carries a discrepancy scale s > 0 (routes/loss.py: sd of log loss per e-fold beyond the
-# fitted data's range) predicts a new checkpoint with an extra error s * z * efolds(N, D) on log loss. The
-# optimizer inherits it: per posterior draw one standard normal z (seeded, the same for every task, budget and
-# design: common random numbers) bends that draw's law beyond the data,
-#     objective(N, D, k) = law(N, D, k) * exp(z * s * efolds(N, D))   (log loss + z s efolds),
+# A fit whose spec carries a discrepancy scale s > 0 (routes/extrapolation.py: sd per e-fold beyond the
+# fitted data's range, of log loss on the loss route and of the logit of the mean success mu on the accuracy
+# route) predicts a new checkpoint with an extra error s * z * efolds(N, D) on that scale. The optimizer
+# inherits it: per posterior draw one standard normal z (seeded, the same for every task, budget and design:
+# common random numbers) bends that draw's law beyond the data,
+#     loss:      objective(N, D, k) = law(N, D, k) * exp(z * s * efolds(N, D))   (log loss + z s efolds),
+#     accuracy:  logit mu(N, D) + z * s * efolds(N, D) inside log(1 - pass@k)     (`neg_pass_at_k_bent_nb`),
 # so N*, D*, k* and the metric carry the law's own uncertainty beyond the data. The bend rides in theta right
 # after the law's coefficients: [law coefficients..., z*s, then (min, max) of log N, log D, log 6ND and log D/N]
-# (`RANGE_AXES` order). `bent_objective` bends any route's numba objective that way. With repeated data
+# (`RANGE_AXES` order). `bent_objective` bends a loss-like objective multiplicatively; a route whose bend acts
+# inside its law names its own (`objective_bent_nb`); `route_bent_objective` picks. With repeated data
 # (`bayes_t2.repetition`) the bent law is what the data-constrained law evaluates at the effective design
 # (N', D'): theta = [law..., bend..., repetition numbers...] and the distance is that of (N', D'), as in `predict`.
 
@@ -1096,8 +1099,7 @@ class BentRoute:
         self.zero = zero
         if not zero:
             self.coefficient_names = tuple(route.coefficient_names) + BEND_NAMES
-            objective, _ = _resolve_objective(route.objective_nb, route.coefficient_names, "search")
-            self.objective_nb = bent_objective(objective, len(route.coefficient_names))
+            self.objective_nb = route_bent_objective(route)
 
     def __getattr__(self, name: str) -> Any:  # name, metric_name, lower_is_better, noise_names, ...
         if name.startswith("__") or name == "bent_from":
@@ -1106,15 +1108,34 @@ class BentRoute:
 
     def metric(self, coefficients: xr.Dataset, N: Any, D: Any, k: Any, *, rng: Any = None,
                spec: dict[str, Any] | None = None) -> Any:
-        """The route's metric without its random discrepancy, times the draw's bend (z = 0: times 1)."""
+        """The route's metric without its random discrepancy, with the draw's bend on the discrepancy's scale
+        (log loss, logit mu) instead (z = 0: none)."""
         spec0 = {**(spec or {}), "discrepancy": {**((spec or {}).get("discrepancy") or {}), "scale": 0.0}}
         base = [n for n in coefficients.data_vars if n not in BEND_NAMES]
         c = coefficients[base]
         route = self.bent_from
-        out = route.metric(c, N, D, k) if rng is None else route.metric(c, N, D, k, rng=rng, spec=spec0)
-        if self.zero or "discrepancy_bend" not in coefficients:
-            return out
-        return out * np.exp(coefficients["discrepancy_bend"] * bend_efolds(coefficients, N, D))
+        bend = 0.0
+        if not self.zero and "discrepancy_bend" in coefficients:
+            bend = coefficients["discrepancy_bend"] * bend_efolds(coefficients, N, D)
+        if rng is None:
+            return route.metric(c, N, D, k, bend=bend)
+        return route.metric(c, N, D, k, rng=rng, spec=spec0, bend=bend)
+
+
+def route_bent_objective(route: Any) -> Any:
+    """The numba objective of a route's law bent beyond the data: the route's own `objective_bent_nb` when its
+    bend acts inside the law (accuracy: on logit mu), `bent_objective` of its objective for the loss law (a
+    factor on the loss); None for a route without one, or one bent already or wrapped (repeated data: its law
+    is bent, `bend_route`)."""
+    if route is None or "bent_from" in getattr(route, "__dict__", {}) or hasattr(route, "base"):
+        return None
+    own = getattr(route, "objective_bent_nb", None)
+    if own is not None:
+        return own
+    if tuple(getattr(route, "coefficient_names", ())) == LOSS_COEFFICIENTS:
+        objective, _ = _resolve_objective(route.objective_nb, route.coefficient_names, "search")
+        return bent_objective(objective, len(route.coefficient_names))
+    return None
 
 
 def bend_efolds(coefficients: xr.Dataset, N: Any, D: Any) -> Any:
@@ -1128,15 +1149,14 @@ def bend_efolds(coefficients: xr.Dataset, N: Any, D: Any) -> Any:
 
 def bend_scale(fit: Any) -> float:
     """The discrepancy scale the optimizer inherits from a fit (or its repeated-data view): the spec's, when
-    the fit kept its data range (loss route; other routes bend once their discrepancy exists), else 0."""
+    the fit kept its data range and its law has a bent objective (loss, accuracy), else 0."""
     from .repetition import RepeatedRoute
     from .routes.loss import discrepancy_scale
 
     base = getattr(fit, "unbent", fit)
     route = getattr(base, "route", None)
     law = route.base if isinstance(route, RepeatedRoute) else route  # the law a repeated view evaluates
-    if tuple(getattr(law, "coefficient_names", ())) != LOSS_COEFFICIENTS \
-            or "data_log_range" not in getattr(base, "posterior", {}):
+    if route_bent_objective(law) is None or "data_log_range" not in getattr(base, "posterior", {}):
         return 0.0
     return discrepancy_scale(getattr(base, "spec", None))
 

@@ -68,6 +68,8 @@ def _check_keys(default: dict, user: dict, source: str, prefix: str = "") -> Non
             if not isinstance(value, dict):
                 raise InputError(f"{source}: '{name}' must be a table")
             _check_keys(default[key], value, source, prefix=f"{name}.")
+        elif name == "discrepancy.scale" and value == "learn":  # a number or "learn", whatever the default
+            continue
         elif isinstance(default[key], (int, float)) and not isinstance(default[key], bool):
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise InputError(f"{source}: '{name}' must be a number, got {value!r}")

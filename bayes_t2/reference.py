@@ -65,17 +65,22 @@ BEND_COLUMNS: tuple[str, ...] = (
 BENT_LOSS_THETA: tuple[str, ...] = LOSS_COEFFICIENTS + BEND_COLUMNS
 
 
+def _beyond(theta: np.ndarray, at: int, N: np.ndarray, D: np.ndarray) -> np.ndarray:
+    """The e-folds (N, D) lies outside the data's range in log N, log D, log 6ND or log D/N (the farthest; 0
+    inside), the range as (min, max) pairs in theta[:, at:at + 8]: written here on its own, not taken from
+    routes/extrapolation.py or optimum.py."""
+    x = np.zeros(np.broadcast(N, D).shape)
+    for i, value in enumerate((np.log(N), np.log(D), np.log(6.0 * N * D), np.log(D / N))):
+        lo, hi = theta[:, at + 2 * i, None], theta[:, at + 1 + 2 * i, None]
+        x = np.maximum(x, np.maximum(value - hi, lo - value))
+    return x
+
+
 def _bent_objective(f: Objective, n: int) -> Objective:
-    """f times exp(z s x): theta[:, :n] f's coefficients, theta[:, n] = z * s, theta[:, n+1:n+9] the data's range
-    as (min, max) of log N, log D, log 6ND and log D/N; x the e-folds (N, D) lies outside it (the farthest; 0
-    inside): written here on its own, not taken from routes/loss.py or optimum.py."""
+    """f times exp(z s x) (a loss law bent beyond the data): theta[:, :n] f's coefficients, theta[:, n] = z * s,
+    theta[:, n+1:n+9] the data's range; x the e-folds beyond it (`_beyond`)."""
     def g(theta: np.ndarray, N: np.ndarray, D: np.ndarray, k: np.ndarray) -> np.ndarray:
-        law = f(theta[:, :n], N, D, k)
-        x = np.zeros(np.broadcast(N, D).shape)
-        for i, value in enumerate((np.log(N), np.log(D), np.log(6.0 * N * D), np.log(D / N))):
-            lo, hi = theta[:, n + 1 + 2 * i, None], theta[:, n + 2 + 2 * i, None]
-            x = np.maximum(x, np.maximum(value - hi, lo - value))
-        return law * np.exp(theta[:, n, None] * x)
+        return f(theta[:, :n], N, D, k) * np.exp(theta[:, n, None] * _beyond(theta, n + 1, N, D))
     return g
 
 
@@ -85,6 +90,18 @@ def _accuracy_objective(theta: np.ndarray, N: np.ndarray, D: np.ndarray, k: np.n
 
     coefs = {name: theta[:, j, None] for j, name in enumerate(T2_COEFFICIENTS)}
     a, b = accuracy_shapes(coefs, N, D)
+    return np.asarray(log1m_beta_pass_at_k(a, b, np.asarray(k, dtype=float)), dtype=float)
+
+
+def _bent_accuracy_objective(theta: np.ndarray, N: np.ndarray, D: np.ndarray, k: np.ndarray) -> np.ndarray:
+    """log(1 - pass@k) of the accuracy law whose (floored) logit mu is shifted by z s x, x the e-folds beyond
+    the data (`_beyond`); theta = T2 coefficients, z s, range."""
+    from .passk import log1m_beta_pass_at_k
+    from .routes.accuracy import T2_COEFFICIENTS, accuracy_shapes
+
+    n = len(T2_COEFFICIENTS)
+    coefs = {name: theta[:, j, None] for j, name in enumerate(T2_COEFFICIENTS)}
+    a, b = accuracy_shapes(coefs, N, D, logit_shift=theta[:, n, None] * _beyond(theta, n + 1, N, D))
     return np.asarray(log1m_beta_pass_at_k(a, b, np.asarray(k, dtype=float)), dtype=float)
 
 
@@ -114,23 +131,29 @@ def _repeated_objective(f: Objective, n: int) -> Objective:
 
 def numpy_objective(route: Any) -> tuple[Objective, tuple[str, ...]]:
     """(objective, theta names) of a route, through its numpy code: a name ("loss", "accuracy", "loss_bent",
-    each optionally with "+repeated": "loss_bent+repeated" is the bent law at the effective design) or a route
-    object: a repeated route (`base` attribute) scores designs at the effective (N', D') of its base; a bent
-    route (`bent_from` attribute, not `zero`) bends its route's law beyond the data."""
+    "accuracy_bent", each optionally with "+repeated": "loss_bent+repeated" is the bent law at the effective
+    design) or a route object: a repeated route (`base` attribute) scores designs at the effective (N', D') of
+    its base; a bent route (`bent_from` attribute, not `zero`) bends its route's law beyond the data (the loss
+    by a factor, the accuracy law on logit mu)."""
     if not isinstance(route, str):
         own = vars(route) if hasattr(route, "__dict__") else {}
         if "base" in own:
             f, names = numpy_objective(route.base)
             return _repeated_objective(f, len(names)), names + REPEAT_COLUMNS
         if "bent_from" in own:
-            f, names = numpy_objective(route.bent_from)
-            return (f, names) if own.get("zero") else (_bent_objective(f, len(names)), names + BEND_COLUMNS)
+            if own.get("zero"):
+                return numpy_objective(route.bent_from)
+            return numpy_objective(f"{route.bent_from.name}_bent")
         route = route.name
     if route.endswith("+repeated"):
         f, names = numpy_objective(route.removesuffix("+repeated"))
         return _repeated_objective(f, len(names)), names + REPEAT_COLUMNS
     if route == "loss_bent":
         return _bent_objective(_loss_objective, len(LOSS_COEFFICIENTS)), BENT_LOSS_THETA
+    if route == "accuracy_bent":
+        from .routes.accuracy import T2_COEFFICIENTS
+
+        return _bent_accuracy_objective, tuple(T2_COEFFICIENTS) + BEND_COLUMNS
     if route == "loss":
         return _loss_objective, LOSS_COEFFICIENTS
     if route == "accuracy":

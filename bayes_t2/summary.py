@@ -9,6 +9,7 @@ import numpy as np
 import xarray as xr
 
 from .budget import SERVING_DEFAULTS, budget_from_dict
+from .fmt import discrepancy_unit
 
 SAMPLE_DIMS = ("chain", "draw")
 
@@ -180,7 +181,8 @@ def extrapolation_lines(records: list[dict]) -> list[str]:
         if disc and disc.get("scale", 0.0) > 0:
             shares = ", ".join(f"{label} {_pct(disc['share'][name])}" for name, label in
                                (("N", "N*"), ("D", "D*"), ("k", "k*"), ("metric", r.get("metric_name", "metric"))))
-            text += (f"the law's discrepancy beyond the data (sd {disc['scale']:.3g} of log loss per e-fold) makes "
+            text += (f"the law's discrepancy beyond the data (sd {disc['scale']:.3g} of "
+                     f"{discrepancy_unit(r.get('metric_name'))} per e-fold) makes "
                      f"this share of each interval's width: {shares}")
         else:
             text += "no discrepancy term (scale 0): the intervals assume the law holds that far"

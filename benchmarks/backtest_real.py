@@ -8,7 +8,8 @@ Suites (each fitted on its own):
 Holdouts: largest-params and largest-compute, 25% of the checkpoints each (`bayes_t2.backtest.backtest`).
 
     PYTHONPATH=. python benchmarks/backtest_real.py [--suites porian,gadre,pythia] [--holdouts largest-params,
-        largest-compute] [--draws 300 --tune 300 --chains 2] [--priors loss=FILE.toml] --out DIR
+        largest-compute] [--draws 300 --tune 300 --chains 2] [--priors loss=FILE.toml] [--discrepancy learn|S]
+        [--also-without] --out DIR
 
 Writes DIR/<suite>__<holdout>.json (the `bayes-t2 backtest --json` document), DIR/<...>.png, DIR/table.md.
 """
@@ -67,6 +68,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--priors", action="append", default=[], help="route=FILE.toml (repeatable)")
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--discrepancy", default="learn", help="learn (default), spec or a number")
+    parser.add_argument("--also-without", action="store_true",
+                        help="also score the same fit without the discrepancy (columns *_without): the fit is the "
+                             "same (the discrepancy acts at prediction time only), so this is the 'before'")
     args = parser.parse_args(argv)
     if not args.data.exists():
         print(f"skipped: no shared data at {args.data}")
@@ -81,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         for holdout in args.holdouts.split(","):
             started = time.perf_counter()
             result = backtest(data, holdout=holdout, fraction=args.fraction, route=route,
-                              priors=priors.get(route), settings=settings)
+                              priors=priors.get(route), settings=settings, discrepancy=args.discrepancy)
             s = result.summary
             stem = f"{suite.replace('/', '_').replace(':', '_')}__{holdout}"
             write_json(args.out / f"{stem}.json", result.records(), overwrite=True)
@@ -94,7 +99,14 @@ def main(argv: list[str] | None = None) -> int:
                    "coverage90": round(s["coverage90"], 3), "median_abs_error": round(s[err], 4),
                    "error": err.replace("median_abs_", ""), "below_median": round(s["share_observed_below_median"], 2),
                    "pit_ks": round(s["pit_ks"], 3), "rhat": round(s["diagnostics"]["max_rhat"], 3),
-                   "divergences": s["diagnostics"]["divergences"], "seconds": round(time.perf_counter() - started)}
+                   "divergences": s["diagnostics"]["divergences"], "seconds": round(time.perf_counter() - started),
+                   "scale": round(float(s["discrepancy"].get("scale") or 0.0), 4),
+                   "inner_rhat": round(max([f["max_rhat"] for f in s["discrepancy"].get("folds", [])] or [float("nan")]), 3)}
+            if args.also_without:  # the same fit scored with the scale at 0
+                without = without_discrepancy(result, data, holdout, args.fraction, settings.seed)
+                row.update({"coverage50_without": round(without["coverage50"], 3),
+                            "coverage90_without": round(without["coverage90"], 3),
+                            "median_abs_error_without": round(without[err], 4)})
             rows.append(row)
             print(json.dumps(row), flush=True)
     table = pd.DataFrame(rows)
@@ -103,6 +115,18 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / "table.md").write_text("\n".join(lines) + "\n")
     print(table.to_string(index=False))
     return 0
+
+
+def without_discrepancy(result, data, holdout: str, fraction: float, seed: int) -> dict:
+    """The summary scores of a backtest's own fit predicted with the discrepancy scale at 0."""
+    import copy
+
+    from bayes_t2.backtest import score_split, split_data, summarize
+
+    fit = copy.copy(result.fit)
+    fit.spec = {**fit.spec, "discrepancy": {**(fit.spec.get("discrepancy") or {}), "scale": 0.0}}
+    scored = score_split(fit, split_data(data, holdout, fraction), seed)
+    return summarize(scored, fit.route.metric_name)
 
 
 if __name__ == "__main__":

@@ -59,11 +59,23 @@ def bent_population(n: int = 40, seed: int = 5) -> np.ndarray:
     rng = np.random.default_rng(seed)
     law = np.array([[d[c] for c in LOSS_COEFFICIENTS] for d in (_draw_one(rng) for _ in range(n))])
     bend = rng.normal(0.0, 0.08, size=n)
-    n_hi = np.exp(rng.uniform(np.log(3e7), np.log(3e8), size=n))
-    d_hi = np.exp(rng.uniform(np.log(3e9), np.log(3e10), size=n))
-    ranges = np.column_stack([np.log(n_hi) - 3.0, np.log(n_hi), np.log(d_hi) - 3.0, np.log(d_hi),
-                              np.log(6 * n_hi * d_hi) - 6.0, np.log(6 * n_hi * d_hi),
-                              np.log(d_hi / n_hi) - 2.0, np.log(d_hi / n_hi) + 1.0])
+    return with_bend(law, bend, data_ranges(rng, n, (3e7, 3e8), (3e9, 3e10), (3.0, 3.0, 6.0, 2.0, 1.0)))
+
+
+def data_ranges(rng, n: int, n_top: tuple, d_top: tuple, widths: tuple) -> np.ndarray:
+    """Per draw a fitted data range, (min, max) of log N, log D, log 6ND, log D/N (rows of 8): the largest N and
+    D log-uniform in n_top, d_top; the ranges reach widths[0], [1], [2] e-folds below those tops and the
+    tokens per parameter from widths[3] below to widths[4] above the top's."""
+    n_hi = np.exp(rng.uniform(*np.log(n_top), size=n))
+    d_hi = np.exp(rng.uniform(*np.log(d_top), size=n))
+    w = widths
+    return np.column_stack([np.log(n_hi) - w[0], np.log(n_hi), np.log(d_hi) - w[1], np.log(d_hi),
+                            np.log(6 * n_hi * d_hi) - w[2], np.log(6 * n_hi * d_hi),
+                            np.log(d_hi / n_hi) - w[3], np.log(d_hi / n_hi) + w[4]])
+
+
+def with_bend(law: np.ndarray, bend: np.ndarray, ranges: np.ndarray) -> np.ndarray:
+    """The bent objective's theta rows: [law coefficients, z*s, range (8)]."""
     return np.ascontiguousarray(np.column_stack([law, bend, ranges]))
 
 

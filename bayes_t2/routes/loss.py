@@ -14,11 +14,9 @@ quantities and reports the paper's coefficients as deterministics:
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
-import numba
 import numpy as np
 import pandas as pd
 import pymc as pm
@@ -27,6 +25,8 @@ import xarray as xr
 
 from ..errors import InputError
 from ..laws import LOSS_COEFFICIENTS, loss_law, loss_law_nb, repeated_value
+from .extrapolation import (RANGE_AXES, data_range, discrepancy_error, discrepancy_scale,  # noqa: F401 - re-exported
+                            extrapolation_efolds, extrapolation_efolds_nb, range_coordinates)
 
 TERMS = ("E", "A", "B", "G")
 EXPONENTS = {"A": "alpha", "B": "beta", "G": "gamma"}
@@ -214,11 +214,14 @@ class LossRoute:
 
     @staticmethod
     def metric(coefficients: xr.Dataset, N: Any, D: Any, k: Any, *, rng: np.random.Generator | None = None,
-               spec: dict[str, Any] | None = None) -> xr.DataArray:
+               spec: dict[str, Any] | None = None, bend: Any = 0.0) -> xr.DataArray:
         """The law's loss for every posterior draw (broadcast over N, D, k); with `rng`, a new checkpoint's
-        observed loss: the law times the likelihood's noise on log loss (Student-t or normal, per `spec`)."""
+        observed loss: the law times the likelihood's noise on log loss (Student-t or normal, per `spec`).
+        bend: a shift of log loss per draw (the optimizer's bend, `optimum.BentRoute`)."""
         c = coefficients
         loss = loss_law(c["E"], c["A"], c["alpha"], c["B"], c["beta"], c["G"], c["gamma"], N, D, k)
+        if not (np.isscalar(bend) and bend == 0.0):
+            loss = loss * np.exp(bend)
         if rng is None or "sigma" not in c:
             return loss
         lik = (spec or {}).get("likelihood", {"family": "student_t", "nu": 5.0})
@@ -227,10 +230,8 @@ class LossRoute:
         log_dev = xr.DataArray(eps, dims=loss.dims, coords=loss.coords) * c["sigma"]
         if "checkpoint_sd" in c:  # a fresh checkpoint effect
             log_dev = log_dev + xr.DataArray(rng.standard_normal(shape), dims=loss.dims) * c["checkpoint_sd"]
-        scale = discrepancy_scale(spec)
-        if scale > 0 and "data_log_range" in c:  # the law's own error, growing with the extrapolation
-            sd = scale * extrapolation_efolds(c["data_log_range"], N, D)
-            log_dev = log_dev + xr.DataArray(rng.standard_normal(shape), dims=loss.dims) * sd
+        # the law's own error, growing with the extrapolation
+        log_dev = log_dev + discrepancy_error(c, N, D, loss, rng, spec)
         return loss * np.exp(log_dev)
 
 
@@ -357,63 +358,6 @@ def trend_free_projection(params: np.ndarray, tokens: np.ndarray) -> np.ndarray:
     return np.eye(len(x)) - q @ q.T
 
 
-def discrepancy_scale(spec: dict[str, Any] | None) -> float:
-    """sd of the law's error on log loss per e-fold beyond the data (0: none), from a fit's spec.
-
-    A law fitted on smaller runs bends away from larger ones by an amount that grows with the distance; the
-    model carries it as a Normal error of sd `scale * distance` in log loss at prediction time. The scale is
-    not identifiable from one fit of the data (inside their range the law absorbs any bend), so it comes from
-    the data's own leave-the-largest-out backtest (`bayes_t2.backtest.learn_discrepancy`) or the spec."""
-    value = ((spec or {}).get("discrepancy") or {}).get("scale", 0.0)
-    if isinstance(value, str):  # "learn": resolved before fitting; a fit that kept the word has none
-        return 0.0
-    return float(value)
-
-
 def _data_range(obs: pd.DataFrame) -> None:
-    """The fitted data's range in log N, log D, log 6ND and log(D/N), kept in the posterior (constant over
-    draws) so a prediction knows how far beyond the data it lies (`extrapolation_efolds`)."""
-    log_n, log_d = np.log(obs["params"].to_numpy(float)), np.log(obs["tokens"].to_numpy(float))
-    bounds = np.array([[v.min(), v.max()] for v in _range_coordinates(log_n, log_d)])
-    model = pm.modelcontext(None)
-    model.add_coord("range_axis", list(RANGE_AXES))
-    model.add_coord("range_end", ["min", "max"])
-    pm.Deterministic("data_log_range", pt.as_tensor(bounds), dims=("range_axis", "range_end"))
-
-
-def _range_coordinates(log_n: Any, log_d: Any) -> tuple[Any, Any, Any, Any]:
-    """The axes along which a prediction can leave the data (`RANGE_AXES`): log N, log D, log compute 6ND and
-    log tokens per parameter D/N (over-training, or the under-trained corner of an IsoFLOP grid, is an
-    extrapolation even at sizes and budgets inside the data)."""
-    return log_n, log_d, np.log(6.0) + log_n + log_d, log_d - log_n
-
-
-def extrapolation_efolds(log_range: Any, N: Any, D: Any) -> Any:
-    """How far (N, D) lies outside the fitted data, in e-folds: the largest distance beyond the data's range
-    along any of `RANGE_AXES`, either side (0 inside every range). Fits saved before the tokens-per-parameter
-    axis existed carry three rows; their distance uses those three."""
-    lr = np.asarray(log_range, float) if not isinstance(log_range, xr.DataArray) else \
-        log_range.isel(chain=0, draw=0, missing_dims="ignore").values
-    coords = _range_coordinates(np.log(N), np.log(D))
-    out = 0.0
-    for (lo, hi), x in zip(lr, coords):
-        beyond = np.maximum(x - hi, lo - x)
-        out = np.maximum(out, beyond)
-    return np.maximum(out, 0.0)
-
-
-@numba.njit(cache=True, nogil=True, fastmath=False, error_model="numpy")
-def extrapolation_efolds_nb(theta, at, N, D):
-    """numba twin of `extrapolation_efolds` for the optimizer's objective: the range sits in theta[at:at + 8]
-    as (min, max) of log N, log D, log 6ND and log D/N, in `RANGE_AXES` order (tests/test_bend.py checks the
-    twins agree)."""
-    x0, x1 = math.log(N), math.log(D)
-    coords = (x0, x1, math.log(6.0) + x0 + x1, x1 - x0)
-    out = 0.0
-    for i in range(4):
-        beyond = max(coords[i] - theta[at + 2 * i + 1], theta[at + 2 * i] - coords[i])
-        out = max(out, beyond)
-    return out
-
-
-RANGE_AXES = ("params", "tokens", "compute", "tokens_per_param")
+    """The fitted data's range (`extrapolation.data_range`) of the observed runs."""
+    data_range(obs["params"].to_numpy(float), obs["tokens"].to_numpy(float))

@@ -15,7 +15,8 @@ One job per module (the maths is in `model`'s docstring and docs/model.md):
 from .cells import check_cells, collapse_samples, reference_point, unit_table
 from .config import (CELL_COLUMNS, LOG_NU_BOUNDS, LOGIT_MU_BOUNDS, NO_FLOOR, SAMPLED, T2_COEFFICIENTS,
                      accuracy_config, deviation_nu, theta_names)
-from .law import accuracy_pass_at_k, accuracy_shapes, neg_pass_at_k_nb, pack_theta, standardize_coefficients
+from .law import (accuracy_pass_at_k, accuracy_shapes, neg_pass_at_k_bent_nb, neg_pass_at_k_nb, pack_theta,
+                  standardize_coefficients)
 from .model import build_accuracy_model, chance_floor, counts_likelihood, pooled
 from .route import AccuracyRoute
 from .simulation import DEFAULT_TRUTH, PYTHIA_PARAMS, PYTHIA_TOKENS, simulate_samples
@@ -40,6 +41,7 @@ __all__ = [
     "collapse_samples",
     "counts_likelihood",
     "deviation_nu",
+    "neg_pass_at_k_bent_nb",
     "neg_pass_at_k_nb",
     "pack_theta",
     "pooled",

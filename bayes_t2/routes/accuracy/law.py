@@ -17,6 +17,7 @@ from numba import types
 
 from ...laws import loss_law, loss_law_nb
 from ...passk import beta_pass_at_k, log1m_beta_pass_at_k_nb
+from ..extrapolation import discrepancy_error, extrapolation_efolds_nb
 from .config import NO_FLOOR, T2_COEFFICIENTS
 from .kernels import beta_shapes, beta_shapes_nb, floored_logit, floored_logit_nb
 
@@ -79,7 +80,7 @@ def _as_input(x, like):
 
 
 def accuracy_shapes(posterior_or_arrays: Any, N: Any, D: Any, *, rng: np.random.Generator | None = None,
-                    noise_nu: float | None = None):
+                    noise_nu: float | None = None, discrepancy: float = 0.0, logit_shift: Any = 0.0):
     """Beta shapes (a, b) of per-problem success at (N, D) for every posterior draw.
 
     `posterior_or_arrays`: a posterior Dataset/DataTree/InferenceData or a mapping with the T2 names
@@ -88,6 +89,10 @@ def accuracy_shapes(posterior_or_arrays: Any, N: Any, D: Any, *, rng: np.random.
     rng: draw a fresh checkpoint deviation per draw and point (a *new* checkpoint's shapes, the posterior
     predictive); needs ``checkpoint_sd_mu``/``checkpoint_sd_nu`` in the source, else the law itself.
     noise_nu: the Student-t degrees of freedom of the deviations (None: normal), as in the fit's spec.
+    discrepancy: with `rng`, the law's error beyond the data (`routes.extrapolation`): logit(mu) of the new
+    checkpoint also gets Normal(0, discrepancy * x), x the e-folds of (N, D) beyond the source's
+    ``data_log_range`` (none without it). logit_shift: a fixed shift of logit(mu) (the optimizer's bend).
+    Both act on the floored mean, as the checkpoint deviation does.
     """
     c = {name: _get_coefficient(posterior_or_arrays, name) for name in T2_COEFFICIENTS}
     like = c["theta1"]
@@ -95,10 +100,23 @@ def accuracy_shapes(posterior_or_arrays: Any, N: Any, D: Any, *, rng: np.random.
     L = loss_law(c["E"], c["A"], c["alpha"], c["B"], c["beta"], 0.0, 1.0, N, D, 1.0)
     logit_mu = floored_logit(c["theta1"] + c["theta2"] * L, c["logit_floor"])
     log_nu = c["theta3"] + c["theta4"] * L
+    logit_mu = logit_mu + logit_shift
     if rng is not None:
         logit_mu = logit_mu + _checkpoint_deviation(posterior_or_arrays, "mu", logit_mu, rng, noise_nu)
         log_nu = log_nu + _checkpoint_deviation(posterior_or_arrays, "nu", log_nu, rng, noise_nu)
+        logit_mu = logit_mu + _discrepancy(posterior_or_arrays, N, D, logit_mu, rng, discrepancy)
     return beta_shapes(logit_mu, log_nu)
+
+
+def _discrepancy(source: Any, N: Any, D: Any, like: Any, rng: np.random.Generator, scale: float):
+    """A new checkpoint's error of logit(mu) beyond the data (`extrapolation.discrepancy_error`)."""
+    if scale <= 0:
+        return 0.0
+    try:
+        log_range = _get(source, "data_log_range")
+    except KeyError:
+        return 0.0
+    return discrepancy_error({"data_log_range": log_range}, N, D, like, rng, {"discrepancy": {"scale": scale}})
 
 
 def _checkpoint_deviation(source: Any, name: str, like: Any, rng: np.random.Generator, nu: float | None):
@@ -114,10 +132,11 @@ def _checkpoint_deviation(source: Any, name: str, like: Any, rng: np.random.Gene
 
 
 def accuracy_pass_at_k(posterior_or_arrays: Any, N: Any, D: Any, k: Any, *, rng: np.random.Generator | None = None,
-                       noise_nu: float | None = None):
+                       noise_nu: float | None = None, discrepancy: float = 0.0, logit_shift: Any = 0.0):
     """pass@k (the expected fraction of problems solved within k samples) at (N, D), per draw; with `rng`,
     at a new checkpoint (see `accuracy_shapes`)."""
-    a, b = accuracy_shapes(posterior_or_arrays, N, D, rng=rng, noise_nu=noise_nu)
+    a, b = accuracy_shapes(posterior_or_arrays, N, D, rng=rng, noise_nu=noise_nu, discrepancy=discrepancy,
+                           logit_shift=logit_shift)
     k = _as_input(k, a) if isinstance(a, xr.DataArray) and np.ndim(k) == 0 else k
     return beta_pass_at_k(a, b, k)
 
@@ -140,4 +159,22 @@ def neg_pass_at_k_nb(theta, N, D, k):
     """
     L = loss_law_nb(theta[4], theta[5], theta[6], theta[7], theta[8], 0.0, 1.0, N, D, 1.0)
     a, b = beta_shapes_nb(floored_logit_nb(theta[0] + theta[1] * L, theta[9]), theta[2] + theta[3] * L)
+    return log1m_beta_pass_at_k_nb(a, b, k)
+
+
+#: where the bend starts in the bent objective's theta: [T2 coefficients..., z*s, range (8)] (`optimum.BentRoute`)
+BEND_AT = len(T2_COEFFICIENTS)
+
+
+@numba.njit(_OBJECTIVE_SIGNATURE, cache=True, nogil=True)
+def neg_pass_at_k_bent_nb(theta, N, D, k):
+    """`neg_pass_at_k_nb` with the law bent beyond the data: logit(mu) (floored) shifted by z*s times the
+    e-folds (N, D) lies outside the data's range; theta = [T2 coefficients, z*s, (min, max) of log N, log D,
+    log 6ND, log D/N]."""
+    L = loss_law_nb(theta[4], theta[5], theta[6], theta[7], theta[8], 0.0, 1.0, N, D, 1.0)
+    logit_mu = floored_logit_nb(theta[0] + theta[1] * L, theta[9])
+    bend = theta[BEND_AT]
+    if bend != 0.0:
+        logit_mu += bend * extrapolation_efolds_nb(theta, BEND_AT + 1, N, D)
+    a, b = beta_shapes_nb(logit_mu, theta[2] + theta[3] * L)
     return log1m_beta_pass_at_k_nb(a, b, k)

@@ -101,6 +101,7 @@ import pymc as pm
 import pytensor.tensor as pt
 from scipy.special import gammaln
 
+from ..extrapolation import data_range
 from .cells import check_cells, reference_point, unit_table
 from .config import NO_FLOOR, SAMPLED, accuracy_config
 from .kernels import PT, beta_shapes, boxcox_pt, floored_logit
@@ -234,6 +235,7 @@ def build_accuracy_model(cells: pd.DataFrame, config: Mapping[str, Any] | None =
         x_n = pm.Data("log_params_scaled", np.log(units["params"].to_numpy(float) / n0), dims="task_checkpoint")
         x_d = pm.Data("log_tokens_scaled", np.log(units["tokens"].to_numpy(float) / d0), dims="task_checkpoint")
 
+        data_range(units["params"].to_numpy(float), units["tokens"].to_numpy(float))  # for the discrepancy
         q = {name: pooled(name, priors[name], len(tasks), spec["pooling"]) for name in SAMPLED}
         floor = chance_floor(priors, len(tasks), spec, t)
         alpha = pm.Deterministic("alpha", pt.exp(q["log_alpha"]), dims="task")

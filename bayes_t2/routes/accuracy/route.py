@@ -12,9 +12,10 @@ import pymc as pm
 import xarray as xr
 
 from ...passk import unbiased_pass_at_k
+from ..extrapolation import discrepancy_scale
 from .cells import check_cells
 from .config import T2_COEFFICIENTS, deviation_nu
-from .law import accuracy_pass_at_k, neg_pass_at_k_nb
+from .law import accuracy_pass_at_k, neg_pass_at_k_bent_nb, neg_pass_at_k_nb
 from .model import build_accuracy_model
 
 
@@ -27,6 +28,7 @@ class AccuracyRoute:
     coefficient_names = T2_COEFFICIENTS
     theta_names = T2_COEFFICIENTS
     objective_nb = neg_pass_at_k_nb  # minimise log(1 - pass@k)
+    objective_bent_nb = neg_pass_at_k_bent_nb  # the same, bent beyond the data (`optimum.BentRoute`)
 
     @staticmethod
     def observations(data: Any) -> pd.DataFrame:
@@ -44,14 +46,18 @@ class AccuracyRoute:
         """pass@k from the minimised objective log(1 - pass@k)."""
         return -np.expm1(value)
 
-    #: posterior variables a new checkpoint's prediction also needs (its scatter around the law)
-    noise_names = ("checkpoint_sd_mu", "checkpoint_sd_nu")
+    #: posterior variables a new checkpoint's prediction also needs: its scatter around the law, and the fitted
+    #: data's range (the discrepancy grows with the distance beyond it)
+    noise_names = ("checkpoint_sd_mu", "checkpoint_sd_nu", "data_log_range")
 
     @staticmethod
     def metric(coefficients: Any, N: Any, D: Any, k: Any, *, rng: np.random.Generator | None = None,
-               spec: Mapping[str, Any] | None = None):
-        """Law pass@k per draw; with `rng`, a new checkpoint's pass@k (law + checkpoint deviation)."""
-        return accuracy_pass_at_k(coefficients, N, D, k, rng=rng, noise_nu=deviation_nu(spec))
+               spec: Mapping[str, Any] | None = None, bend: Any = 0.0):
+        """Law pass@k per draw; with `rng`, a new checkpoint's pass@k (law + checkpoint deviation + the law's
+        error beyond the data, `spec`'s discrepancy scale). bend: a shift of logit(mu) per draw (the
+        optimizer's bend, `optimum.BentRoute`)."""
+        return accuracy_pass_at_k(coefficients, N, D, k, rng=rng, noise_nu=deviation_nu(spec),
+                                  discrepancy=discrepancy_scale(dict(spec or {})), logit_shift=bend)
 
     @staticmethod
     def observed_points(tree: xr.DataTree) -> pd.DataFrame:
