@@ -401,7 +401,8 @@ def held_out_residuals(fit, test: EvalData, seed: int) -> tuple[pd.DataFrame, np
     (E[c/n] = p, E[p] = mu), so a shift d of logit mu moves the logit of the statistic by d (for many problems)
     and the learned s is an sd of logit mu, as the discrepancy term needs; the problems' and samples' own
     scatter and the checkpoint deviation are in v, as the loss route's noise is. Held-out checkpoints that
-    solved nothing (r = -inf: at the chance floor, where the law is not seen) carry no residual and are dropped."""
+    solved nothing (at the chance floor, where the law is not seen) get r = -inf: `fit_discrepancy_scale` and
+    `learn_discrepancy` leave them out (and count them)."""
     if fit.route.metric_name == "loss":
         points, draws = _loss_predictive(fit, test, seed)
         log_draws = np.log(draws)

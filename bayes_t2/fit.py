@@ -195,8 +195,9 @@ class Fit:
     @property
     def discrepancy(self) -> dict[str, Any]:
         """The law's error beyond the data this fit carries: {"scale": sd per e-fold beyond the data (0: none)
-        of log loss, or of the logit of the mean success on the accuracy route} plus, when it was learned, the
-        folds and points it was learned from (or why not)."""
+        of log loss, or of the logit of the mean success on the accuracy route} plus "source" ("learned": with
+        the folds and points it was learned from, or why not; "model file") when the fit did not get it as a
+        number."""
         from .routes.loss import discrepancy_scale
 
         learned = json.loads(self.tree.attrs.get(DISCREPANCY_ATTR, "null")) or {}
@@ -610,7 +611,8 @@ def _resolve_discrepancy(data: Any, route: str | None, priors: str | Path | dict
                          discrepancy: str | float | None, settings: SamplerSettings,
                          allow_prior_only: bool) -> tuple[str | Path | dict | None, dict[str, Any] | None]:
     """The priors with the route's discrepancy scale made a number (learned when asked for), and the record of
-    how it was learned (None when it was given). Joint fits pass through (no discrepancy)."""
+    where it came from: "source" "learned" (with the folds, or a note why it could not be) or "model file";
+    None when the caller gave the number. Joint fits pass through (no discrepancy)."""
     if isinstance(data, Mapping) and len(data) == 1:
         data = next(iter(data.values()))
     if isinstance(data, Mapping):
@@ -632,6 +634,7 @@ def _resolve_discrepancy(data: Any, route: str | None, priors: str | Path | dict
                 scale = learned["scale"]
             except InputError as err:  # too few checkpoints for a backtest inside the data
                 scale, learned = 0.0, {"scale": 0.0, "note": f"not learned: {err}"}
+        learned["source"] = "learned"
     else:
         try:
             scale = float(value)
@@ -640,7 +643,7 @@ def _resolve_discrepancy(data: Any, route: str | None, priors: str | Path | dict
         if not (scale >= 0 and np.isfinite(scale)):
             raise InputError(f"discrepancy must be 'learn' or a number >= 0, got {value!r}")
         if discrepancy is None:  # the model file's number: say where it came from
-            learned = {"scale": scale, "note": "from the model file; --discrepancy learn learns it"}
+            learned = {"scale": scale, "source": "model file", "note": "from the model file; --discrepancy learn learns it"}
     spec["discrepancy"] = {**(spec.get("discrepancy") or {}), "scale": scale}
     return spec, learned
 

@@ -1154,11 +1154,12 @@ def bend_scale(fit: Any) -> float:
     from .routes.loss import discrepancy_scale
 
     base = getattr(fit, "unbent", fit)
+    scale = discrepancy_scale(getattr(base, "spec", None))
+    if scale <= 0 or "data_log_range" not in getattr(base, "posterior", {}):
+        return 0.0  # decided before asking for the bent objective, which compiles it
     route = getattr(base, "route", None)
     law = route.base if isinstance(route, RepeatedRoute) else route  # the law a repeated view evaluates
-    if route_bent_objective(law) is None or "data_log_range" not in getattr(base, "posterior", {}):
-        return 0.0
-    return discrepancy_scale(getattr(base, "spec", None))
+    return scale if route_bent_objective(law) is not None else 0.0
 
 
 def bend_route(route: Any, zero: bool = False) -> Any:

@@ -339,7 +339,9 @@ def _backtest_page(fit, data: Any, draws: int):
     settings = SamplerSettings(draws=draws, tune=draws, chains=2, seed=seed, pointwise=False)
     # a scale the fit learned from all its data has seen the held-out part: learn it again inside the training
     # part (two more small fits); a scale the user fixed is kept as it is
-    learned_in_fit = bool(fit.discrepancy.get("folds")) or "note" in fit.discrepancy
+    record = fit.discrepancy
+    learned_in_fit = record.get("source") == "learned" if "source" in record else (  # fits saved before "source"
+        bool(record.get("folds")) or str(record.get("note", "")).startswith("not learned"))
     try:
         result = backtest(evaluation, holdout=DEFAULT_HOLDOUT, fraction=DEFAULT_FRACTION, route=fit.route.name,
                           priors=fit.spec, settings=settings, discrepancy="learn" if learned_in_fit else "spec")

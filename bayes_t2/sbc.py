@@ -424,9 +424,11 @@ def replicate(sampler: _SwapSampler, design: SBCDesign, truth: xr.Dataset, obs: 
     route = sampler.route
     fit = sampler.fit(obs, seed)
     retried, seconds = False, float(fit.tree.attrs["sampling_seconds"])
-    if retry and diagnose(fit.tree, list(route.coefficient_names)).max_rhat > RETRY_RHAT:
+    diag = diagnose(fit.tree, list(route.coefficient_names))
+    if retry and diag.max_rhat > RETRY_RHAT:
         fit = sampler.fit(obs, seed, longer=RETRY_FACTOR)
         retried, seconds = True, seconds + float(fit.tree.attrs["sampling_seconds"])
+        diag = diagnose(fit.tree, list(route.coefficient_names))
     post = fit.posterior
     tasks = [str(t) for t in post["task"].values]
     # a coefficient pinned by the parameterisation (the accuracy route's E = 0) carries no information
@@ -456,7 +458,6 @@ def replicate(sampler: _SwapSampler, design: SBCDesign, truth: xr.Dataset, obs: 
         return xr.concat(arrs, dim=pd.Index(quantities, name="quantity"), coords="minimal", compat="override")
 
     ds = score_draws(stack(q_post, ("chain", "draw", "task")), stack(q_true, ("task",)), rng)
-    diag = diagnose(fit.tree, [c for c in route.coefficient_names])
     ds["max_rhat"] = diag.max_rhat
     ds["divergences"] = diag.divergences
     ds["sampling_seconds"] = seconds

@@ -349,7 +349,13 @@ def test_accuracy_route_report(accuracy_truth_fit, tmp_path):
     assert obs["metric"].between(0, 1).all() and set(obs["k"]) == {2.0 ** i for i in range(9)}
 
 
-@pytest.mark.parametrize("learned, expected", [({"folds": [{"holdout": "largest-params"}]}, "learn"), (None, "spec")])
+@pytest.mark.parametrize("learned, expected", [
+    ({"source": "learned", "folds": [{"holdout": "largest-params"}]}, "learn"),
+    ({"source": "learned", "note": "not learned: too few sizes"}, "learn"),
+    ({"source": "model file", "note": "from the model file; --discrepancy learn learns it"}, "spec"),
+    ({"folds": [{"holdout": "largest-params"}]}, "learn"),  # a fit saved before the record named its source
+    ({"note": "from the model file; --discrepancy learn learns it"}, "spec"),
+    (None, "spec")])
 def test_backtest_page_learns_the_discrepancy_inside_its_training_part(loss_truth_fit, monkeypatch, learned,
                                                                         expected):
     """A scale the fit learned from all its data has seen the held-out points: the page's backtest learns it
