@@ -84,25 +84,24 @@ def _bent_objective(f: Objective, n: int) -> Objective:
     return g
 
 
-def _accuracy_objective(theta: np.ndarray, N: np.ndarray, D: np.ndarray, k: np.ndarray) -> np.ndarray:
+def _accuracy_objective(theta: np.ndarray, N: np.ndarray, D: np.ndarray, k: np.ndarray,
+                        logit_shift: Any = 0.0) -> np.ndarray:
+    """log(1 - pass@k) of the accuracy law, its (floored) logit mu shifted by `logit_shift` (0: the law)."""
     from .passk import log1m_beta_pass_at_k
     from .routes.accuracy import T2_COEFFICIENTS, accuracy_shapes
 
     coefs = {name: theta[:, j, None] for j, name in enumerate(T2_COEFFICIENTS)}
-    a, b = accuracy_shapes(coefs, N, D)
+    a, b = accuracy_shapes(coefs, N, D, logit_shift=logit_shift)
     return np.asarray(log1m_beta_pass_at_k(a, b, np.asarray(k, dtype=float)), dtype=float)
 
 
 def _bent_accuracy_objective(theta: np.ndarray, N: np.ndarray, D: np.ndarray, k: np.ndarray) -> np.ndarray:
-    """log(1 - pass@k) of the accuracy law whose (floored) logit mu is shifted by z s x, x the e-folds beyond
-    the data (`_beyond`); theta = T2 coefficients, z s, range."""
-    from .passk import log1m_beta_pass_at_k
-    from .routes.accuracy import T2_COEFFICIENTS, accuracy_shapes
+    """The accuracy law whose logit mu is shifted by z s x, x the e-folds beyond the data (`_beyond`);
+    theta = T2 coefficients, z s, range."""
+    from .routes.accuracy import T2_COEFFICIENTS
 
     n = len(T2_COEFFICIENTS)
-    coefs = {name: theta[:, j, None] for j, name in enumerate(T2_COEFFICIENTS)}
-    a, b = accuracy_shapes(coefs, N, D, logit_shift=theta[:, n, None] * _beyond(theta, n + 1, N, D))
-    return np.asarray(log1m_beta_pass_at_k(a, b, np.asarray(k, dtype=float)), dtype=float)
+    return _accuracy_objective(theta, N, D, k, logit_shift=theta[:, n, None] * _beyond(theta, n + 1, N, D))
 
 
 #: the repetition numbers a repeated route appends to theta (unique tokens U, R_D*, U_N, R_N*), in this order

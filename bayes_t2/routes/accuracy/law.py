@@ -150,6 +150,15 @@ def pack_theta(posterior_or_arrays: Any) -> np.ndarray:
 _OBJECTIVE_SIGNATURE = types.float64(types.float64[::1], types.float64, types.float64, types.float64)
 
 
+@numba.njit(cache=True, nogil=True)
+def _neg_pass_at_k_shifted_nb(theta, N, D, k, logit_shift):
+    """log(1 - pass@k) with the (floored) logit of mu shifted by `logit_shift` (0: the law itself)."""
+    L = loss_law_nb(theta[4], theta[5], theta[6], theta[7], theta[8], 0.0, 1.0, N, D, 1.0)
+    logit_mu = floored_logit_nb(theta[0] + theta[1] * L, theta[9]) + logit_shift
+    a, b = beta_shapes_nb(logit_mu, theta[2] + theta[3] * L)
+    return log1m_beta_pass_at_k_nb(a, b, k)
+
+
 @numba.njit(_OBJECTIVE_SIGNATURE, cache=True, nogil=True)
 def neg_pass_at_k_nb(theta, N, D, k):
     """log(1 - pass@k) at (N, D, k) for theta packed in `theta_names` order: the value to MINIMISE.
@@ -157,9 +166,7 @@ def neg_pass_at_k_nb(theta, N, D, k):
     Monotone in pass@k and well resolved both when pass@k is tiny and when it approaches 1 (where -pass@k
     would be flat to float64). k may be real.
     """
-    L = loss_law_nb(theta[4], theta[5], theta[6], theta[7], theta[8], 0.0, 1.0, N, D, 1.0)
-    a, b = beta_shapes_nb(floored_logit_nb(theta[0] + theta[1] * L, theta[9]), theta[2] + theta[3] * L)
-    return log1m_beta_pass_at_k_nb(a, b, k)
+    return _neg_pass_at_k_shifted_nb(theta, N, D, k, 0.0)
 
 
 #: where the bend starts in the bent objective's theta: [T2 coefficients..., z*s, range (8)] (`optimum.BentRoute`)
@@ -171,10 +178,6 @@ def neg_pass_at_k_bent_nb(theta, N, D, k):
     """`neg_pass_at_k_nb` with the law bent beyond the data: logit(mu) (floored) shifted by z*s times the
     e-folds (N, D) lies outside the data's range; theta = [T2 coefficients, z*s, (min, max) of log N, log D,
     log 6ND, log D/N]."""
-    L = loss_law_nb(theta[4], theta[5], theta[6], theta[7], theta[8], 0.0, 1.0, N, D, 1.0)
-    logit_mu = floored_logit_nb(theta[0] + theta[1] * L, theta[9])
     bend = theta[BEND_AT]
-    if bend != 0.0:
-        logit_mu += bend * extrapolation_efolds_nb(theta, BEND_AT + 1, N, D)
-    a, b = beta_shapes_nb(logit_mu, theta[2] + theta[3] * L)
-    return log1m_beta_pass_at_k_nb(a, b, k)
+    shift = bend * extrapolation_efolds_nb(theta, BEND_AT + 1, N, D) if bend != 0.0 else 0.0
+    return _neg_pass_at_k_shifted_nb(theta, N, D, k, shift)
