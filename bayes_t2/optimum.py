@@ -1064,7 +1064,7 @@ def bent_objective(base: Any, at: int) -> Any:
     """The optimizer objective f(theta, N, D, k) = base(theta[:at], N, D, k) * exp(z s x(N, D)) of any route's
     objective `base` (an `OBJECTIVE_TYPE` function of the route's `at` coefficients), with the bend in
     theta[at:at + 9] (`BEND_NAMES`: z*s, then the data's range) and x the e-folds (N, D) lies beyond it
-    (`routes.loss.extrapolation_efolds_nb`). z*s = 0 returns base's value itself (not times exp(0)), so an
+    (`routes.extrapolation.extrapolation_efolds_nb`). z*s = 0 returns base's value itself (not times exp(0)), so an
     unbent draw scores exactly as the route's own objective. Compiled once per (objective, at) and process."""
     key = (id(base), int(at))
     if key not in _bent_objectives:
