@@ -359,8 +359,7 @@ def inner_fold_residuals(data: EvalData, folds: Sequence[tuple[str, float]] = FI
     if not used:
         raise InputError(f"too few checkpoints to learn the discrepancy ({'; '.join(skipped)})")
     return {"residual": np.concatenate(residuals), "variance": np.concatenate(variances),
-            "efolds": np.concatenate(distances), "fold": np.concatenate(fold), "folds": used, "skipped": skipped,
-            "metric_name": route_obj.metric_name}
+            "efolds": np.concatenate(distances), "fold": np.concatenate(fold), "folds": used, "skipped": skipped}
 
 
 def learn_discrepancy(data: EvalData, folds: Sequence[tuple[str, float]] = FIT_FOLDS, *,
@@ -371,20 +370,16 @@ def learn_discrepancy(data: EvalData, folds: Sequence[tuple[str, float]] = FIT_F
     folds' held-out residuals (`inner_fold_residuals`) together consistent with the predictive variance plus
     (scale x distance)^2 (`fit_discrepancy_scale`, maximum likelihood; a posterior over the scale, a signed
     drift and sd growing as a power of the distance did not hold out better: docs/backtest.md).
-    Returns {"scale", "folds", "n_points", "max_efolds", "rms_residual", "skipped"} (the loss route's record
-    also names the residual "rms_log_residual"; the accuracy route's counts the checkpoints it dropped)."""
+    Returns {"scale", "folds", "n_points", "max_efolds", "rms_residual", "n_dropped", "skipped"}: n_dropped
+    counts the held-out points without a residual (accuracy checkpoints that solved nothing; 0 for losses)."""
     inner = inner_fold_residuals(data, folds, route=route, priors=priors, settings=settings, seed=seed)
     residual, variance, efolds = inner["residual"], inner["variance"], inner["efolds"]
     scale = fit_discrepancy_scale(residual, variance, efolds)
     finite = np.isfinite(residual) & np.isfinite(variance)
     rms = float(np.sqrt(np.mean(residual[finite] ** 2))) if finite.any() else float("nan")
-    out = {"scale": scale, "folds": inner["folds"], "n_points": int(finite.sum()),
-           "max_efolds": float(np.max(efolds)), "rms_residual": rms, "skipped": inner["skipped"]}
-    if inner["metric_name"] == "loss":
-        out["rms_log_residual"] = rms
-    else:
-        out["n_dropped"] = int((~finite).sum())  # held-out checkpoints that solved nothing: no logit
-    return out
+    return {"scale": scale, "folds": inner["folds"], "n_points": int(finite.sum()),
+            "max_efolds": float(np.max(efolds)), "rms_residual": rms, "n_dropped": int((~finite).sum()),
+            "skipped": inner["skipped"]}
 
 
 def held_out_residuals(fit, test: EvalData, seed: int) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:

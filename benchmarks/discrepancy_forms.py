@@ -30,9 +30,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "benchmarks"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import add_backtest_options, sampler_settings  # noqa: E402
 from backtest_real import DATA, PORIAN_CONFIGS, suite_data  # noqa: E402
 
 #: targets of the backtest (docs/backtest.md)
@@ -234,16 +233,10 @@ def inside(c50: float, c90: float) -> tuple[bool, bool]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from bayes_t2.fit import SamplerSettings
-
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--suites", default=",".join(f"porian:{c}" for c in PORIAN_CONFIGS))
     parser.add_argument("--holdouts", default="largest-compute,largest-params")
-    parser.add_argument("--fraction", type=float, default=0.25)
-    parser.add_argument("--draws", type=int, default=300)
-    parser.add_argument("--tune", type=int, default=300)
-    parser.add_argument("--chains", type=int, default=2)
-    parser.add_argument("--seed", type=int, default=0)
+    add_backtest_options(parser, draws=300, tune=300)
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--score-only", action="store_true", help="score the cached rows only, fit nothing")
@@ -253,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     args.out.mkdir(parents=True, exist_ok=True)
     warnings.filterwarnings("ignore")
-    settings = SamplerSettings(draws=args.draws, tune=args.tune, chains=args.chains, seed=args.seed, pointwise=False)
+    settings = sampler_settings(args.draws, args.tune, args.chains, args.seed)
     rows = []
     for suite in args.suites.split(","):
         data = None
