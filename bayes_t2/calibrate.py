@@ -276,10 +276,12 @@ class _CompiledSampler:
         self.reference: Any = None
         self.checked = False
 
-    def fit(self, frame: pd.DataFrame, seed: int) -> Fit:
-        """Sample the route's model of `frame` (what `route.build_model` takes: loss rows or count cells)."""
+    def fit(self, frame: pd.DataFrame, seed: int, settings: SamplerSettings | None = None) -> Fit:
+        """Sample the route's model of `frame` (what `route.build_model` takes: loss rows or count cells), with
+        `settings` (default: the sampler's own)."""
         import nutpie
 
+        s = settings or self.settings
         model = self.route.build_model(frame, self.spec)
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", category=FutureWarning)
@@ -294,9 +296,8 @@ class _CompiledSampler:
                     self._check_swap(model, updates)
                 compiled = self.compiled.with_data(**updates)
             started = time.perf_counter()
-            tree = nutpie.sample(compiled, draws=self.settings.draws, tune=self.settings.tune,
-                                 chains=self.settings.chains, seed=seed, adaptation="low_rank",
-                                 target_accept=self.settings.target_accept, progress_bar=False)
+            tree = nutpie.sample(compiled, draws=s.draws, tune=s.tune, chains=s.chains, seed=seed,
+                                 adaptation="low_rank", target_accept=s.target_accept, progress_bar=False)
         scaling = getattr(model, "bayes_t2_scaling", None)
         tree.attrs.update({"bayes_t2_format": FIT_FORMAT, "route": self.route.name,
                            "model_spec": spec_to_json(self.spec),

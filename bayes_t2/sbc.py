@@ -360,11 +360,7 @@ class _SwapSampler:
         if self.cells_sampler is not None:
             from .calibrate import pad_cells
 
-            self.cells_sampler.settings = s
-            try:
-                return self.cells_sampler.fit(pad_cells(collapse_problems(self.design, obs), self.n_cells), seed)
-            finally:
-                self.cells_sampler.settings = self.settings
+            return self.cells_sampler.fit(pad_cells(collapse_problems(self.design, obs), self.n_cells), seed, s)
         import nutpie
 
         from .fit import FIT_FORMAT, Fit

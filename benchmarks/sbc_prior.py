@@ -54,7 +54,8 @@ def main() -> None:
 def report(summ: dict) -> None:
     print(f"{summ['n_replicates_ranked']} replicates x {summ['n_tasks']} tasks; diagnostics {summ['diagnostics']}")
     for q, r in summ["quantities"].items():
-        print(f"{q:22s} n {r['n']:4d}  chi2 p {r['chi2_pvalue']:.3g}  ECDF p {r['ecdf_pvalue']:.3g}  "
+        p = {name: "n/a" if r[name] is None else f"{r[name]:.3g}" for name in ("chi2_pvalue", "ecdf_pvalue")}
+        print(f"{q:22s} n {r['n']:4d}  chi2 p {p['chi2_pvalue']}  ECDF p {p['ecdf_pvalue']}  "
               f"50% {r['coverage_50']['coverage']:.2f}  90% {r['coverage_90']['coverage']:.2f}  mean rank {r['mean_rank']:.2f}  "
               f"unranked (ESS < 9) {r['unranked_low_ess']}")
     print("degenerate:", summ["degenerate"], "flagged:", summ["flagged"], "passes (Bonferroni):", summ["passes"])
