@@ -201,6 +201,15 @@ def _accuracy_predictive(fit, test: EvalData, seed: int, max_draws: int = 400,
     return pd.DataFrame(rows), np.asarray(draws, dtype=float)
 
 
+def predictive(fit, test: EvalData, seed: int, k_top: int | None = None) -> tuple[pd.DataFrame, np.ndarray]:
+    """Held-out points of `test` with their observed metric, and a new checkpoint's predictive draws of it
+    (points x draws), on the fit's route: loss rows (`_loss_predictive`) or the empirical pass@k of each held-out
+    checkpoint (`_accuracy_predictive`, k up to `k_top`; the loss route has its own k per row)."""
+    if fit.route.metric_name == "loss":
+        return _loss_predictive(fit, test, seed)
+    return _accuracy_predictive(fit, test, seed, k_top=k_top)
+
+
 def _logit(p: np.ndarray) -> np.ndarray:
     p = np.asarray(p, dtype=float)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -398,12 +407,11 @@ def held_out_residuals(fit, test: EvalData, seed: int) -> tuple[pd.DataFrame, np
     scatter and the checkpoint deviation are in v, as the loss route's noise is. Held-out checkpoints that
     solved nothing (at the chance floor, where the law is not seen) get r = -inf: `fit_discrepancy_scale` and
     `learn_discrepancy` leave them out (and count them)."""
+    points, draws = predictive(fit, test, seed, k_top=1)
     if fit.route.metric_name == "loss":
-        points, draws = _loss_predictive(fit, test, seed)
         log_draws = np.log(draws)
         return points, np.log(points["observed"].to_numpy(float)) - np.median(log_draws, axis=1), \
             np.var(log_draws, axis=1)
-    points, draws = _accuracy_predictive(fit, test, seed, k_top=1)
     with np.errstate(divide="ignore", invalid="ignore"):
         logit_draws = _logit(draws)
         lo, mid, hi = np.quantile(logit_draws, [0.15865525, 0.5, 0.84134475], axis=1)
@@ -479,10 +487,7 @@ def score_split(fit, split: Split, seed: int) -> pd.DataFrame:
     """Every held-out point of `split` scored against `fit`'s predictive of a new checkpoint (with the
     discrepancy its spec carries), with its distances beyond the training part (`distance` along the holdout's
     quantity)."""
-    if fit.route.metric_name == "loss":
-        points, draws = _loss_predictive(fit, split.test, seed)
-    else:
-        points, draws = _accuracy_predictive(fit, split.test, seed)
+    points, draws = predictive(fit, split.test, seed)
     scored = score_points(points, draws, fit.route.metric_name, seed + 1)
     scored = pd.concat([scored, _distances(scored, split.train.frame)], axis=1)
     scored["distance"] = scored[f"distance_{HOLDOUTS[split.holdout]}"]

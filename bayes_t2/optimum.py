@@ -1057,7 +1057,18 @@ BEND_NAMES: tuple[str, ...] = ("discrepancy_bend",) + tuple(f"range_{axis}_{end}
 #: stream of the bend's z, kept apart from the checkpoint effects drawn with the same seed
 _BEND_STREAM = 0xD15C
 
-_bent_objectives: dict[tuple[int, int], Any] = {}
+_wrapped_objectives: dict[tuple[str, int, int], tuple[Any, Any]] = {}
+
+
+def wrapped_objective(kind: str, base: Any, n: int, build: Any) -> Any:
+    """`build(base, n)`, a numba objective wrapping the objective `base` of a route's n coefficients (the bend,
+    or the repetition's effective design), compiled once per (kind, base, n) and process. numba compiles a
+    closure anew for each call, so the wrappers are kept here; `base` is kept alive with them (its id is in
+    the key)."""
+    key = (kind, id(base), int(n))
+    if key not in _wrapped_objectives:
+        _wrapped_objectives[key] = (base, build(base, int(n)))
+    return _wrapped_objectives[key][1]
 
 
 def bent_objective(base: Any, at: int) -> Any:
@@ -1065,21 +1076,20 @@ def bent_objective(base: Any, at: int) -> Any:
     objective `base` (an `OBJECTIVE_TYPE` function of the route's `at` coefficients), with the bend in
     theta[at:at + 9] (`BEND_NAMES`: z*s, then the data's range) and x the e-folds (N, D) lies beyond it
     (`routes.extrapolation.extrapolation_efolds_nb`). z*s = 0 returns base's value itself (not times exp(0)), so an
-    unbent draw scores exactly as the route's own objective. Compiled once per (objective, at) and process."""
-    key = (id(base), int(at))
-    if key not in _bent_objectives:
-        n = int(at)
+    unbent draw scores exactly as the route's own objective."""
+    return wrapped_objective("bend", base, at, _build_bent_objective)
 
-        @numba.njit(OBJECTIVE_SIGNATURE, nogil=True, fastmath=False, error_model="numpy")
-        def objective(theta, N, D, k):
-            value = base(theta[:n], N, D, k)
-            bend = theta[n]
-            if bend == 0.0:
-                return value
-            return value * math.exp(bend * extrapolation_efolds_nb(theta, n + 1, N, D))
 
-        _bent_objectives[key] = (base, objective)  # keep `base` alive: its id is the key
-    return _bent_objectives[key][1]
+def _build_bent_objective(base: Any, n: int) -> Any:
+    @numba.njit(OBJECTIVE_SIGNATURE, nogil=True, fastmath=False, error_model="numpy")
+    def objective(theta, N, D, k):
+        value = base(theta[:n], N, D, k)
+        bend = theta[n]
+        if bend == 0.0:
+            return value
+        return value * math.exp(bend * extrapolation_efolds_nb(theta, n + 1, N, D))
+
+    return objective
 
 
 def discrepancy_z(seed: int, chains: int, draws: int) -> np.ndarray:

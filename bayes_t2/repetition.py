@@ -79,26 +79,24 @@ def effective_design(coefficients: xr.Dataset, N: Any, D: Any) -> tuple[Any, Any
             effective_tokens(D, c["unique_tokens"], c["R_D_star"]))
 
 
-_objectives: dict[tuple[int, int], Any] = {}
-
-
 def repeated_objective(base: Any, n_coefficients: int) -> Any:
     """The optimizer objective f(theta, N, D, k) = base(theta[:n], N', D', k) for theta = the route's
     coefficients followed by `REPEAT_NAMES`: the route's own objective at the effective design (compiled
-    once per objective and process)."""
-    key = (id(base), n_coefficients)
-    if key not in _objectives:
-        from .optimum import OBJECTIVE_SIGNATURE
+    once per objective and process, `optimum.wrapped_objective`)."""
+    from .optimum import wrapped_objective
 
-        n = n_coefficients
+    return wrapped_objective("repetition", base, n_coefficients, _build_repeated_objective)
 
-        @numba.njit(OBJECTIVE_SIGNATURE, nogil=True, error_model="numpy")
-        def objective(theta, N, D, k):
-            return base(theta[:n], effective_params_nb(N, theta[n + 2], theta[n + 3]),
-                        effective_tokens_nb(D, theta[n], theta[n + 1]), k)
 
-        _objectives[key] = (base, objective)  # keep `base` alive: its id is the key
-    return _objectives[key][1]
+def _build_repeated_objective(base: Any, n: int) -> Any:
+    from .optimum import OBJECTIVE_SIGNATURE
+
+    @numba.njit(OBJECTIVE_SIGNATURE, nogil=True, error_model="numpy")
+    def objective(theta, N, D, k):
+        return base(theta[:n], effective_params_nb(N, theta[n + 2], theta[n + 3]),
+                    effective_tokens_nb(D, theta[n], theta[n + 1]), k)
+
+    return objective
 
 
 class RepeatedRoute:

@@ -41,7 +41,7 @@ TARGET50, TARGET90 = (0.40, 0.60), (0.80, 0.95)
 # ------------------------------------------------------------------------------------------------ fitting
 def fit_row(data, holdout: str, fraction: float, settings, seed: int) -> dict[str, np.ndarray]:
     """Inner residuals and the outer predictive (no discrepancy) of one suite x holdout."""
-    from bayes_t2.backtest import HOLDOUTS, INNER_FOLD_SHARES, _distances, _loss_predictive, inner_fold_residuals, \
+    from bayes_t2.backtest import HOLDOUTS, INNER_FOLD_SHARES, _distances, inner_fold_residuals, predictive, \
         split_data
     from bayes_t2.fit import fit as run_fit
     from bayes_t2.priors import load_spec
@@ -53,7 +53,7 @@ def fit_row(data, holdout: str, fraction: float, settings, seed: int) -> dict[st
     inner = inner_fold_residuals(split.train, [(holdout, fraction * share) for share in INNER_FOLD_SHARES],
                                  route="loss", settings=settings, seed=seed)
     res = run_fit(split.train, route="loss", priors=spec, settings=settings, progressbar=False)
-    points, draws = _loss_predictive(res, split.test, seed)
+    points, draws = predictive(res, split.test, seed)
     dist = _distances(points, split.train.frame)
     return {"inner_r": inner["residual"], "inner_v": inner["variance"], "inner_x": inner["efolds"],
             "inner_fold": inner["fold"], "outer_log_draws": np.log(draws), "outer_obs": points["observed"].to_numpy(float),

@@ -80,18 +80,12 @@ def extrapolation_efolds_nb(theta, at, N, D):
     return out
 
 
-def discrepancy_error(source: Any, N: Any, D: Any, like: Any, rng: np.random.Generator,
-                      spec: dict[str, Any] | None) -> Any:
+def discrepancy_error(log_range: Any, N: Any, D: Any, like: Any, rng: np.random.Generator, scale: float) -> Any:
     """A new checkpoint's draw of the law's error beyond the data, shaped like `like`: Normal(0, scale * x) with
-    x = `extrapolation_efolds` of (N, D) from the source's ``data_log_range`` (0 when the spec's scale is 0 or
-    the source carries no range). Drawn only when the scale is positive, so a fit without a discrepancy takes
-    the same random stream as before the term existed."""
-    scale = discrepancy_scale(spec)
-    try:
-        log_range = source["data_log_range"]
-    except KeyError:
-        return 0.0
-    if scale <= 0:
+    x = `extrapolation_efolds` of (N, D) from the fit's ``data_log_range`` (0 when the scale is 0 or there is
+    no range). Drawn only when the scale is positive, so a fit without a discrepancy takes the same random
+    stream as before the term existed."""
+    if scale <= 0 or log_range is None:
         return 0.0
     sd = scale * extrapolation_efolds(log_range, N, D)
     eps = rng.standard_normal(np.shape(like))

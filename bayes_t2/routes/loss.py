@@ -231,7 +231,7 @@ class LossRoute:
         if "checkpoint_sd" in c:  # a fresh checkpoint effect
             log_dev = log_dev + xr.DataArray(rng.standard_normal(shape), dims=loss.dims) * c["checkpoint_sd"]
         # the law's own error, growing with the extrapolation
-        log_dev = log_dev + discrepancy_error(c, N, D, loss, rng, spec)
+        log_dev = log_dev + discrepancy_error(c.get("data_log_range"), N, D, loss, rng, discrepancy_scale(spec))
         return loss * np.exp(log_dev)
 
 

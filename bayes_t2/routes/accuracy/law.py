@@ -110,13 +110,11 @@ def accuracy_shapes(posterior_or_arrays: Any, N: Any, D: Any, *, rng: np.random.
 
 def _discrepancy(source: Any, N: Any, D: Any, like: Any, rng: np.random.Generator, scale: float):
     """A new checkpoint's error of logit(mu) beyond the data (`extrapolation.discrepancy_error`)."""
-    if scale <= 0:
-        return 0.0
     try:
         log_range = _get(source, "data_log_range")
     except KeyError:
         return 0.0
-    return discrepancy_error({"data_log_range": log_range}, N, D, like, rng, {"discrepancy": {"scale": scale}})
+    return discrepancy_error(log_range, N, D, like, rng, scale)
 
 
 def _checkpoint_deviation(source: Any, name: str, like: Any, rng: np.random.Generator, nu: float | None):
