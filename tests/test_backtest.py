@@ -205,6 +205,40 @@ def test_checkpoint_effects_are_free_of_smooth_trends():
     assert np.linalg.matrix_rank(one_size) == 37
 
 
+def test_checkpoint_effects_cannot_carry_a_trend_of_one_group_of_tasks():
+    """Checkpoints seen by different tasks (models of two corpora, each evaluated on its own validation sets):
+    a trend on one corpus's checkpoints, cancelled by the opposite trend on the other's, is orthogonal to the
+    global quadratic surface yet each corpus's laws can absorb it -- the projection removes it; the scatter
+    around each corpus's own surface (numpy lstsq per corpus) is what is left; when every task sees every
+    checkpoint the projection is the global one."""
+    from bayes_t2.routes.loss import trend_free_projection
+
+    rng = np.random.default_rng(7)
+    n = np.tile(np.exp(rng.uniform(16, 22, 20)), 2)
+    d = np.tile(np.exp(rng.uniform(19, 25, 20)), 2)  # both corpora at the same designs, as Gadre's are
+    x, y = np.log(n), np.log(d)
+    design = np.column_stack([np.ones(40), x, y, x * x, x * y, y * y])
+    seen = np.zeros((4, 40), dtype=bool)  # tasks 0, 1 see corpus 0; tasks 2, 3 corpus 1
+    seen[:2, :20] = True
+    seen[2:, 20:] = True
+    trend = design[:20] @ rng.normal(size=6)
+    ridge = np.concatenate([trend, -trend])  # invisible to one global surface: it is the same design twice
+    P_global = trend_free_projection(n, d)
+    P = trend_free_projection(n, d, seen)
+    assert np.linalg.norm(P_global @ ridge) > 0.5 * np.linalg.norm(ridge)  # the old projection keeps it
+    np.testing.assert_allclose(P @ ridge, 0.0, atol=1e-8 * np.linalg.norm(ridge))
+    u = ridge + rng.normal(0, 0.1, 40)
+    expected = np.concatenate([g - design[s] @ np.linalg.lstsq(design[s], g, rcond=None)[0]
+                               for s, g in ((slice(0, 20), u[:20]), (slice(20, 40), u[20:]))])
+    np.testing.assert_allclose(P @ u, expected, atol=1e-8)
+    np.testing.assert_allclose(P, P.T, atol=1e-10)
+    np.testing.assert_allclose(trend_free_projection(n, d, np.ones((3, 40), bool)), P_global, atol=1e-8)
+    few = seen.copy()
+    few[2:, 24:] = False  # corpus 1's tasks see 4 checkpoints, no more than the trend's 6 terms: none pinned
+    P_few = trend_free_projection(n, d, few)
+    np.testing.assert_allclose(P_few[20:24], 0.0, atol=1e-10)
+
+
 def test_fit_learns_its_discrepancy_by_default_and_says_so(tiny_loss, tmp_path, capsys):
     """`fit` learns the scale from two folds inside the data (by params and by compute) unless told a number;
     the scale is what the fit's spec carries (what predictions and the optimizer use), the CLI prints it, and

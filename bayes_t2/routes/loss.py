@@ -124,7 +124,8 @@ class LossRoute:
             # not stored as a Deterministic: obs x draws would dominate the fit file
             mu = log_l0 + pt.logsumexp(pt.stack(terms), axis=0)
             mu = mu + _checkpoint_effect(spec, ckpt_idx.to_numpy(), len(checkpoints),
-                                         checkpoints["params"].to_numpy(float), checkpoints["tokens"].to_numpy(float))
+                                         checkpoints["params"].to_numpy(float), checkpoints["tokens"].to_numpy(float),
+                                         task_idx)
             _data_range(obs)
 
             sigma = pm.HalfNormal("sigma", sigma=spec["likelihood"]["sigma"], dims="task")
@@ -318,7 +319,7 @@ def _pooled_log_coefficient(name: str, prior: dict[str, float], n_tasks: int, ce
 
 
 def _checkpoint_effect(spec: dict[str, Any], ckpt_idx: np.ndarray, n_checkpoints: int,
-                       params: np.ndarray, tokens: np.ndarray):
+                       params: np.ndarray, tokens: np.ndarray, task_idx: np.ndarray):
     """A shift of log loss shared by every row of one checkpoint (all its tasks and k values), pooled:
     u_c ~ Normal(0, checkpoint_sd). Rows of one checkpoint come from the same weights (and all k values of a
     task from the same samples), so they are not independent evidence about the law. Only when some checkpoint
@@ -326,10 +327,9 @@ def _checkpoint_effect(spec: dict[str, Any], ckpt_idx: np.ndarray, n_checkpoints
     barely inform the sd, the centred form is a funnel).
 
     `orthogonal` (default): the effects are the scatter *around* the law, so they are kept free of any smooth
-    trend in (log N, log D) -- projected off a quadratic surface in both. Otherwise the effects of all
-    checkpoints of one size can move together and trade places with every task's size term at once (shared by
-    all tasks, they are cheaper than a task's law to bend): a ridge along which chains settle in different
-    places."""
+    trend in (log N, log D) on every task's checkpoints (`trend_free_projection`). Otherwise the effects can
+    move together and trade places with the tasks' size and data terms (shared by all of a checkpoint's tasks,
+    they are cheaper than a task's law to bend): a ridge along which chains settle in different places."""
     opts = spec.get("checkpoint_effect", {})
     rows_per_ckpt = np.bincount(ckpt_idx, minlength=n_checkpoints)
     if opts.get("enabled", "off") != "auto" or rows_per_ckpt.max() < 2:
@@ -338,7 +338,9 @@ def _checkpoint_effect(spec: dict[str, Any], ckpt_idx: np.ndarray, n_checkpoints
     centred = opts.get("parameterization", "non_centered") == "centered"
     if opts.get("orthogonal", True):
         z = pm.Normal("checkpoint_z", 0.0, 1.0, dims="checkpoint")
-        u = sd * pt.as_tensor(trend_free_projection(params, tokens)) @ z
+        seen = np.zeros((int(task_idx.max()) + 1, n_checkpoints), dtype=bool)
+        seen[task_idx, ckpt_idx] = True
+        u = sd * pt.as_tensor(trend_free_projection(params, tokens, seen)) @ z
         return u[ckpt_idx]
     if centred:  # many rows per checkpoint pin each effect
         return pm.Normal("checkpoint_u", 0.0, sd, dims="checkpoint")[ckpt_idx]
@@ -346,16 +348,51 @@ def _checkpoint_effect(spec: dict[str, Any], ckpt_idx: np.ndarray, n_checkpoints
     return (sd * z)[ckpt_idx]
 
 
-def trend_free_projection(params: np.ndarray, tokens: np.ndarray) -> np.ndarray:
-    """The projection (checkpoints x checkpoints) onto vectors orthogonal to 1, log N, log D and their squares
-    and product over the checkpoints (fewer terms when the checkpoints span fewer distinct values): what is
-    left of a vector of checkpoint effects once every smooth trend the law could carry is removed."""
+def _trend_basis(params: np.ndarray, tokens: np.ndarray) -> np.ndarray:
+    """1, log N, log D and their squares and product over the checkpoints (standardised columns)."""
     x, y = np.log(params), np.log(tokens)
     x, y = (x - x.mean()) / (x.std() or 1.0), (y - y.mean()) / (y.std() or 1.0)
-    basis = np.column_stack([np.ones_like(x), x, y, x * x, x * y, y * y])
-    u, singular, _ = np.linalg.svd(basis, full_matrices=False)
-    q = u[:, singular > 1e-8 * singular.max()]  # an orthonormal basis of the trends the checkpoints span
-    return np.eye(len(x)) - q @ q.T
+    return np.column_stack([np.ones_like(x), x, y, x * x, x * y, y * y])
+
+
+def _column_space(matrix: np.ndarray) -> np.ndarray:
+    """An orthonormal basis of the columns' span (fewer columns than given when they are dependent)."""
+    if matrix.size == 0:
+        return np.zeros((matrix.shape[0], 0))
+    u, singular, _ = np.linalg.svd(matrix, full_matrices=False)
+    if singular.size == 0 or singular.max() == 0:
+        return np.zeros((matrix.shape[0], 0))
+    return u[:, singular > 1e-8 * singular.max()]
+
+
+def trend_free_projection(params: np.ndarray, tokens: np.ndarray, seen: np.ndarray | None = None) -> np.ndarray:
+    """The projection (checkpoints x checkpoints) that keeps of a vector of checkpoint effects only what no
+    task's law can absorb: what is left once every smooth trend (a quadratic surface in log N and log D) on
+    some task's checkpoints is removed.
+
+    seen: tasks x checkpoints, True where the task has rows at the checkpoint (None: every task sees every
+    checkpoint). A task's law can mimic any quadratic trend of the effects *on its own checkpoints*, so the
+    effects are kept orthogonal to each task's trends, embedded in the full vector: the projection is onto
+    the span of the vectors that lie on one task's checkpoints and are orthogonal to its trends there. When
+    every task sees every checkpoint this is the complement of one quadratic surface over all checkpoints;
+    when tasks see different checkpoints (models trained on different corpora, each evaluated on its own
+    validation sets) one global surface would leave each group's trend free to trade against its laws as long
+    as the groups' trends cancel. A task with no more checkpoints than trend terms pins nothing."""
+    basis = _trend_basis(np.asarray(params, float), np.asarray(tokens, float))
+    n = len(basis)
+    if seen is None:
+        return np.eye(n) - (q := _column_space(basis)) @ q.T
+    groups = {tuple(np.flatnonzero(row)) for row in np.asarray(seen, bool) if row.any()}
+    free = []
+    for members in sorted(groups):
+        idx = np.asarray(members)
+        trend = _column_space(basis[idx])
+        local = np.eye(len(idx)) - trend @ trend.T  # spans the vectors on idx orthogonal to its trends
+        embedded = np.zeros((n, len(idx)))
+        embedded[idx] = local
+        free.append(embedded)
+    q = _column_space(np.hstack(free))
+    return q @ q.T
 
 
 def _data_range(obs: pd.DataFrame) -> None:
