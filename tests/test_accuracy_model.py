@@ -202,8 +202,12 @@ def test_model_structure_and_likelihood_at_the_truth(sim_two_tasks):
 
     std = {t: standardize_coefficients(c, n0, d0) for t, c in truth["tasks"].items()}
     point = model.initial_point()
-    for name in SAMPLED:
-        point[name] = np.array([std[t][name] for t in model.coords["task"]])
+    for name in SAMPLED:  # on the sampler's scale (the exponents are truncated: an interval transform)
+        rv = model[name]
+        value = np.array([std[t][name] for t in model.coords["task"]])
+        transform = model.rvs_to_transforms.get(rv)
+        point[model.rvs_to_values[rv].name] = value if transform is None else \
+            transform.forward(value, *rv.owner.inputs).eval()
     # the floor is always non-centred: floor = loc + sd * z, so put it through z with loc = 0
     floors = np.array([std[t]["logit_floor"] for t in model.coords["task"]])
     point["logit_floor_loc"] = np.array(0.0)
@@ -327,3 +331,40 @@ def test_persistent_problem_difficulty_keeps_point_predictions():
 
 def _logit(p):
     return np.log(p) - np.log1p(-p)
+
+
+@pytest.mark.parametrize("n_tasks, centered", [(1, True), (3, True), (3, False)])
+def test_exponent_priors_are_normals_truncated_at_their_upper_bound(n_tasks, centered):
+    """The exponents' prior (models/accuracy.toml `upper`): each task's log exponent is a Normal truncated at
+    the bound, in every pooling form -- one task: the model's log density against scipy's truncnorm; several:
+    the prior draws' PIT under scipy's truncnorm given their drawn loc and sd is uniform (KS). A bound that is
+    not a number is a one-line InputError."""
+    from scipy.stats import kstest, truncnorm
+
+    from bayes_t2.routes.accuracy.config import accuracy_config
+    from bayes_t2.routes.accuracy.model import pooled
+
+    spec = accuracy_config({"pooling": {"centered": centered}})
+    prior = spec["priors"]["log_beta"]
+    upper = prior["upper"]
+    assert upper == pytest.approx(math.log(2.0), abs=1e-4)
+    with pm.Model(coords={"task": [f"t{i}" for i in range(n_tasks)]}) as model:
+        values = pooled("log_beta", prior, n_tasks, spec["pooling"])
+    if n_tasks == 1:
+        rv = model["log_beta_loc"]
+        transform, name = model.rvs_to_transforms[rv], model.rvs_to_values[rv].name
+        logp = model.compile_logp(vars=[rv], jacobian=False)
+        x = np.array([-3.0, -1.2, 0.0, 0.69])
+        got = [logp({**model.initial_point(), name: transform.forward(v, *rv.owner.inputs).eval()}) for v in x]
+        b = (upper - prior["loc"]) / prior["scale"]
+        np.testing.assert_allclose(got, truncnorm.logpdf(x, -np.inf, b, loc=prior["loc"], scale=prior["scale"]),
+                                   rtol=1e-9)
+        return
+    loc, sd = model["log_beta_loc"], model["log_beta_sd"]
+    drawn_loc, drawn_sd, drawn = pm.draw([loc, sd, values], draws=2000, random_seed=4)
+    assert drawn.max() <= upper
+    b = (upper - drawn_loc[:, None]) / drawn_sd[:, None]
+    pit = truncnorm.cdf(drawn, -np.inf, b, loc=drawn_loc[:, None], scale=drawn_sd[:, None]).ravel()
+    assert kstest(pit, "uniform").pvalue > 0.01
+    with pytest.raises(InputError, match="upper"):
+        accuracy_config({"priors": {"log_beta": {"upper": "two"}}})

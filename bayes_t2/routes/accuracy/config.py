@@ -40,6 +40,8 @@ def accuracy_config(config: Mapping[str, Any] | str | None = None) -> dict[str, 
                 raise InputError(f"accuracy prior '{name}.{key}' must be finite, got {prior[key]!r}")
         if prior["scale"] <= 0 or prior["pool_sd"] <= 0:
             raise InputError(f"accuracy prior '{name}': scale and pool_sd must be > 0")
+        if "upper" in prior and not (isinstance(prior["upper"], (int, float)) and math.isfinite(prior["upper"])):
+            raise InputError(f"accuracy prior '{name}.upper' must be a finite number, got {prior['upper']!r}")
     if spec["pooling"]["sd_log_sd"] <= 0:
         raise InputError("accuracy setting 'pooling.sd_log_sd' must be > 0")
     return spec

@@ -114,15 +114,26 @@ def pooled(name: str, prior: Mapping[str, float], n_tasks: int, pooling: Mapping
     loc ~ Normal(prior loc, prior scale); sd ~ LogNormal(log(pool_sd), pooling.sd_log_sd) (zero-avoiding);
     q_t ~ Normal(loc, sd) (centred, default) or q_t = loc + sd * z_t, z_t ~ Normal(0, 1) (non-centred).
     `centered` overrides ``pooling.centered`` for a quantity the data barely see. A single task has no
-    pooling level.
+    pooling level. A prior with an ``upper`` bound truncates each task's value there (the Normal of a
+    single task's loc, of q_t, or of z_t at (upper - loc) / sd): the exponents' (`models/accuracy.toml`).
     """
-    loc = pm.Normal(f"{name}_loc", mu=prior["loc"], sigma=prior["scale"])
+    upper = prior.get("upper")
     if n_tasks == 1:
+        if upper is None:
+            loc = pm.Normal(f"{name}_loc", mu=prior["loc"], sigma=prior["scale"])
+        else:
+            loc = pm.TruncatedNormal(f"{name}_loc", mu=prior["loc"], sigma=prior["scale"], upper=float(upper))
         return pm.Deterministic(name, pt.stack([loc]), dims="task")
+    loc = pm.Normal(f"{name}_loc", mu=prior["loc"], sigma=prior["scale"])
     sd = pm.LogNormal(f"{name}_sd", mu=math.log(prior["pool_sd"]), sigma=pooling["sd_log_sd"])
     if pooling["centered"] if centered is None else centered:
-        return pm.Normal(name, loc, sd, dims="task")
-    z = pm.Normal(f"{name}_z", 0.0, 1.0, dims="task")
+        if upper is None:
+            return pm.Normal(name, loc, sd, dims="task")
+        return pm.TruncatedNormal(name, loc, sd, upper=float(upper), dims="task")
+    if upper is None:
+        z = pm.Normal(f"{name}_z", 0.0, 1.0, dims="task")
+    else:
+        z = pm.TruncatedNormal(f"{name}_z", 0.0, 1.0, upper=(float(upper) - loc) / sd, dims="task")
     return pm.Deterministic(name, loc + sd * z, dims="task")
 
 
