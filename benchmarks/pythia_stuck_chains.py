@@ -4,6 +4,7 @@ nutpie's default jittered start, the prior's support point (no jitter), the MAP 
 or the mean of a mean-field ADVI fit (3000 steps), each with uniform(-0.1, 0.1) jitter on the unconstrained scale.
 
     PYTHONPATH=. python benchmarks/pythia_stuck_chains.py largest-params:0 largest-compute:1 [--start jitter|support|map|advi]
+        [--upper 10]      # the exponents' bound on their log (default: models/accuracy.toml's log 2; 10: none)
 
 Each argument is HOLDOUT:SEED (25% held out, 2 chains x 300 + 300 draws); prints one JSON line per fit: max
 r-hat, seconds, and per chain the mean log density, step size and beta. docs/backtest.md quotes the results.
@@ -27,6 +28,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("fits", nargs="+", help="HOLDOUT:SEED")
     parser.add_argument("--start", choices=("jitter", "support", "map", "advi"), default="jitter")
     parser.add_argument("--draws", type=int, default=300)
+    parser.add_argument("--upper", type=float, default=None,
+                        help="the exponents' bound on their log (models/accuracy.toml; e.g. 10 for none)")
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore")
     if args.start == "support":
@@ -50,7 +53,9 @@ def main(argv: list[str] | None = None) -> int:
         train = split_data(data, holdout, 0.25).train
         settings = SamplerSettings(draws=args.draws, tune=args.draws, chains=2, seed=int(seed), pointwise=False)
         started = time.perf_counter()
-        result = fit(train, settings=settings, progressbar=False, discrepancy=0.0)
+        priors = None if args.upper is None else {"priors": {name: {"upper": args.upper}
+                                                              for name in ("log_alpha", "log_beta")}}
+        result = fit(train, settings=settings, progressbar=False, discrepancy=0.0, priors=priors)
         stats = result.tree["sample_stats"].to_dataset()
         print(json.dumps({"fit": spec, "start": args.start, "seconds": round(time.perf_counter() - started),
                           "max_rhat": round(result.diagnostics().max_rhat, 3),
