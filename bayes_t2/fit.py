@@ -25,7 +25,7 @@ from .data import EvalData
 from .errors import InputError
 from .io import atomic_write
 from .priors import load_spec, read_prior_file, spec_to_json
-from .routes.loss import LossRoute, Scaling
+from .routes.loss import LossRoute, Scaling, loss_route_for
 from .samplers import SAMPLERS, check_sampler, model_key, sample
 
 FIT_FORMAT = "bayes-t2-fit/1"
@@ -184,6 +184,8 @@ class Fit:
             raise InputError("not a bayes-t2 fit file (no bayes_t2_format attribute)")
         self.tree = tree
         self.route = get_route(attrs["route"])
+        if self.route is LossRoute and "posterior" in tree.children:  # a warm-up law reads w too
+            self.route = loss_route_for(tree["posterior"].data_vars)
         self.spec: dict[str, Any] = json.loads(attrs["model_spec"])
         self.scaling: dict[str, float] = json.loads(attrs["scaling"])
 

@@ -101,3 +101,33 @@ def effective_params_nb(N, U_N, r_star):
     if not U_N < N:
         return N
     return repeated_value_nb(U_N, N / U_N - 1.0, r_star)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Under-training: learning-rate warm-up. A run whose learning rate rises linearly from 0 to its peak over its
+# first W = w N tokens (warm-up proportional to the model's size) and stays there has, by the area under its
+# schedule, the progress of D - W/2 tokens at the peak rate when D >= W, and of D^2 / (2W) when it stops
+# inside the warm-up. The law then sees those effective tokens; w = 0 is the plain law. Runs of a few tokens
+# per parameter are where this shows: at fixed tokens a larger model loses more, which no additive law can.
+# ----------------------------------------------------------------------------------------------------------
+
+
+def warmup_tokens(D, N, w, fmin=np.fmin):
+    """Effective tokens of a run of D tokens whose warm-up lasts w N tokens (w = warm-up tokens per parameter):
+    D u (1 - u / (2r)) with r = D/(wN) and u = min(r, 1), i.e. D - wN/2 past the warm-up and D r/2 inside it.
+    Ufuncs only, so numpy, xarray (dims kept) and, with `fmin=pt.minimum`, pytensor share it. Continuous with
+    its slope at D = w N; w = 0 gives D."""
+    D, N, w = (np.float64(x) if isinstance(x, (int, float)) else x for x in (D, N, w))  # x/0: inf, not raised
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = D / (w * N)
+        done = fmin(ratio, 1.0)  # the share of the warm-up the run got through
+        return D * done * (1.0 - done / (2.0 * ratio))
+
+
+@numba.njit(**_NB_ERR)
+def warmup_tokens_nb(D, N, w):
+    """`warmup_tokens` for numba kernels (scalars)."""
+    W = w * N
+    if D >= W:
+        return D - 0.5 * W
+    return D * D / (2.0 * W)

@@ -128,10 +128,30 @@ def _repeated_objective(f: Objective, n: int) -> Objective:
     return g
 
 
+#: what the warm-up law appends to the loss law's theta: w, the warm-up tokens per parameter
+WARMUP_COLUMNS = ("warmup",)
+
+
+def _warmup_amount(D: np.ndarray, W: np.ndarray) -> np.ndarray:
+    """Tokens at the peak learning rate that D tokens are worth when the rate rises linearly over the first W:
+    the area under min(t/W, 1) from 0 to D, as the warm-up's part min(D, W)^2/(2W) plus the rest at the peak
+    (W = 0: D). Written here again, in its own form, so that bayes_t2.laws' version is checked, not copied."""
+    with np.errstate(all="ignore"):
+        ramp = np.minimum(D, W) ** 2 / (2.0 * W)
+        return np.where(W > 0, ramp + np.maximum(D - W, 0.0), D)
+
+
+def _warmup_objective(f: Objective, n: int) -> Objective:
+    """f at the tokens left after a warm-up of w N tokens: theta[:, :n] f's coefficients, theta[:, n] = w."""
+    def g(theta: np.ndarray, N: np.ndarray, D: np.ndarray, k: np.ndarray) -> np.ndarray:
+        return f(theta[:, :n], N, _warmup_amount(D, theta[:, n, None] * N), k)
+    return g
+
+
 def numpy_objective(route: Any) -> tuple[Objective, tuple[str, ...]]:
-    """(objective, theta names) of a route, through its numpy code: a name ("loss", "accuracy", "loss_bent",
-    "accuracy_bent", each optionally with "+repeated": "loss_bent+repeated" is the bent law at the effective
-    design) or a route object: a repeated route (`base` attribute) scores designs at the effective (N', D') of
+    """(objective, theta names) of a route, through its numpy code: a name ("loss", "loss_warmup", "accuracy",
+    "loss_bent", "loss_warmup_bent", "accuracy_bent", each optionally with "+repeated": "loss_bent+repeated" is
+    the bent law at the effective design) or a route object (named by its `law_name`, else its `name`): a repeated route (`base` attribute) scores designs at the effective (N', D') of
     its base; a bent route (`bent_from` attribute, not `zero`) bends its route's law beyond the data (the loss
     by a factor, the accuracy law on logit mu)."""
     if not isinstance(route, str):
@@ -142,13 +162,16 @@ def numpy_objective(route: Any) -> tuple[Objective, tuple[str, ...]]:
         if "bent_from" in own:
             if own.get("zero"):
                 return numpy_objective(route.bent_from)
-            return numpy_objective(f"{route.bent_from.name}_bent")
-        route = route.name
+            return numpy_objective(f"{getattr(route.bent_from, 'law_name', route.bent_from.name)}_bent")
+        route = getattr(route, "law_name", route.name)
     if route.endswith("+repeated"):
         f, names = numpy_objective(route.removesuffix("+repeated"))
         return _repeated_objective(f, len(names)), names + REPEAT_COLUMNS
     if route == "loss_bent":
         return _bent_objective(_loss_objective, len(LOSS_COEFFICIENTS)), BENT_LOSS_THETA
+    if route in ("loss_warmup", "loss_warmup_bent"):
+        f, names = _warmup_objective(_loss_objective, len(LOSS_COEFFICIENTS)), LOSS_COEFFICIENTS + WARMUP_COLUMNS
+        return (_bent_objective(f, len(names)), names + BEND_COLUMNS) if route.endswith("_bent") else (f, names)
     if route == "accuracy_bent":
         from .routes.accuracy import T2_COEFFICIENTS
 

@@ -9,22 +9,27 @@ quantities and reports the paper's coefficients as deterministics:
   * the likelihood is on log(loss) in log-sum-exp form (Student-t by default);
   * rows of one checkpoint (its tasks, its k values) share a checkpoint effect on log loss (`_checkpoint_effect`);
   * a new checkpoint's prediction beyond the fitted data's range carries the law's own error, of sd
-    `discrepancy.scale` per e-fold of distance (`extrapolation_efolds`; the scale comes from a backtest).
+    `discrepancy.scale` per e-fold of distance (`extrapolation_efolds`; the scale comes from a backtest);
+  * with `[warmup]` on, the law sees each run's effective tokens after a learning-rate warm-up of w N tokens
+    (`laws.warmup_tokens`, w per task, pooled), and the fit's route is `WarmupLossRoute`.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
+import numba
 import numpy as np
 import pandas as pd
 import pymc as pm
 import pytensor.tensor as pt
 import xarray as xr
+from numba import types
 
 from ..errors import InputError
-from ..laws import LOSS_COEFFICIENTS, loss_law, loss_law_nb, repeated_value
+from ..laws import LOSS_COEFFICIENTS, loss_law, loss_law_nb, repeated_value, warmup_tokens, warmup_tokens_nb
 from .extrapolation import (RANGE_AXES, data_range, discrepancy_error, discrepancy_scale,  # noqa: F401 - re-exported
                             extrapolation_efolds, extrapolation_efolds_nb, range_coordinates)
 
@@ -114,6 +119,9 @@ class LossRoute:
             if repeat:  # the data-constrained law: the law sees the effective tokens (and parameters)
                 x_n, x_d = _effective_inputs(repeat, obs, t, x_n, x_d, log_coef, log_l0, log_n0, log_d0,
                                              scaling.D0, len(tasks), centred)
+            warm = warmup_prior(obs, spec)
+            if warm is not None:  # under-training: the law sees the tokens left after the warm-up
+                x_d = _warmup_inputs(warm, t, x_n, x_d, log_n0, log_d0, len(tasks), centred)
 
             # log of each term at the observed inputs, relative to L0
             terms = [log_coef["E"][t],
@@ -215,12 +223,14 @@ class LossRoute:
 
     @staticmethod
     def metric(coefficients: xr.Dataset, N: Any, D: Any, k: Any, *, rng: np.random.Generator | None = None,
-               spec: dict[str, Any] | None = None, bend: Any = 0.0) -> xr.DataArray:
+               spec: dict[str, Any] | None = None, bend: Any = 0.0, law_tokens: Any = None) -> xr.DataArray:
         """The law's loss for every posterior draw (broadcast over N, D, k); with `rng`, a new checkpoint's
         observed loss: the law times the likelihood's noise on log loss (Student-t or normal, per `spec`).
-        bend: a shift of log loss per draw (the optimizer's bend, `optimum.BentRoute`)."""
+        bend: a shift of log loss per draw (the optimizer's bend, `optimum.BentRoute`). law_tokens: the tokens
+        the law sees, when not D (`WarmupLossRoute`); the discrepancy's distance is always that of (N, D)."""
         c = coefficients
-        loss = loss_law(c["E"], c["A"], c["alpha"], c["B"], c["beta"], c["G"], c["gamma"], N, D, k)
+        loss = loss_law(c["E"], c["A"], c["alpha"], c["B"], c["beta"], c["G"], c["gamma"], N,
+                        D if law_tokens is None else law_tokens, k)
         if not (np.isscalar(bend) and bend == 0.0):
             loss = loss * np.exp(bend)
         if rng is None or "sigma" not in c:
@@ -234,6 +244,95 @@ class LossRoute:
         # the law's own error, growing with the extrapolation
         log_dev = log_dev + discrepancy_error(c.get("data_log_range"), N, D, loss, rng, discrepancy_scale(spec))
         return loss * np.exp(log_dev)
+
+
+_OBJECTIVE_SIGNATURE = types.float64(types.float64[::1], types.float64, types.float64, types.float64)
+_NB = dict(cache=True, nogil=True, error_model="numpy")
+#: theta of the warm-up law: the loss law's coefficients, then w; the bent objective adds z*s and the range
+WARMUP_AT = len(LOSS_COEFFICIENTS)
+
+
+@numba.njit(_OBJECTIVE_SIGNATURE, **_NB)
+def warmup_loss_objective_nb(theta, N, D, k):
+    """The loss law at the tokens left after the warm-up: theta = [E, A, alpha, B, beta, G, gamma, w]."""
+    return loss_law_nb(theta[0], theta[1], theta[2], theta[3], theta[4], theta[5], theta[6], N,
+                       warmup_tokens_nb(D, N, theta[WARMUP_AT]), k)
+
+
+@numba.njit(_OBJECTIVE_SIGNATURE, **_NB)
+def warmup_loss_objective_bent_nb(theta, N, D, k):
+    """`warmup_loss_objective_nb` times exp(z s x), x the e-folds (N, D) -- the design itself, not its
+    effective tokens -- lies beyond the data's range: theta = [E..gamma, w, z*s, (min, max) of log N, log D,
+    log 6ND, log D/N] (`optimum.BentRoute`)."""
+    value = warmup_loss_objective_nb(theta, N, D, k)
+    bend = theta[WARMUP_AT + 1]
+    if bend == 0.0:
+        return value
+    return value * math.exp(bend * extrapolation_efolds_nb(theta, WARMUP_AT + 2, N, D))
+
+
+class WarmupLossRoute(LossRoute):
+    """The loss route of a fit with a learning-rate warm-up (`[warmup]`): every law evaluation -- predictions,
+    the optimizer, the bend -- sees the effective tokens `laws.warmup_tokens(D, N, w)` of each draw's w."""
+
+    law_name = "loss_warmup"  # the reference solver's name for this law (`reference.numpy_objective`)
+    coefficient_names = LOSS_COEFFICIENTS + ("warmup",)
+    objective_nb = staticmethod(warmup_loss_objective_nb)
+    objective_bent_nb = staticmethod(warmup_loss_objective_bent_nb)
+
+    @staticmethod
+    def metric(coefficients: xr.Dataset, N: Any, D: Any, k: Any, **kwargs: Any) -> xr.DataArray:
+        """`LossRoute.metric` with the law at the effective tokens (the discrepancy's distance at D)."""
+        return LossRoute.metric(coefficients, N, D, k, law_tokens=warmup_tokens(D, N, coefficients["warmup"]),
+                                **kwargs)
+
+    @staticmethod
+    def population_coefficients(posterior: xr.Dataset, scaling: dict[str, float], seed: int = 0) -> xr.Dataset:
+        """`LossRoute.population_coefficients` plus a new task's w (its own stream of `seed`)."""
+        out = LossRoute.population_coefficients(posterior, scaling, seed)
+        rng = np.random.default_rng([int(seed), 1])
+        shape = (posterior.sizes["chain"], posterior.sizes["draw"])
+        sd = posterior["log_warmup_sd"] if "log_warmup_sd" in posterior else 0.0
+        log_w = posterior["log_warmup_mu"] + sd * xr.DataArray(rng.standard_normal(shape), dims=("chain", "draw"))
+        return out.assign(warmup=np.exp(log_w))
+
+
+def loss_route_for(variables: Any) -> type[LossRoute]:
+    """The loss route that reads a posterior with these variables: `WarmupLossRoute` when it has w."""
+    return WarmupLossRoute if "warmup" in variables else LossRoute
+
+
+#: `[warmup] enabled = "auto"`: fitted when at least this many runs have fewer tokens per parameter than
+#: `WARMUP_AUTO_TOKENS_PER_PARAM` (runs short enough for a warm-up of a few tokens per parameter to show)
+WARMUP_AUTO_MIN_RUNS = 3
+WARMUP_AUTO_TOKENS_PER_PARAM = 2.0
+#: default prior of w, warm-up tokens per parameter (log-normal, pooled across tasks; models/loss.toml)
+WARMUP_PRIOR = {"median": 1.0, "log_sd": 1.5, "pool_sd": 0.5}
+
+
+def warmup_prior(obs: pd.DataFrame, spec: dict[str, Any]) -> dict[str, float] | None:
+    """The prior of w when the model fits a warm-up, else None: `[warmup] enabled` "on", "off", or "auto"
+    (on when at least `WARMUP_AUTO_MIN_RUNS` runs have D/N < `WARMUP_AUTO_TOKENS_PER_PARAM`)."""
+    enabled = (spec.get("warmup") or {}).get("enabled", "off")
+    if enabled not in ("auto", "on", "off"):
+        raise InputError(f"model setting warmup.enabled must be 'auto', 'on' or 'off', got {enabled!r}")
+    if enabled == "off":
+        return None
+    if enabled == "auto":
+        runs = obs[["params", "tokens"]].drop_duplicates()
+        short = int((runs["tokens"] / runs["params"] < WARMUP_AUTO_TOKENS_PER_PARAM).sum())
+        if short < WARMUP_AUTO_MIN_RUNS:
+            return None
+    return {**WARMUP_PRIOR, **(spec["priors"].get("warmup") or {})}
+
+
+def _warmup_inputs(prior: dict[str, float], t, x_n, x_d, log_n0, log_d0, n_tasks: int, centred: bool):
+    """log(D_w/D0) per observation: the tokens left after a warm-up of w_t N tokens (`laws.warmup_tokens`,
+    pytensor's minimum; the formula is homogeneous in (D, N), so it takes both relative to D0), with w per task,
+    partially pooled, reported as the deterministic `warmup` (dim task)."""
+    w = pt.exp(_pooled_log_coefficient("log_warmup", prior, n_tasks, centred))
+    pm.Deterministic("warmup", w, dims="task")
+    return pt.log(warmup_tokens(pt.exp(x_d), pt.exp(x_n + log_n0 - log_d0), w[t], fmin=pt.minimum))
 
 
 def repetition_terms(obs: pd.DataFrame, spec: dict[str, Any]) -> dict[str, Any]:
