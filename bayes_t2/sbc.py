@@ -301,6 +301,7 @@ def prior_draws(design: SBCDesign, spec: dict, n_sims: int, seed: int) -> tuple[
 
     route = get_route(design.route)
     model = route.build_model(design.template, spec)
+    route = _model_route(route, model)
     obs_name, _ = _observed_name(design.route)
     names = [v for v in _ranked_variables(route, model) if v in model.named_vars]
     with model, warnings.catch_warnings():
@@ -309,6 +310,13 @@ def prior_draws(design: SBCDesign, spec: dict, n_sims: int, seed: int) -> tuple[
     prior = idata["prior"].to_dataset()[names].isel(chain=0, drop=True).rename(draw="replicate")
     obs = np.asarray(idata["prior_predictive"].to_dataset()[obs_name].isel(chain=0).values)
     return model, prior, obs.reshape(n_sims, -1)
+
+
+def _model_route(route: Any, model: Any) -> Any:
+    """The route that reads `model`'s variables: the warm-up law's when the loss model fits one."""
+    from .routes.loss import loss_route_for
+
+    return loss_route_for(model.named_vars) if route.name == "loss" else route
 
 
 def _ranked_variables(route: Any, model: Any) -> list[str]:
@@ -479,6 +487,7 @@ def run_sbc(design: SBCDesign, *, n_sims: int = 100, seed: int = 0, budget: Budg
     route = get_route(design.route)
     spec = load_spec(route.name, priors)
     model, prior, obs = prior_draws(design, spec, n_sims, seed)
+    route = _model_route(route, model)
     scaling = getattr(model, "bayes_t2_scaling", None)
     flags = degenerate(design, obs, getattr(scaling, "L0", None))
     n_cells = (max(len(collapse_problems(design, o)) for o in obs if np.all(np.isfinite(o)))

@@ -3,6 +3,7 @@ after every replicate (sbc.{nc,json,png,pdf} in --out).
 
     python benchmarks/sbc_prior.py --route loss --n-sims 100 --seed 0 --out reports/sbc_loss
     python benchmarks/sbc_prior.py --route accuracy --n-sims 100 --seed 0 --out reports/sbc_accuracy
+    python benchmarks/sbc_prior.py --route loss --priors warmup.toml --out reports/sbc_loss_warmup  # a variant
     python benchmarks/sbc_prior.py --rescore reports/sbc_loss   # re-summarise a stored sbc.nc
 """
 
@@ -29,6 +30,7 @@ def main() -> None:
     ap.add_argument("--chains", type=int, default=2)
     ap.add_argument("--n-tasks", type=int, default=None)
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--priors", type=Path, default=None, help="a model file overriding models/<route>.toml")
     ap.add_argument("--rescore", type=Path, default=None, help="folder holding an sbc.nc to re-summarise")
     args = ap.parse_args()
     if args.rescore:
@@ -46,7 +48,7 @@ def main() -> None:
         print(f"replicate {i + 1}/{args.n_sims}: max r-hat {float(scores['max_rhat'][-1]):.3f}, "
               f"{time.time() - started:.0f} s", flush=True)
 
-    run_sbc(design, n_sims=args.n_sims, seed=args.seed, on_replicate=save,
+    run_sbc(design, n_sims=args.n_sims, seed=args.seed, on_replicate=save, priors=args.priors,
             settings=SamplerSettings(draws=args.draws, tune=args.tune, chains=args.chains, seed=args.seed))
     report(json.loads((out / "sbc.json").read_text()))
 
