@@ -140,3 +140,16 @@ def test_a_fit_with_warmup_recovers_w_and_reads_back_as_the_warmup_law(tmp_path)
     plain = fit(data, settings=SamplerSettings(draws=300, tune=300, chains=2, seed=5, pointwise=False),
                 progressbar=False, discrepancy=0.0)
     assert plain.route is LossRoute and "warmup" not in plain.posterior
+
+
+def test_sbc_draws_and_ranks_w_when_the_model_fits_it():
+    """SBC from the prior of a model file with the warm-up: truths carry w and are read by the warm-up law."""
+    from bayes_t2.priors import load_spec
+    from bayes_t2.sbc import _model_route, prior_draws, sbc_design
+
+    design = sbc_design("loss", n_tasks=1)
+    model, prior, obs = prior_draws(design, load_spec("loss", {"warmup": {"enabled": "on"}}), 4, 0)
+    assert _model_route(LossRoute, model) is WarmupLossRoute
+    assert "warmup" in prior and np.all(prior["warmup"].values > 0) and np.all(np.isfinite(obs))
+    plain, _, _ = prior_draws(design, load_spec("loss"), 2, 0)
+    assert _model_route(LossRoute, plain) is LossRoute
