@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from . import fmt
-from .fmt import describe_discrepancy
+from .fmt import describe_discrepancy, describe_warmup
 from .errors import InputError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -195,6 +195,8 @@ def fit(data: Annotated[list[Path], typer.Argument(help="Evaluation data: CSV or
     _print_diagnostics(result)
     if len(evaluation) == 1:  # a joint fit has no discrepancy term
         out.print(describe_discrepancy(result.discrepancy, metric_name=result.route.metric_name))
+    if (warmup := describe_warmup(result.posterior)) is not None:
+        out.print(warmup, highlight=False)
     out.print(f"wrote {out_path}")
 
 

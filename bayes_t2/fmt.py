@@ -64,3 +64,17 @@ def describe_discrepancy(disc: Mapping[str, Any], inside: str = "the data", metr
     if scale == 0 and "n_points" in disc:
         how += ": the held-out points showed no error beyond the model's own"
     return f"discrepancy: sd {scale:.3g} of {discrepancy_unit(metric_name)} per e-fold beyond the data ({how})"
+
+
+def describe_warmup(posterior: Any) -> str | None:
+    """The warm-up a fit of the under-training law learned, per task: w (warm-up tokens per parameter) as
+    'median [5%, 95%]'; None for a fit without it."""
+    if "warmup" not in posterior:
+        return None
+    parts = []
+    for task in posterior["task"].values:
+        w = posterior["warmup"].sel(task=task)
+        parts.append(f"{task} " + interval({"median": float(w.median()), "lower": float(w.quantile(0.05)),
+                                             "upper": float(w.quantile(0.95))}))
+    return ("warm-up: the law sees the tokens after a warm-up of w N; w, warm-up tokens per parameter "
+            "(median [90%]): " + "; ".join(parts))

@@ -153,3 +153,16 @@ def test_sbc_draws_and_ranks_w_when_the_model_fits_it():
     assert "warmup" in prior and np.all(prior["warmup"].values > 0) and np.all(np.isfinite(obs))
     plain, _, _ = prior_draws(design, load_spec("loss"), 2, 0)
     assert _model_route(LossRoute, plain) is LossRoute
+
+
+def test_fit_output_names_the_learned_warmup_per_task():
+    """`fmt.describe_warmup`: w's median and 90% interval per task, nothing for a fit without it."""
+    import xarray as xr
+
+    from bayes_t2.fmt import describe_warmup
+
+    w = np.stack([np.linspace(1.0, 3.0, 101), np.full(101, 5.0)], axis=-1)[None]
+    post = xr.Dataset({"warmup": (("chain", "draw", "task"), w)}, coords={"task": ["a", "b"]})
+    line = describe_warmup(post)
+    assert "a 2 [1.1, 2.9]" in line and "b 5 [5, 5]" in line
+    assert describe_warmup(post.drop_vars("warmup")) is None
