@@ -80,7 +80,8 @@ def variant_label(fit: Any) -> str:
     lik = spec.get("likelihood", {})
     has_k = float(np.abs(fit.posterior["G"]).max()) > 0 if "G" in fit.posterior else False
     family = lik.get("family", "?") + (f"(nu={lik['nu']:g})" if lik.get("family") == "student_t" else "")
-    return f"{fit.route.name}, {'k term' if has_k else 'no k term'}, {family}"
+    warmup = ", warm-up" if "warmup" in fit.posterior else ""
+    return f"{fit.route.name}, {'k term' if has_k else 'no k term'}{warmup}, {family}"
 
 
 # ------------------------------------------------------------------------------------------------ priors
