@@ -1142,7 +1142,7 @@ def route_bent_objective(route: Any) -> Any:
     own = getattr(route, "objective_bent_nb", None)
     if own is not None:
         return own
-    if tuple(getattr(route, "coefficient_names", ())) == LOSS_COEFFICIENTS:
+    if getattr(route, "metric_name", None) == "loss":  # the loss law, plain or at effective tokens (warm-up)
         objective, _ = _resolve_objective(route.objective_nb, route.coefficient_names, "search")
         return bent_objective(objective, len(route.coefficient_names))
     return None

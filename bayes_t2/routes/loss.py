@@ -16,7 +16,6 @@ quantities and reports the paper's coefficients as deterministics:
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -248,7 +247,7 @@ class LossRoute:
 
 _OBJECTIVE_SIGNATURE = types.float64(types.float64[::1], types.float64, types.float64, types.float64)
 _NB = dict(cache=True, nogil=True, error_model="numpy")
-#: theta of the warm-up law: the loss law's coefficients, then w; the bent objective adds z*s and the range
+#: theta of the warm-up law: the loss law's coefficients, then w (a bent view appends z*s and the range)
 WARMUP_AT = len(LOSS_COEFFICIENTS)
 
 
@@ -259,26 +258,13 @@ def warmup_loss_objective_nb(theta, N, D, k):
                        warmup_tokens_nb(D, N, theta[WARMUP_AT]), k)
 
 
-@numba.njit(_OBJECTIVE_SIGNATURE, **_NB)
-def warmup_loss_objective_bent_nb(theta, N, D, k):
-    """`warmup_loss_objective_nb` times exp(z s x), x the e-folds (N, D) -- the design itself, not its
-    effective tokens -- lies beyond the data's range: theta = [E..gamma, w, z*s, (min, max) of log N, log D,
-    log 6ND, log D/N] (`optimum.BentRoute`)."""
-    value = warmup_loss_objective_nb(theta, N, D, k)
-    bend = theta[WARMUP_AT + 1]
-    if bend == 0.0:
-        return value
-    return value * math.exp(bend * extrapolation_efolds_nb(theta, WARMUP_AT + 2, N, D))
-
-
 class WarmupLossRoute(LossRoute):
     """The loss route of a fit with a learning-rate warm-up (`[warmup]`): every law evaluation -- predictions,
     the optimizer, the bend -- sees the effective tokens `laws.warmup_tokens(D, N, w)` of each draw's w."""
 
     law_name = "loss_warmup"  # the reference solver's name for this law (`reference.numpy_objective`)
     coefficient_names = LOSS_COEFFICIENTS + ("warmup",)
-    objective_nb = staticmethod(warmup_loss_objective_nb)
-    objective_bent_nb = staticmethod(warmup_loss_objective_bent_nb)
+    objective_nb = staticmethod(warmup_loss_objective_nb)  # bent as any loss law (`optimum.bent_objective`)
 
     @staticmethod
     def metric(coefficients: xr.Dataset, N: Any, D: Any, k: Any, **kwargs: Any) -> xr.DataArray:
