@@ -121,6 +121,20 @@ def main(argv: list[str] | None = None) -> int:
         print(f"numba {method:6s}: {min(times):8.3f} s  {n_problems / min(times):14,.0f} problems/s"
               f"   ({min(cpu) / n_problems * 1e6:.2f} CPU-us/problem; warm-up {warm:.2f} s)")
 
+    # the warm-up law (a fit with [warmup] on) takes the generic search with its own objective; its answers are
+    # checked against the reference solver in tests/test_warmup.py, here only its speed
+    from bayes_t2.routes.loss import WarmupLossRoute
+
+    w = np.random.default_rng(args.seed + 3).uniform(0.3, 30.0, thetas.shape[0])
+    thetas_w = np.ascontiguousarray(np.column_stack([thetas, w]))
+    kw = dict(objective=WarmupLossRoute.objective_nb, theta_names=WarmupLossRoute.coefficient_names)
+    optimize_array(thetas_w[:4], budgets[:2], cons, **kw)
+    t0, c0 = time.perf_counter(), time.process_time()
+    optimize_array(thetas_w, budgets, cons, **kw)
+    t_w, cpu_w = time.perf_counter() - t0, time.process_time() - c0
+    print(f"numba search, warm-up law: {t_w:8.3f} s  {n_problems / t_w:14,.0f} problems/s"
+          f"   ({cpu_w / n_problems * 1e6:.2f} CPU-us/problem)")
+
     rng = np.random.default_rng(args.seed + 2)
     picks = rng.choice(n_problems, size=min(args.scipy_problems, n_problems), replace=False)
     ref = []
