@@ -182,6 +182,28 @@ def test_checkpoint_effect_only_when_a_checkpoint_has_several_rows(tiny_loss):
     assert "checkpoint_u" in names(centred) and "checkpoint_z" not in names(centred)
     off = LossRoute.build_model(frame, load_spec("loss", {"checkpoint_effect": {"enabled": "off"}}))
     assert "checkpoint_sd" not in names(off)
+    per_task = LossRoute.build_model(frame, load_spec("loss", {"checkpoint_effect": {"sd_per_task": True}}))
+    assert per_task["checkpoint_sd"].eval().shape == (frame["task"].nunique(),)
+
+
+def test_centred_checkpoint_effects_live_in_the_trend_free_basis(tiny_loss):
+    """Centred and orthogonal: the effects' coordinates are sampled in an orthonormal basis of the trend-free
+    directions (no direction left to the prior alone), so every effect vector the model can draw has no
+    quadratic trend in (log N, log D) -- checked against numpy's lstsq on the checkpoints' own designs."""
+    from bayes_t2.priors import load_spec
+    from bayes_t2.routes.loss import trend_free_basis
+
+    frame = LossRoute.observations(from_frame(tiny_loss))
+    model = LossRoute.build_model(frame, load_spec("loss", {"checkpoint_effect": {"parameterization": "centered"}}))
+    ck = pd.DataFrame({"params": model["checkpoint_params"].eval(), "tokens": model["checkpoint_tokens"].eval()})
+    basis = trend_free_basis(ck["params"].to_numpy(), ck["tokens"].to_numpy())
+    assert model["checkpoint_w"].eval().shape == (basis.shape[1],)
+    np.testing.assert_allclose(basis.T @ basis, np.eye(basis.shape[1]), atol=1e-10)
+    x, y = np.log(ck["params"].to_numpy()), np.log(ck["tokens"].to_numpy())
+    design = np.column_stack([np.ones_like(x), x, y, x * x, x * y, y * y])
+    u = basis @ np.random.default_rng(3).normal(size=basis.shape[1])
+    np.testing.assert_allclose(design @ np.linalg.lstsq(design, u, rcond=None)[0], 0.0, atol=1e-8)
+    assert basis.shape[1] == len(ck) - np.linalg.matrix_rank(design)
 
 
 def test_checkpoint_effects_are_free_of_smooth_trends():
@@ -286,3 +308,29 @@ def test_inner_folds_that_cut_at_the_same_size_count_once():
                                              ("largest-compute", 0.25), ("largest-params", 0.99)])
     assert [(h, f) for h, f, _ in splits] == [("largest-params", 0.25), ("largest-compute", 0.25)]
     assert len(skipped) == 2 and "same cut as largest-params 0.25" in skipped[0] and "fewer than 3" in skipped[1]
+
+
+def test_per_task_checkpoint_sd_recovers_which_validation_sets_move_with_the_checkpoint():
+    """`sd_per_task`: one shared effect per checkpoint, scaled per task (a one-factor model). Simulated truth:
+    task "a" moves with its checkpoint by 0.06 on log loss, "b" and "c" by 0.01; the fit must rank them so and
+    cover a's value in its 90% interval (one shared sd would give all three the same)."""
+    from bayes_t2.fit import SamplerSettings, fit
+
+    rng = np.random.default_rng(12)
+    n, d = np.meshgrid([2e7, 6e7, 2e8, 6e8], [4e8, 1e9, 3e9, 8e9, 2e10, 5e10], indexing="ij")
+    n, d = n.ravel(), d.ravel()
+    u = rng.normal(size=n.size)
+    law = 1.7 + 400 / n ** 0.34 + 410 / d ** 0.28
+    scale = {"a": 0.06, "b": 0.01, "c": 0.01}
+    frame = pd.concat([pd.DataFrame({"task": t, "model": [f"m{i}" for i in range(n.size)], "params": n,
+                                     "tokens": d, "k": 1,
+                                     "loss": law * np.exp(s * u + rng.normal(0, 0.003, n.size))})
+                       for t, s in scale.items()])
+    result = fit(from_frame(frame), route="loss", priors={"checkpoint_effect": {"sd_per_task": True}},
+                 settings=SamplerSettings(draws=200, tune=300, chains=2, seed=4, pointwise=False),
+                 progressbar=False, discrepancy=0)
+    sd = result.tree["posterior"]["checkpoint_sd"]
+    med = sd.median(("chain", "draw"))
+    assert float(med.sel(task="a")) > 3 * max(float(med.sel(task="b")), float(med.sel(task="c")))
+    lo, hi = sd.sel(task="a").quantile([0.05, 0.95]).values
+    assert lo < 0.06 < hi

@@ -419,12 +419,24 @@ def _checkpoint_effect(spec: dict[str, Any], ckpt_idx: np.ndarray, n_checkpoints
     rows_per_ckpt = np.bincount(ckpt_idx, minlength=n_checkpoints)
     if opts.get("enabled", "off") != "auto" or rows_per_ckpt.max() < 2:
         return 0.0
-    sd = pm.HalfNormal("checkpoint_sd", sigma=float(opts["sd"]))
     centred = opts.get("parameterization", "non_centered") == "centered"
-    if opts.get("orthogonal", True):
-        z = pm.Normal("checkpoint_z", 0.0, 1.0, dims="checkpoint")
+    if opts.get("sd_per_task", False):
+        sd = pm.HalfNormal("checkpoint_sd", sigma=float(opts["sd"]), dims="task")
         seen = np.zeros((int(task_idx.max()) + 1, n_checkpoints), dtype=bool)
         seen[task_idx, ckpt_idx] = True
+        z = pm.Normal("checkpoint_z", 0.0, 1.0, dims="checkpoint")
+        u = pt.as_tensor(trend_free_projection(params, tokens, seen)) @ z
+        return u[ckpt_idx] * sd[task_idx]
+    sd = pm.HalfNormal("checkpoint_sd", sigma=float(opts["sd"]))
+    if opts.get("orthogonal", True):
+        seen = np.zeros((int(task_idx.max()) + 1, n_checkpoints), dtype=bool)
+        seen[task_idx, ckpt_idx] = True
+        if centred:  # many rows per checkpoint pin each free coordinate of the effects
+            basis = trend_free_basis(params, tokens, seen)
+            pm.modelcontext(None).add_coord("checkpoint_free", np.arange(basis.shape[1]))
+            w = pm.Normal("checkpoint_w", 0.0, sd, dims="checkpoint_free")
+            return (pt.as_tensor(basis) @ w)[ckpt_idx]
+        z = pm.Normal("checkpoint_z", 0.0, 1.0, dims="checkpoint")
         u = sd * pt.as_tensor(trend_free_projection(params, tokens, seen)) @ z
         return u[ckpt_idx]
     if centred:  # many rows per checkpoint pin each effect
@@ -452,13 +464,21 @@ def _column_space(matrix: np.ndarray) -> np.ndarray:
 
 def trend_free_projection(params: np.ndarray, tokens: np.ndarray, seen: np.ndarray | None = None) -> np.ndarray:
     """The projection (checkpoints x checkpoints) that keeps of a vector of checkpoint effects only what no
-    task's law can absorb: what is left once every smooth trend (a quadratic surface in log N and log D) on
-    some task's checkpoints is removed.
+    task's law can absorb: q q^T with q the `trend_free_basis`."""
+    basis = trend_free_basis(params, tokens, seen)
+    return basis @ basis.T
+
+
+def trend_free_basis(params: np.ndarray, tokens: np.ndarray, seen: np.ndarray | None = None) -> np.ndarray:
+    """An orthonormal basis (checkpoints x free directions) of the checkpoint effects no task's law can
+    absorb: what is left once every smooth trend (a quadratic surface in log N and log D) on some task's
+    checkpoints is removed. The centred form samples the effects' coordinates in it, so no direction of the
+    sampled vector is left to the prior alone.
 
     seen: tasks x checkpoints, True where the task has rows at the checkpoint (None: every task sees every
     checkpoint). A task's law can mimic any quadratic trend of the effects *on its own checkpoints*, so the
-    effects are kept orthogonal to each task's trends, embedded in the full vector: the projection is onto
-    the span of the vectors that lie on one task's checkpoints and are orthogonal to its trends there. When
+    effects are kept orthogonal to each task's trends, embedded in the full vector: the basis spans the
+    vectors that lie on one task's checkpoints and are orthogonal to its trends there. When
     every task sees every checkpoint this is the complement of one quadratic surface over all checkpoints;
     when tasks see different checkpoints (models trained on different corpora, each evaluated on its own
     validation sets) one global surface would leave each group's trend free to trade against its laws as long
@@ -466,7 +486,7 @@ def trend_free_projection(params: np.ndarray, tokens: np.ndarray, seen: np.ndarr
     basis = _trend_basis(np.asarray(params, float), np.asarray(tokens, float))
     n = len(basis)
     if seen is None:
-        return np.eye(n) - (q := _column_space(basis)) @ q.T
+        return _column_space(np.eye(n) - (q := _column_space(basis)) @ q.T)
     groups = {tuple(np.flatnonzero(row)) for row in np.asarray(seen, bool) if row.any()}
     free = []
     for members in sorted(groups):
@@ -476,8 +496,7 @@ def trend_free_projection(params: np.ndarray, tokens: np.ndarray, seen: np.ndarr
         embedded = np.zeros((n, len(idx)))
         embedded[idx] = local
         free.append(embedded)
-    q = _column_space(np.hstack(free))
-    return q @ q.T
+    return _column_space(np.hstack(free))
 
 
 def _data_range(obs: pd.DataFrame) -> None:
