@@ -72,6 +72,23 @@ def test_scores_of_a_calibrated_forecast_are_nominal():
     assert abs(s["median_abs_relative_error"] - 0.05 * 0.6745) < 0.003
 
 
+def test_coverage_interval_resamples_checkpoints_not_points():
+    """20 checkpoints of 15 points each that hit or miss together: the coverage's bootstrap interval is that
+    of 20 draws (scipy's binomial quantiles), not of 300; 300 independent points give a much narrower one."""
+    from scipy.stats import binom
+
+    from bayes_t2.backtest import coverage_interval
+
+    covered = np.repeat([1.0] * 14 + [0.0] * 6, 15)
+    cluster = np.repeat(np.arange(20), 15)
+    lo, hi = coverage_interval(covered, cluster, seed=3)
+    expected = binom.ppf([0.05, 0.95], 20, 0.7) / 20
+    assert abs(lo - expected[0]) <= 0.051 and abs(hi - expected[1]) <= 0.051
+    lo_i, hi_i = coverage_interval(covered, np.arange(300), seed=3)
+    assert hi_i - lo_i < 0.5 * (hi - lo)
+    assert coverage_interval(covered, cluster, seed=3) == [lo, hi]  # seeded
+
+
 def test_scores_see_a_biased_forecast():
     rng = np.random.default_rng(1)
     draws = 3.0 * np.exp(0.01 * rng.standard_normal((500, 300)))
