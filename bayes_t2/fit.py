@@ -743,6 +743,16 @@ def _add_pointwise_groups(tree: xr.DataTree, seed: int) -> None:
                                                  if ds[v].dtype.kind == "f"}))
 
 
+def _scales_split(rhat: xr.Dataset, post: xr.Dataset) -> bool:
+    """Loss route, one checkpoint scale shared by three or more tasks, and the chains disagree on it or on a
+    task's noise sd: the symptom of tasks whose checkpoint scatter differs (`sd_per_task`)."""
+    if "checkpoint_sd" not in rhat or "sigma" not in rhat or post["checkpoint_sd"].ndim != 2:
+        return False  # no effect, or already one scale per task (chain, draw, task has ndim 3)
+    if post["sigma"].sizes.get("task", 1) < 3:
+        return False
+    return float(rhat["checkpoint_sd"].max()) > 1.05 or float(rhat["sigma"].max()) > 1.05
+
+
 def diagnose(tree: xr.DataTree, var_names: list[str]) -> Diagnostics:
     """Max r-hat and min bulk ESS over the coefficients, divergence count, and what they mean."""
     import arviz as az
@@ -770,6 +780,11 @@ def diagnose(tree: xr.DataTree, var_names: list[str]) -> Diagnostics:
     if rhat is not None and not max_rhat < 1.01:
         notes.append(f"chains disagree (max r-hat {max_rhat:.3f} >= 1.01): run longer (--tune/--draws) "
                      f"before trusting the intervals")
+    if rhat is not None and _scales_split(rhat, post):
+        notes.append("the chains disagree on the noise and checkpoint scales: when some tasks measure nearly the "
+                     "same thing (validation sets of one corpus) one shared checkpoint scale has two basins; a "
+                     "model file with [checkpoint_effect] sd_per_task = true gives each task its own "
+                     "(docs/model.md)")
     if min_ess < min(400.0, 0.1 * n_chains * n_draws):
         notes.append(f"few effective draws (min bulk ESS {min_ess:.0f}): the interval ends are noisy")
     if divergences:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import xarray as xr
 import pytest
 
 from bayes_t2.budget import Constraints, SplitBudget
@@ -148,3 +149,28 @@ def test_single_task_chinchilla_law_n_star_is_not_biased_over_seeds():
     assert int(np.sum(rank_covered(ranks, N_RANK, 0.9) == 0)) <= 3, ranks
     assert 0.2 < float(np.mean(ranks)) / N_RANK < 0.8, ranks
     assert float(np.median(np.abs(n["median"] / n["truth"] - 1))) < 0.25
+
+
+def test_diagnostics_point_at_per_task_checkpoint_scales_when_the_chains_split_on_them():
+    """Two chains that settle at different shared checkpoint scales (the basins of tasks that measure the same
+    thing) get the hint to give each task its own; one scale per task, two tasks, or chains that agree do not."""
+    from bayes_t2.fit import diagnose
+
+    rng = np.random.default_rng(0)
+
+    def tree(ck_shift: float, n_tasks: int, per_task: bool) -> xr.DataTree:
+        sigma = 0.01 + 0.001 * rng.standard_normal((2, 200, n_tasks))
+        ck = 0.02 + 0.001 * rng.standard_normal((2, 200) + ((n_tasks,) if per_task else ()))
+        ck[1] += ck_shift
+        ck_dims = ("chain", "draw") + (("task",) if per_task else ())
+        post = xr.Dataset({"sigma": (("chain", "draw", "task"), sigma), "checkpoint_sd": (ck_dims, ck)},
+                          coords={"chain": [0, 1], "draw": np.arange(200), "task": [f"t{i}" for i in range(n_tasks)]})
+        stats = xr.Dataset({"diverging": (("chain", "draw"), np.zeros((2, 200), bool))},
+                           coords={"chain": [0, 1], "draw": np.arange(200)})
+        return xr.DataTree.from_dict({"posterior": post, "sample_stats": stats})
+
+    hint = "sd_per_task = true"
+    assert any(hint in n for n in diagnose(tree(0.03, 3, False), ["sigma", "checkpoint_sd"]).warnings)
+    assert not any(hint in n for n in diagnose(tree(0.0, 3, False), ["sigma", "checkpoint_sd"]).warnings)
+    assert not any(hint in n for n in diagnose(tree(0.03, 2, False), ["sigma", "checkpoint_sd"]).warnings)
+    assert not any(hint in n for n in diagnose(tree(0.03, 3, True), ["sigma", "checkpoint_sd"]).warnings)
