@@ -9,7 +9,7 @@ Holdouts: largest-params and largest-compute, 25% of the checkpoints each (`baye
 
     PYTHONPATH=. python benchmarks/backtest_real.py [--suites porian,gadre,pythia] [--holdouts largest-params,
         largest-compute] [--draws 300 --tune 300 --chains 2] [--priors loss=FILE.toml] [--discrepancy learn|S]
-        [--also-without] --out DIR
+        [--also-without] [--min-tokens-per-param 1] --out DIR
 
 Writes DIR/<suite>__<holdout>.json (the `bayes-t2 backtest --json` document), DIR/<...>.png, DIR/table.md.
 """
@@ -33,18 +33,20 @@ PORIAN_CONFIGS = ("rw/tuned/short/const/standard/val", "rw/base/short/chinchilla
                   "rw/base/long/kaplan/standard/val", "owt2/tuned/short/const/standard/val")
 
 
-def suite_data(name: str, data_dir: Path):
-    """(EvalData, route) of a suite."""
+def suite_data(name: str, data_dir: Path, min_tokens_per_param: float = 0.0):
+    """(EvalData, route) of a suite; loss suites keep only runs of at least `min_tokens_per_param`."""
     from bayes_t2.data import from_frame
 
     if name.startswith("porian:"):
         config = name.split(":", 1)[1]
         frame = pd.read_csv(data_dir / "porian_isoflop_losses.csv")
-        rows = frame[frame["task"] == config][["task", "params", "tokens", "loss"]]
+        rows = frame[(frame["task"] == config) & (frame["tokens"] >= min_tokens_per_param * frame["params"])]
+        rows = rows[["task", "params", "tokens", "loss"]]
         return from_frame(rows, source=f"porian:{config}"), "loss"
     if name == "gadre":
         frame = pd.read_csv(data_dir / "gadre_overtraining_losses.csv")
         frame["task"] = frame["train_data"] + "/" + frame["task"]
+        frame = frame[frame["tokens"] >= min_tokens_per_param * frame["params"]]
         return from_frame(frame[["task", "model", "params", "tokens", "loss"]], source="gadre"), "loss"
     if name == "pythia":
         frame = pd.read_csv(data_dir / "pythia_gsm8k_samples.csv")
@@ -69,6 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--discrepancy", default="learn", help="learn (default), spec or a number")
+    parser.add_argument("--min-tokens-per-param", type=float, default=0.0,
+                        help="loss suites: fit and score only runs of at least this many tokens per parameter")
     parser.add_argument("--also-without", action="store_true",
                         help="also score the same fit without the discrepancy (columns *_without): the fit is the "
                              "same (the discrepancy acts at prediction time only), so this is the 'before'")
@@ -82,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = sampler_settings(args.draws, args.tune, args.chains, args.seed)
     rows = []
     for suite in args.suites.split(","):
-        data, route = suite_data(suite, args.data)
+        data, route = suite_data(suite, args.data, args.min_tokens_per_param)
         for holdout in args.holdouts.split(","):
             started = time.perf_counter()
             result = backtest(data, holdout=holdout, fraction=args.fraction, route=route,
