@@ -100,7 +100,10 @@ def main(argv: list[str] | None = None) -> int:
             err = next(k for k in s if k.startswith("median_abs_"))
             row = {"suite": suite, "holdout": holdout, "points": s["n_points"],
                    "max_distance": round(s["max_distance"], 2), "coverage50": round(s["coverage50"], 3),
-                   "coverage90": round(s["coverage90"], 3), "median_abs_error": round(s[err], 4),
+                   "coverage90": round(s["coverage90"], 3),
+                   "coverage50_interval": [round(v, 3) for v in s["coverage50_interval"]],
+                   "coverage90_interval": [round(v, 3) for v in s["coverage90_interval"]],
+                   "median_abs_error": round(s[err], 4),
                    "error": err.replace("median_abs_", ""), "below_median": round(s["share_observed_below_median"], 2),
                    "pit_ks": round(s["pit_ks"], 3), "rhat": round(s["diagnostics"]["max_rhat"], 3),
                    "divergences": s["diagnostics"]["divergences"], "seconds": round(time.perf_counter() - started),
