@@ -177,6 +177,7 @@ def test_backtest_end_to_end_and_cli(tiny_loss, tmp_path):
     assert res.exit_code == 0, res.output
     doc = json.loads(out_json.read_text())
     assert doc["summary"]["holdout"] == "largest-params" and len(doc["points"]) == doc["summary"]["n_points"]
+    assert f"coverage [lo, hi]: 90% bootstrap interval over the {doc['summary']['n_clusters']} held-out" in res.output
     assert out_png.stat().st_size > 1000
     res = runner.invoke(app, ["backtest", str(path), "--json", str(out_json)])
     assert res.exit_code != 0  # refuses to overwrite without --force
