@@ -202,6 +202,9 @@ def test_checkpoint_effect_only_when_a_checkpoint_has_several_rows(tiny_loss):
     assert "checkpoint_sd" not in names(off)
     per_task = LossRoute.build_model(frame, load_spec("loss", {"checkpoint_effect": {"sd_per_task": True}}))
     assert per_task["checkpoint_sd"].eval().shape == (frame["task"].nunique(),)
+    with pytest.raises(InputError, match="sd_per_task needs parameterization"):
+        LossRoute.build_model(frame, load_spec("loss", {"checkpoint_effect": {"sd_per_task": True,
+                                                                             "parameterization": "centered"}}))
 
 
 def test_centred_checkpoint_effects_live_in_the_trend_free_basis(tiny_loss):

@@ -420,29 +420,27 @@ def _checkpoint_effect(spec: dict[str, Any], ckpt_idx: np.ndarray, n_checkpoints
     if opts.get("enabled", "off") != "auto" or rows_per_ckpt.max() < 2:
         return 0.0
     centred = opts.get("parameterization", "non_centered") == "centered"
-    if opts.get("sd_per_task", False):
-        sd = pm.HalfNormal("checkpoint_sd", sigma=float(opts["sd"]), dims="task")
+    per_task = bool(opts.get("sd_per_task", False))
+    if per_task and centred:
+        raise InputError('model setting checkpoint_effect.sd_per_task needs parameterization = "non_centered": one '
+                         "standardised effect per checkpoint, scaled by each task's sd")
+    sd = pm.HalfNormal("checkpoint_sd", sigma=float(opts["sd"]), dims="task" if per_task else None)
+    orthogonal = opts.get("orthogonal", True)
+    if orthogonal:
         seen = np.zeros((int(task_idx.max()) + 1, n_checkpoints), dtype=bool)
         seen[task_idx, ckpt_idx] = True
-        z = pm.Normal("checkpoint_z", 0.0, 1.0, dims="checkpoint")
-        u = pt.as_tensor(trend_free_projection(params, tokens, seen)) @ z
-        return u[ckpt_idx] * sd[task_idx]
-    sd = pm.HalfNormal("checkpoint_sd", sigma=float(opts["sd"]))
-    if opts.get("orthogonal", True):
-        seen = np.zeros((int(task_idx.max()) + 1, n_checkpoints), dtype=bool)
-        seen[task_idx, ckpt_idx] = True
-        if centred:  # many rows per checkpoint pin each free coordinate of the effects
+    if centred:  # many rows per checkpoint pin each effect (each free coordinate of the effects)
+        if orthogonal:
             basis = trend_free_basis(params, tokens, seen)
             pm.modelcontext(None).add_coord("checkpoint_free", np.arange(basis.shape[1]))
             w = pm.Normal("checkpoint_w", 0.0, sd, dims="checkpoint_free")
             return (pt.as_tensor(basis) @ w)[ckpt_idx]
-        z = pm.Normal("checkpoint_z", 0.0, 1.0, dims="checkpoint")
-        u = sd * pt.as_tensor(trend_free_projection(params, tokens, seen)) @ z
-        return u[ckpt_idx]
-    if centred:  # many rows per checkpoint pin each effect
         return pm.Normal("checkpoint_u", 0.0, sd, dims="checkpoint")[ckpt_idx]
     z = pm.Normal("checkpoint_z", 0.0, 1.0, dims="checkpoint")
-    return (sd * z)[ckpt_idx]
+    if orthogonal:
+        z = pt.as_tensor(trend_free_projection(params, tokens, seen)) @ z
+    # sd_per_task: one shared standardised effect, each task's rows scaled by that task's sd (one factor)
+    return z[ckpt_idx] * (sd[task_idx] if per_task else sd)
 
 
 def _trend_basis(params: np.ndarray, tokens: np.ndarray) -> np.ndarray:
