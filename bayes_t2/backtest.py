@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from .coverage import coverage_interval
 from .data import EvalData
 from .errors import InputError
 
@@ -238,29 +239,9 @@ def score_points(points: pd.DataFrame, draws: np.ndarray, metric_name: str, seed
     return out
 
 
-#: resamples of the held-out checkpoints behind each coverage's interval
-BOOTSTRAP_RESAMPLES = 2000
-
-
-def coverage_interval(covered: np.ndarray, cluster: np.ndarray, seed: int, prob: float = 0.9) -> list[float]:
-    """Equal-tailed `prob` interval of a coverage from a bootstrap over held-out *checkpoints*: the points
-    of one checkpoint (its tasks and k values) miss or hit together, so they are resampled together. What a
-    coverage of 72% on 292 points from 25 checkpoints is worth: its interval says whether it is a miss."""
-    covered = np.asarray(covered, float)
-    _, index = np.unique(np.asarray(cluster), return_inverse=True, axis=0)
-    index = index.ravel()
-    hits, sizes = np.bincount(index, weights=covered), np.bincount(index).astype(float)
-    n = len(sizes)
-    if n == 0:
-        return [float("nan"), float("nan")]
-    weights = np.random.default_rng([int(seed), 4242]).multinomial(n, np.full(n, 1.0 / n), size=BOOTSTRAP_RESAMPLES)
-    share = (weights @ hits) / (weights @ sizes)
-    tail = (1.0 - prob) / 2.0
-    return [float(np.quantile(share, tail)), float(np.quantile(share, 1.0 - tail))]
-
-
-def summarize(points: pd.DataFrame, metric_name: str, seed: int = 0) -> dict[str, Any]:
-    """Coverage of the 50% and 90% intervals (each with a 90% bootstrap interval over held-out checkpoints),
+def summarize(points: pd.DataFrame, metric_name: str) -> dict[str, Any]:
+    """Coverage of the 50% and 90% intervals (each with a 90% interval for the rate behind it, the points of
+    one held-out checkpoint counted as correlated: `coverage.coverage_interval`),
     the median absolute and the mean signed error, PIT spread."""
     err = points["error"].dropna()
     pit = points["pit"].to_numpy(float)
@@ -281,8 +262,8 @@ def summarize(points: pd.DataFrame, metric_name: str, seed: int = 0) -> dict[str
         "n_points": int(len(points)),
         "coverage50": float(points["covered50"].mean()),
         "coverage90": float(points["covered90"].mean()),
-        "coverage50_interval": coverage_interval(points["covered50"].to_numpy(), cluster, seed),
-        "coverage90_interval": coverage_interval(points["covered90"].to_numpy(), cluster, seed),
+        "coverage50_interval": coverage_interval(points["covered50"].to_numpy(), cluster),
+        "coverage90_interval": coverage_interval(points["covered90"].to_numpy(), cluster),
         "n_clusters": int(len(np.unique(cluster, axis=0))) if len(points) else 0,
         f"median_abs_{error_name}": float(np.median(np.abs(err))) if len(err) else None,
         f"mean_{error_name}": float(err.mean()) if len(err) else None,
@@ -498,7 +479,7 @@ def backtest(data: EvalData, *, holdout: str = DEFAULT_HOLDOUT, fraction: float 
         "n_train_rows": len(split.train), "n_test_rows": len(split.test),
         "n_train_checkpoints": split.n_train_checkpoints, "n_test_checkpoints": split.n_test_checkpoints,
         "tasks": list(split.train.tasks), "sources": list(data.sources),
-        **summarize(scored, route_obj.metric_name, seed),
+        **summarize(scored, route_obj.metric_name),
         "diagnostics": {"max_rhat": diag.max_rhat, "min_ess_bulk": diag.min_ess_bulk,
                         "divergences": diag.divergences, "warnings": diag.warnings},
         "sampler": {"draws": settings.draws, "tune": settings.tune, "chains": settings.chains,

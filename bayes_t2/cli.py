@@ -660,8 +660,8 @@ def backtest(data: Annotated[list[Path], typer.Argument(help="Evaluation data: C
     table.add_row("all", str(s["n_points"]), f"{s['coverage50']:.0%} [{lo50:.0%}, {hi50:.0%}]",
                   f"{s['coverage90']:.0%} [{lo90:.0%}, {hi90:.0%}]", "-" if e is None else f"{e:.3g}")
     out.print(table)
-    out.print(f"coverage [lo, hi]: 90% bootstrap interval over the {s['n_clusters']} held-out checkpoints (the "
-              "points of one checkpoint hit or miss together)", markup=False)
+    out.print(f"coverage [lo, hi]: 90% interval of the rate behind it, from the {s['n_clusters']} held-out "
+              "checkpoints (the points of one checkpoint hit or miss together; docs/backtest.md)", markup=False)
     out.print(f"PIT: {s['share_observed_below_median']:.0%} of observations below the predictive median; "
               f"KS distance from uniform {s['pit_ks']:.2f}")
     d = s["diagnostics"]

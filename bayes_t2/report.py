@@ -366,10 +366,11 @@ def _backtest_page(fit, data: Any, draws: int):
         f"{settings.chains} chains x {draws} draws (+{draws} tuning), seed {seed}; each held-out observation "
         "was compared with the posterior predictive of a new checkpoint at its (N, D, k).",
         f"Result: the 90% intervals covered {s['coverage90']:.0%} and the 50% intervals {s['coverage50']:.0%} "
-        f"of {s['n_points']} held-out points (calibrated: about 90% and 50%; resampling the "
-        f"{s['n_clusters']} held-out checkpoints gives 90% intervals [{s['coverage90_interval'][0]:.0%}, "
-        f"{s['coverage90_interval'][1]:.0%}] and [{s['coverage50_interval'][0]:.0%}, "
-        f"{s['coverage50_interval'][1]:.0%}]); median |error| {_error_text(s)}. "
+        f"of {s['n_points']} held-out points (calibrated: about 90% and 50%; counting the points "
+        f"of each of the {s['n_clusters']} held-out checkpoints as correlated, the rates behind them lie in "
+        f"[{s['coverage90_interval'][0]:.0%}, {s['coverage90_interval'][1]:.0%}] and "
+        f"[{s['coverage50_interval'][0]:.0%}, {s['coverage50_interval'][1]:.0%}] with 90% "
+        f"probability); median |error| {_error_text(s)}. "
         f"Backtest fit: max r-hat {diag['max_rhat']:.3f}, "
         f"{diag['divergences']} divergences" + (" (not converged: read these numbers with care)"
                                                  if diag['max_rhat'] > 1.05 else "") + ".",
