@@ -14,9 +14,9 @@ Jeffreys prior on the rate and a uniform prior on the within-checkpoint correlat
 grid (deterministic: no seed). With one point per checkpoint it is the Jeffreys binomial interval.
 
 Why not a bootstrap over checkpoints: when every checkpoint hits, every resample hits, and the percentile
-interval is [100%, 100%]; simulated clustered hits with a known rate showed such bootstrap intervals covering
-the rate in 47-90% of data sets at a nominal 90%, against 83-96% for this one (docs/backtest.md; the test
-suite repeats one of those scenarios).
+interval is [100%, 100%]; on simulated clustered hits with a known rate such bootstrap intervals held the
+rate in 43-91% of data sets at a nominal 90%, this one in 77-96% (benchmarks/coverage_intervals.py,
+docs/backtest.md; the test suite repeats one of those scenarios).
 """
 
 from __future__ import annotations

@@ -133,7 +133,7 @@ def without_discrepancy(result, data, holdout: str, fraction: float, seed: int) 
     fit = copy.copy(result.fit)
     fit.spec = {**fit.spec, "discrepancy": {**(fit.spec.get("discrepancy") or {}), "scale": 0.0}}
     scored = score_split(fit, split_data(data, holdout, fraction), seed)
-    return summarize(scored, fit.route.metric_name, seed)
+    return summarize(scored, fit.route.metric_name)
 
 
 if __name__ == "__main__":
