@@ -349,7 +349,8 @@ def inner_fold_residuals(data: EvalData, folds: Sequence[tuple[str, float]] = FI
     range (`extrapolation_efolds`).
     Folds the data are too small for, or that repeat an earlier fold's cut, are skipped (said in "skipped",
     `distinct_splits`); none left: InputError.
-    Returns {"residual", "variance", "efolds", "fold"} (arrays over the pooled points), "folds" and "skipped"."""
+    Returns {"residual", "variance", "efolds", "fold", "params", "tokens"} (arrays over the pooled points),
+    "folds" and "skipped"."""
     from .fit import SamplerSettings, fit as run_fit, route_for
     from .priors import load_spec
     from .routes.extrapolation import extrapolation_efolds
@@ -360,7 +361,7 @@ def inner_fold_residuals(data: EvalData, folds: Sequence[tuple[str, float]] = FI
                        tune=min(settings.tune, INNER_MAX_DRAWS), pointwise=False)
     spec = load_spec(route_obj.name, priors)
     spec["discrepancy"] = {**spec.get("discrepancy", {}), "scale": 0.0}
-    residuals, variances, distances, fold, used = [], [], [], [], []
+    residuals, variances, distances, fold, used, designs = [], [], [], [], [], []
     splits, skipped = distinct_splits(data, folds)
     for holdout, fraction, inner in splits:
         result = run_fit(inner.train, route=route_obj.name, priors=spec, settings=settings, progressbar=False)
@@ -370,12 +371,15 @@ def inner_fold_residuals(data: EvalData, folds: Sequence[tuple[str, float]] = FI
         residuals.append(residual)
         variances.append(variance)
         fold.append(np.full(len(points), len(used)))
+        designs.append(points[["params", "tokens"]].to_numpy(float))
         used.append({"holdout": holdout, "fraction": fraction, "n_points": int(len(points)),
                      "n_train_rows": len(inner.train), "max_rhat": result.diagnostics().max_rhat})
     if not used:
         raise InputError(f"too few checkpoints to learn the discrepancy ({'; '.join(skipped)})")
     return {"residual": np.concatenate(residuals), "variance": np.concatenate(variances),
-            "efolds": np.concatenate(distances), "fold": np.concatenate(fold), "folds": used, "skipped": skipped}
+            "efolds": np.concatenate(distances), "fold": np.concatenate(fold),
+            "params": np.concatenate(designs)[:, 0], "tokens": np.concatenate(designs)[:, 1], "folds": used,
+            "skipped": skipped}
 
 
 def learn_discrepancy(data: EvalData, folds: Sequence[tuple[str, float]] = FIT_FOLDS, *,

@@ -7,6 +7,8 @@ training part itself are fitted ONCE without discrepancy (scale 0). Cached per r
                               predictive variances of log loss, and e-folds beyond the inner training range;
   outer_log_draws             log of the new-checkpoint predictive of every held-out point (points x draws),
                               without discrepancy;
+  inner_axes, outer_axes      the same distances per axis (log N, log D, log 6ND, log D/N: `RANGE_AXES`),
+                              for the per-axis forms (d), (d');
   outer_x, outer_obs          e-folds beyond the training part, observed loss; outer_dist: decades of the
                               held-out quantity (the backtest's `distance`).
 A discrepancy form only adds a term to log loss at prediction time, so every form is scored exactly on the
@@ -14,6 +16,8 @@ cached draws: current (ML scale), the scale's posterior (a scale mixture), a sig
 
     PYTHONPATH=. python benchmarks/discrepancy_forms.py --out reports/discrepancy_forms            # fit + score
     PYTHONPATH=. python benchmarks/discrepancy_forms.py --out reports/discrepancy_forms --score-only
+    PYTHONPATH=. python benchmarks/discrepancy_forms.py --suites gadre --priors pertask.toml --out DIR
+    (--forms NAME,NAME scores only those forms)
 
 Writes DIR/table.md (one line per row x form) and prints it.
 """
@@ -34,28 +38,46 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import add_backtest_options, sampler_settings  # noqa: E402
 from backtest_real import DATA, PORIAN_CONFIGS, suite_data  # noqa: E402
 
+from bayes_t2.routes.extrapolation import RANGE_AXES  # noqa: E402
+
 #: targets of the backtest (docs/backtest.md)
 TARGET50, TARGET90 = (0.40, 0.60), (0.80, 0.95)
 
 
 # ------------------------------------------------------------------------------------------------ fitting
-def fit_row(data, holdout: str, fraction: float, settings, seed: int) -> dict[str, np.ndarray]:
+def axis_efolds(train: pd.DataFrame, params: np.ndarray, tokens: np.ndarray) -> np.ndarray:
+    """(points, 4): e-folds beyond the training frame's range along each of `RANGE_AXES` (0 inside)."""
+    from bayes_t2.routes.extrapolation import range_coordinates
+
+    ref = range_coordinates(np.log(train["params"].to_numpy(float)), np.log(train["tokens"].to_numpy(float)))
+    at = range_coordinates(np.log(np.asarray(params, float)), np.log(np.asarray(tokens, float)))
+    return np.column_stack([np.maximum(0.0, np.maximum(x - r.max(), r.min() - x)) for r, x in zip(ref, at)])
+
+
+def fit_row(data, holdout: str, fraction: float, settings, seed: int, priors=None) -> dict[str, np.ndarray]:
     """Inner residuals and the outer predictive (no discrepancy) of one suite x holdout."""
-    from bayes_t2.backtest import HOLDOUTS, INNER_FOLD_SHARES, _distances, inner_fold_residuals, predictive, \
-        split_data
+    from bayes_t2.backtest import HOLDOUTS, INNER_FOLD_SHARES, _distances, distinct_splits, \
+        inner_fold_residuals, predictive, split_data
     from bayes_t2.fit import fit as run_fit
     from bayes_t2.priors import load_spec
     from bayes_t2.routes.loss import extrapolation_efolds
 
-    spec = load_spec("loss", None)
+    spec = load_spec("loss", priors)
     spec["discrepancy"] = {**spec.get("discrepancy", {}), "scale": 0.0}
     split = split_data(data, holdout, fraction)
-    inner = inner_fold_residuals(split.train, [(holdout, fraction * share) for share in INNER_FOLD_SHARES],
-                                 route="loss", settings=settings, seed=seed)
+    folds = [(holdout, fraction * share) for share in INNER_FOLD_SHARES]
+    inner = inner_fold_residuals(split.train, folds, route="loss", priors=priors, settings=settings, seed=seed)
+    inner_axes = np.zeros((len(inner["residual"]), len(RANGE_AXES)))
+    for i, (_, _, fold_split) in enumerate(distinct_splits(split.train, folds)[0]):
+        m = inner["fold"] == i
+        inner_axes[m] = axis_efolds(fold_split.train.frame, inner["params"][m], inner["tokens"][m])
     res = run_fit(split.train, route="loss", priors=spec, settings=settings, progressbar=False)
     points, draws = predictive(res, split.test, seed)
     dist = _distances(points, split.train.frame)
     return {"inner_r": inner["residual"], "inner_v": inner["variance"], "inner_x": inner["efolds"],
+            "inner_axes": inner_axes,
+            "outer_axes": axis_efolds(split.train.frame, points["params"].to_numpy(float),
+                                      points["tokens"].to_numpy(float)),
             "inner_fold": inner["fold"], "outer_log_draws": np.log(draws), "outer_obs": points["observed"].to_numpy(float),
             "outer_x": np.asarray(extrapolation_efolds(res.posterior["data_log_range"],
                                                        points["params"].to_numpy(float),
@@ -176,6 +198,30 @@ def make_power(prior_scale: float):
     return form
 
 
+def make_per_axis(axes: tuple[str, ...]):
+    def form(r, v, X, n, rng):
+        """sd^2 = sum over `axes` of (s_a x_a)^2, x_a the e-folds beyond the data along axis a: each direction
+        of extrapolation (size, tokens, compute, over-training) has its own scale, maximum likelihood on the
+        inner residuals. Returns the scale per axis of `RANGE_AXES` (0 for axes left out)."""
+        from scipy.optimize import minimize
+
+        cols = [RANGE_AXES.index(a) for a in axes]
+        XX = X[:, cols]
+
+        def nll(s):
+            var = v + (XX ** 2) @ (np.asarray(s) ** 2)
+            return 0.5 * np.sum(np.log(var) + r ** 2 / var)
+
+        starts = [np.full(len(cols), s0) for s0 in (1e-3, 0.03, 0.3)]
+        best = min((minimize(nll, s0, method="L-BFGS-B", bounds=[(0.0, 2.0)] * len(cols)) for s0 in starts),
+                   key=lambda o: o.fun)
+        scales = np.zeros(len(RANGE_AXES))
+        scales[cols] = best.x
+        return scales, {f"s_{a}": float(scales[RANGE_AXES.index(a)]) for a in axes}
+    form.per_axis = True
+    return form
+
+
 FORMS = {
     "none": lambda r, v, x, n, rng: (np.zeros(n), np.zeros(n), {"s": 0.0}),
     "current (ML s)": form_current,
@@ -186,10 +232,12 @@ FORMS = {
     f"(c) s x^p posterior HN({PRIOR_SCALE})": make_power(PRIOR_SCALE),
     "(a) sensitivity HN(0.02)": make_scale_posterior(0.02),
     "(a) sensitivity HN(0.1)": make_scale_posterior(0.1),
+    "(d) per-axis ML": make_per_axis(RANGE_AXES),
+    "(d') per-axis ML, no compute axis": make_per_axis(("params", "tokens", "tokens_per_param")),
 }
 
 
-def _inner(cache: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _inner(cache: dict[str, np.ndarray], axes: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The inner residuals, variances and distances, each fold once: caches written before
     `backtest.distinct_splits` may hold a fold twice (two fractions that cut at the same size)."""
     r, v, x = cache["inner_r"], cache["inner_v"], cache["inner_x"]
@@ -201,7 +249,7 @@ def _inner(cache: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.nda
         if not any(len(k) == len(key) and np.allclose(k, key) for k in seen):
             keep |= m
             seen.append(key)
-    return r[keep], v[keep], x[keep]
+    return r[keep], v[keep], (cache["inner_axes"][keep] if axes else x[keep])
 
 
 #: discrepancy draws per posterior draw in the scoring (Monte Carlo only: the predictive is the same)
@@ -214,12 +262,20 @@ def score(cache: dict[str, np.ndarray], form, seed: int) -> dict[str, float]:
     rng = np.random.default_rng(seed)
     log_draws = np.tile(cache["outer_log_draws"], REPLICATES)
     n = log_draws.shape[1]
+    if getattr(form, "per_axis", False):
+        scales, info = form(*_inner(cache, axes=True), n, rng)
+        sd = np.sqrt((cache["outer_axes"] ** 2) @ (scales ** 2))
+        pred = np.exp(log_draws + rng.standard_normal(log_draws.shape) * sd[:, None])
+        return _scores(pred, cache["outer_obs"], info)
     mu, s, info = form(*_inner(cache), n, rng)
     x = cache["outer_x"][:, None]
     power = np.asarray(info.pop("power", 1.0), float)
     xp = x ** (power[None, :] if power.ndim else power)
     pred = np.exp(log_draws + mu[None, :] * x + rng.standard_normal(log_draws.shape) * s[None, :] * xp)
-    obs = cache["outer_obs"]
+    return _scores(pred, cache["outer_obs"], info)
+
+
+def _scores(pred: np.ndarray, obs: np.ndarray, info: dict) -> dict[str, float]:
     q = np.quantile(pred, [0.05, 0.25, 0.5, 0.75, 0.95], axis=1)
     c50 = float(np.mean((q[1] <= obs) & (obs <= q[3])))
     c90 = float(np.mean((q[0] <= obs) & (obs <= q[4])))
@@ -240,6 +296,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--score-only", action="store_true", help="score the cached rows only, fit nothing")
+    parser.add_argument("--priors", type=Path, help="loss model TOML overriding models/loss.toml")
+    parser.add_argument("--forms", help="comma-separated form names to score (default: all)")
     args = parser.parse_args(argv)
     if not args.data.exists():
         print(f"skipped: no shared data at {args.data}")
@@ -258,10 +316,14 @@ def main(argv: list[str] | None = None) -> int:
                     continue
                 data = suite_data(suite, args.data)[0] if data is None else data
                 started = time.perf_counter()
-                np.savez(path, **fit_row(data, holdout, args.fraction, settings, args.seed))
+                np.savez(path, **fit_row(data, holdout, args.fraction, settings, args.seed, args.priors))
                 print(f"{stem}: fitted in {time.perf_counter() - started:.0f} s", flush=True)
             cache = dict(np.load(path))
             for name, form in FORMS.items():
+                if args.forms and name not in args.forms.split(","):
+                    continue
+                if getattr(form, "per_axis", False) and "inner_axes" not in cache:
+                    continue  # cached before per-axis distances were kept
                 sc = score(cache, form, args.seed + 1)
                 rows.append({"suite": suite.replace("/standard/val", ""), "holdout": holdout,
                              "points": len(cache["outer_obs"]), "inner": int(np.sum(_inner(cache)[2] > 0)),

@@ -93,3 +93,19 @@ def test_scores_of_a_calibrated_cache_are_nominal(bench):
     assert sc["coverage50"] == pytest.approx(0.5, abs=0.04) and sc["coverage90"] == pytest.approx(0.9, abs=0.03)
     assert sc["below_median"] == pytest.approx(0.5, abs=0.04)
     assert bench.score(cache, bench.FORMS["none"], 0)["coverage90"] < 0.85  # without the term: too narrow
+
+
+def test_per_axis_form_recovers_the_axis_that_misses(bench):
+    """Residuals whose error grows only along tokens per parameter (s = 0.4 per e-fold there, 0 elsewhere), 400
+    points spread over the four axes: the per-axis maximum likelihood puts the scale on that axis (within 20%)
+    and leaves the others near 0; the one-scale form cannot tell them apart."""
+    rng = np.random.default_rng(5)
+    n = 400
+    X = rng.uniform(0.0, 2.0, size=(n, 4)) * (rng.uniform(size=(n, 4)) < 0.5)
+    truth = np.array([0.0, 0.0, 0.0, 0.4])
+    v = np.full(n, 0.01 ** 2)
+    r = rng.normal(0.0, np.sqrt(v + (X ** 2) @ truth ** 2))
+    scales, info = bench.make_per_axis(bench.RANGE_AXES)(r, v, X, 10, rng)
+    assert abs(scales[3] - 0.4) < 0.08, scales
+    assert np.all(scales[:3] < 0.05), scales
+    assert info["s_tokens_per_param"] == scales[3]
