@@ -237,6 +237,26 @@ def test_checkpoint_effect_only_when_a_checkpoint_has_several_rows(tiny_loss):
                                                                              "parameterization": "centered"}}))
 
 
+def test_checkpoint_scale_per_task_by_default_from_three_tasks_per_checkpoint():
+    """`sd_per_task = "auto"` (the default): one scale per task when some checkpoint is evaluated on three or
+    more tasks (a one-factor model's loadings need three indicators), one shared scale with two tasks or with
+    the centred form; a value other than true, false or "auto" is a user error."""
+    from bayes_t2.priors import load_spec
+    from bayes_t2.simulate import simulate_loss
+
+    frame3, _ = simulate_loss(seed=4, n_tasks=3, ks=(1, 8), checkpoint_sd=0.03)
+    obs3 = LossRoute.observations(from_frame(frame3))
+    obs2 = obs3[obs3["task"].isin(sorted(obs3["task"].unique())[:2])]
+    assert LossRoute.build_model(obs3, load_spec("loss"))["checkpoint_sd"].eval().shape == (3,)
+    assert LossRoute.build_model(obs2, load_spec("loss"))["checkpoint_sd"].eval().shape == ()
+    centred = LossRoute.build_model(obs3, load_spec("loss", {"checkpoint_effect": {"parameterization": "centered"}}))
+    assert centred["checkpoint_sd"].eval().shape == ()
+    shared = LossRoute.build_model(obs3, load_spec("loss", {"checkpoint_effect": {"sd_per_task": False}}))
+    assert shared["checkpoint_sd"].eval().shape == ()
+    with pytest.raises(InputError, match='sd_per_task must be true, false or "auto"'):
+        LossRoute.build_model(obs3, load_spec("loss", {"checkpoint_effect": {"sd_per_task": "yes"}}))
+
+
 def test_centred_checkpoint_effects_live_in_the_trend_free_basis(tiny_loss):
     """Centred and orthogonal: the effects' coordinates are sampled in an orthonormal basis of the trend-free
     directions (no direction left to the prior alone), so every effect vector the model can draw has no

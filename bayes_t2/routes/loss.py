@@ -420,10 +420,7 @@ def _checkpoint_effect(spec: dict[str, Any], ckpt_idx: np.ndarray, n_checkpoints
     if opts.get("enabled", "off") != "auto" or rows_per_ckpt.max() < 2:
         return 0.0
     centred = opts.get("parameterization", "non_centered") == "centered"
-    per_task = bool(opts.get("sd_per_task", False))
-    if per_task and centred:
-        raise InputError('model setting checkpoint_effect.sd_per_task needs parameterization = "non_centered": one '
-                         "standardised effect per checkpoint, scaled by each task's sd")
+    per_task = _scale_per_task(opts.get("sd_per_task", "auto"), centred, task_idx, ckpt_idx)
     sd = pm.HalfNormal("checkpoint_sd", sigma=float(opts["sd"]), dims="task" if per_task else None)
     orthogonal = opts.get("orthogonal", True)
     if orthogonal:
@@ -441,6 +438,28 @@ def _checkpoint_effect(spec: dict[str, Any], ckpt_idx: np.ndarray, n_checkpoints
         z = pt.as_tensor(trend_free_projection(params, tokens, seen)) @ z
     # sd_per_task: one shared standardised effect, each task's rows scaled by that task's sd (one factor)
     return z[ckpt_idx] * (sd[task_idx] if per_task else sd)
+
+
+#: tasks one checkpoint must be evaluated on before "auto" gives each task its own checkpoint scale
+MIN_TASKS_PER_FACTOR = 3
+
+
+def _scale_per_task(setting: Any, centred: bool, task_idx: np.ndarray, ckpt_idx: np.ndarray) -> bool:
+    """Whether each task scales the shared checkpoint effect by its own sd (a one-factor model). "auto": when
+    some checkpoint is evaluated on at least three tasks -- a one-factor model's loadings are identified by three
+    indicators, not by two (with two, only their product is: SBC's divergences tripled) -- and the effect is
+    non-centred (the centred form samples the effects themselves, at one scale)."""
+    if isinstance(setting, str) and setting == "auto":
+        tasks_per_checkpoint = np.zeros(int(ckpt_idx.max()) + 1, int)
+        pairs = np.unique(np.column_stack([ckpt_idx, task_idx]), axis=0)
+        np.add.at(tasks_per_checkpoint, pairs[:, 0], 1)
+        return not centred and int(tasks_per_checkpoint.max()) >= MIN_TASKS_PER_FACTOR
+    if not isinstance(setting, bool):
+        raise InputError(f'model setting checkpoint_effect.sd_per_task must be true, false or "auto", got {setting!r}')
+    if setting and centred:
+        raise InputError('model setting checkpoint_effect.sd_per_task needs parameterization = "non_centered": one '
+                         "standardised effect per checkpoint, scaled by each task's sd")
+    return setting
 
 
 def _trend_basis(params: np.ndarray, tokens: np.ndarray) -> np.ndarray:
