@@ -68,20 +68,19 @@ def run(reps: int, seed: int) -> pd.DataFrame:
 
 
 def rescore(directory: Path) -> None:
-    """Coverage and its interval for every backtest JSON under `directory` (checkpoints by (params, tokens))."""
+    """Coverage and its interval for every backtest JSON under `directory`, as `backtest.summarize` gives them."""
+    from bayes_t2.backtest import summarize
+
     for path in sorted(directory.rglob("*.json")):
         doc = json.loads(path.read_text())
         if not isinstance(doc, dict) or "points" not in doc:
             continue
         points = pd.DataFrame(doc["points"])
-        cluster = points[["params", "tokens"]].to_numpy(float)
-        cells = []
-        for level in ("50", "90"):
-            covered = points[f"covered{level}"].to_numpy(float)
-            lo, hi = coverage_interval(covered, cluster)
-            cells.append(f"{level}%: {covered.mean():.0%} [{lo:.0%}, {hi:.0%}]")
-        print(f"{path.relative_to(directory)}: {len(points)} points ({len(np.unique(cluster, axis=0))} "
-              f"checkpoints), " + ", ".join(cells))
+        s = summarize(points, str(points["metric_name"].iloc[0]))
+        cells = [f"{level}%: {s[f'coverage{level}']:.0%} [{s[f'coverage{level}_interval'][0]:.0%}, "
+                 f"{s[f'coverage{level}_interval'][1]:.0%}]" for level in ("50", "90")]
+        print(f"{path.relative_to(directory)}: {s['n_points']} points ({s['n_clusters']} checkpoints), "
+              + ", ".join(cells))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -420,12 +420,11 @@ def _checkpoint_effect(spec: dict[str, Any], ckpt_idx: np.ndarray, n_checkpoints
     if opts.get("enabled", "off") != "auto" or rows_per_ckpt.max() < 2:
         return 0.0
     centred = opts.get("parameterization", "non_centered") == "centered"
-    per_task = _scale_per_task(opts.get("sd_per_task", "auto"), centred, task_idx, ckpt_idx)
+    seen = np.zeros((int(task_idx.max()) + 1, n_checkpoints), dtype=bool)  # task x checkpoint: evaluated
+    seen[task_idx, ckpt_idx] = True
+    per_task = _scale_per_task(opts.get("sd_per_task", "auto"), centred, int(seen.sum(axis=0).max()))
     sd = pm.HalfNormal("checkpoint_sd", sigma=float(opts["sd"]), dims="task" if per_task else None)
     orthogonal = opts.get("orthogonal", True)
-    if orthogonal:
-        seen = np.zeros((int(task_idx.max()) + 1, n_checkpoints), dtype=bool)
-        seen[task_idx, ckpt_idx] = True
     if centred:  # many rows per checkpoint pin each effect (each free coordinate of the effects)
         if orthogonal:
             basis = trend_free_basis(params, tokens, seen)
@@ -444,16 +443,13 @@ def _checkpoint_effect(spec: dict[str, Any], ckpt_idx: np.ndarray, n_checkpoints
 MIN_TASKS_PER_FACTOR = 3
 
 
-def _scale_per_task(setting: Any, centred: bool, task_idx: np.ndarray, ckpt_idx: np.ndarray) -> bool:
+def _scale_per_task(setting: Any, centred: bool, max_tasks_per_checkpoint: int) -> bool:
     """Whether each task scales the shared checkpoint effect by its own sd (a one-factor model). "auto": when
     some checkpoint is evaluated on at least three tasks -- a one-factor model's loadings are identified by three
     indicators, not by two (with two, only their product is: SBC's divergences tripled) -- and the effect is
     non-centred (the centred form samples the effects themselves, at one scale)."""
     if isinstance(setting, str) and setting == "auto":
-        tasks_per_checkpoint = np.zeros(int(ckpt_idx.max()) + 1, int)
-        pairs = np.unique(np.column_stack([ckpt_idx, task_idx]), axis=0)
-        np.add.at(tasks_per_checkpoint, pairs[:, 0], 1)
-        return not centred and int(tasks_per_checkpoint.max()) >= MIN_TASKS_PER_FACTOR
+        return not centred and max_tasks_per_checkpoint >= MIN_TASKS_PER_FACTOR
     if not isinstance(setting, bool):
         raise InputError(f'model setting checkpoint_effect.sd_per_task must be true, false or "auto", got {setting!r}')
     if setting and centred:
