@@ -346,14 +346,15 @@ def inner_fold_residuals(data: EvalData, folds: Sequence[tuple[str, float]] = FI
     `data` are held out, the model without discrepancy is fitted to the rest, and each held-out point gives its
     residual on the scale the route's discrepancy acts on, its predictive variance there (`held_out_residuals`:
     log loss, or the logit of a checkpoint's pass@1) and its distance in e-folds beyond the fold's training
-    range (`extrapolation_efolds`).
+    range (`extrapolation_efolds`; per axis of `RANGE_AXES` in "efolds_by_axis", points x axes).
     Folds the data are too small for, or that repeat an earlier fold's cut, are skipped (said in "skipped",
     `distinct_splits`); none left: InputError.
-    Returns {"residual", "variance", "efolds", "fold", "params", "tokens"} (arrays over the pooled points),
+    Returns {"residual", "variance", "efolds", "efolds_by_axis", "fold", "params", "tokens"} (arrays over the
+    pooled points),
     "folds" and "skipped"."""
     from .fit import SamplerSettings, fit as run_fit, route_for
     from .priors import load_spec
-    from .routes.extrapolation import extrapolation_efolds
+    from .routes.extrapolation import extrapolation_efolds_by_axis
 
     route_obj = route_for(data, route)
     settings = settings or SamplerSettings(draws=500, tune=500, chains=2, pointwise=False)
@@ -366,8 +367,8 @@ def inner_fold_residuals(data: EvalData, folds: Sequence[tuple[str, float]] = FI
     for holdout, fraction, inner in splits:
         result = run_fit(inner.train, route=route_obj.name, priors=spec, settings=settings, progressbar=False)
         points, residual, variance = held_out_residuals(result, inner.test, seed)
-        distances.append(extrapolation_efolds(result.posterior["data_log_range"], points["params"].to_numpy(float),
-                                              points["tokens"].to_numpy(float)))
+        distances.append(np.column_stack(extrapolation_efolds_by_axis(
+            result.posterior["data_log_range"], points["params"].to_numpy(float), points["tokens"].to_numpy(float))))
         residuals.append(residual)
         variances.append(variance)
         fold.append(np.full(len(points), len(used)))
@@ -376,8 +377,9 @@ def inner_fold_residuals(data: EvalData, folds: Sequence[tuple[str, float]] = FI
                      "n_train_rows": len(inner.train), "max_rhat": result.diagnostics().max_rhat})
     if not used:
         raise InputError(f"too few checkpoints to learn the discrepancy ({'; '.join(skipped)})")
+    by_axis = np.concatenate(distances)
     return {"residual": np.concatenate(residuals), "variance": np.concatenate(variances),
-            "efolds": np.concatenate(distances), "fold": np.concatenate(fold),
+            "efolds": by_axis.max(axis=1), "efolds_by_axis": by_axis, "fold": np.concatenate(fold),
             "params": np.concatenate(designs)[:, 0], "tokens": np.concatenate(designs)[:, 1], "folds": used,
             "skipped": skipped}
 

@@ -35,6 +35,7 @@ and cached.) Kernels are compiled with fastmath off and numpy's error model (1/0
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from collections.abc import Sequence
@@ -1228,14 +1229,12 @@ def extrapolation_distances(log_range: Any, N: Any, D: Any) -> dict[str, Any]:
     """How far (N, D) lies beyond the fitted data: decades outside the data's range in params, tokens and
     compute 6ND (each alone, either side; 0 inside), and `efolds`, the discrepancy's own distance
     (`extrapolation_efolds`: the farthest of the three, in e-folds)."""
-    from .routes.loss import RANGE_AXES, extrapolation_efolds
+    from .routes.extrapolation import RANGE_AXES, extrapolation_efolds_by_axis
 
-    lr = np.asarray(log_range, dtype=float)
-    out = {"efolds": extrapolation_efolds(lr, N, D)}
-    for i, axis in enumerate(RANGE_AXES[:lr.shape[0]]):  # a fit saved with fewer axes: those it has
-        only = np.tile([-np.inf, np.inf], (lr.shape[0], 1))
-        only[i] = lr[i]
-        out[axis] = extrapolation_efolds(only, N, D) / math.log(10.0)
+    by_axis = extrapolation_efolds_by_axis(np.asarray(log_range, dtype=float), N, D)
+    out = {"efolds": functools.reduce(np.maximum, by_axis)}
+    for axis, efolds in zip(RANGE_AXES, by_axis):  # a fit saved with fewer axes: those it has
+        out[axis] = efolds / math.log(10.0)
     return out
 
 

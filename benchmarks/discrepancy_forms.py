@@ -45,43 +45,28 @@ TARGET50, TARGET90 = (0.40, 0.60), (0.80, 0.95)
 
 
 # ------------------------------------------------------------------------------------------------ fitting
-def axis_efolds(train: pd.DataFrame, params: np.ndarray, tokens: np.ndarray) -> np.ndarray:
-    """(points, 4): e-folds beyond the training frame's range along each of `RANGE_AXES` (0 inside)."""
-    from bayes_t2.routes.extrapolation import range_coordinates
-
-    ref = range_coordinates(np.log(train["params"].to_numpy(float)), np.log(train["tokens"].to_numpy(float)))
-    at = range_coordinates(np.log(np.asarray(params, float)), np.log(np.asarray(tokens, float)))
-    return np.column_stack([np.maximum(0.0, np.maximum(x - r.max(), r.min() - x)) for r, x in zip(ref, at)])
-
-
 def fit_row(data, holdout: str, fraction: float, settings, seed: int, priors=None) -> dict[str, np.ndarray]:
     """Inner residuals and the outer predictive (no discrepancy) of one suite x holdout."""
-    from bayes_t2.backtest import HOLDOUTS, INNER_FOLD_SHARES, _distances, distinct_splits, \
-        inner_fold_residuals, predictive, split_data
+    from bayes_t2.backtest import HOLDOUTS, INNER_FOLD_SHARES, _distances, inner_fold_residuals, predictive, \
+        split_data
     from bayes_t2.fit import fit as run_fit
     from bayes_t2.priors import load_spec
-    from bayes_t2.routes.loss import extrapolation_efolds
+    from bayes_t2.routes.extrapolation import extrapolation_efolds_by_axis
 
     spec = load_spec("loss", priors)
     spec["discrepancy"] = {**spec.get("discrepancy", {}), "scale": 0.0}
     split = split_data(data, holdout, fraction)
     folds = [(holdout, fraction * share) for share in INNER_FOLD_SHARES]
     inner = inner_fold_residuals(split.train, folds, route="loss", priors=priors, settings=settings, seed=seed)
-    inner_axes = np.zeros((len(inner["residual"]), len(RANGE_AXES)))
-    for i, (_, _, fold_split) in enumerate(distinct_splits(split.train, folds)[0]):
-        m = inner["fold"] == i
-        inner_axes[m] = axis_efolds(fold_split.train.frame, inner["params"][m], inner["tokens"][m])
     res = run_fit(split.train, route="loss", priors=spec, settings=settings, progressbar=False)
     points, draws = predictive(res, split.test, seed)
     dist = _distances(points, split.train.frame)
+    outer_axes = np.column_stack(extrapolation_efolds_by_axis(
+        res.posterior["data_log_range"], points["params"].to_numpy(float), points["tokens"].to_numpy(float)))
     return {"inner_r": inner["residual"], "inner_v": inner["variance"], "inner_x": inner["efolds"],
-            "inner_axes": inner_axes,
-            "outer_axes": axis_efolds(split.train.frame, points["params"].to_numpy(float),
-                                      points["tokens"].to_numpy(float)),
+            "inner_axes": inner["efolds_by_axis"], "outer_axes": outer_axes,
             "inner_fold": inner["fold"], "outer_log_draws": np.log(draws), "outer_obs": points["observed"].to_numpy(float),
-            "outer_x": np.asarray(extrapolation_efolds(res.posterior["data_log_range"],
-                                                       points["params"].to_numpy(float),
-                                                       points["tokens"].to_numpy(float)), float),
+            "outer_x": outer_axes.max(axis=1),
             "outer_dist": dist[f"distance_{HOLDOUTS[holdout]}"].to_numpy(float),
             "outer_params": points["params"].to_numpy(float), "outer_tokens": points["tokens"].to_numpy(float),
             "rhat": np.asarray([f["max_rhat"] for f in inner["folds"]] + [res.diagnostics().max_rhat], float)}

@@ -11,6 +11,7 @@ their range the law absorbs any bend); it comes from the data's own leave-the-la
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -52,18 +53,20 @@ def range_coordinates(log_n: Any, log_d: Any) -> tuple[Any, Any, Any, Any]:
     return log_n, log_d, np.log(6.0) + log_n + log_d, log_d - log_n
 
 
-def extrapolation_efolds(log_range: Any, N: Any, D: Any) -> Any:
-    """How far (N, D) lies outside the fitted data, in e-folds: the largest distance beyond the data's range
-    along any of `RANGE_AXES`, either side (0 inside every range). Fits saved before the tokens-per-parameter
-    axis existed carry three rows; their distance uses those three."""
+def extrapolation_efolds_by_axis(log_range: Any, N: Any, D: Any) -> list[Any]:
+    """How far (N, D) lies outside the fitted data along each of `RANGE_AXES` separately, in e-folds (either
+    side; 0 inside that axis's range): one array per row of `log_range` (fits saved before the
+    tokens-per-parameter axis existed carry three), each shaped and typed like N and D (numpy or xarray)."""
     lr = np.asarray(log_range, float) if not isinstance(log_range, xr.DataArray) else \
         log_range.isel(chain=0, draw=0, missing_dims="ignore").values
     coords = range_coordinates(np.log(N), np.log(D))
-    out = 0.0
-    for (lo, hi), x in zip(lr, coords):
-        beyond = np.maximum(x - hi, lo - x)
-        out = np.maximum(out, beyond)
-    return np.maximum(out, 0.0)
+    return [np.maximum(np.maximum(x - hi, lo - x), 0.0) for (lo, hi), x in zip(lr, coords)]
+
+
+def extrapolation_efolds(log_range: Any, N: Any, D: Any) -> Any:
+    """How far (N, D) lies outside the fitted data, in e-folds: the largest distance beyond the data's range
+    along any of `RANGE_AXES`, either side (0 inside every range; `extrapolation_efolds_by_axis` per axis)."""
+    return functools.reduce(np.maximum, extrapolation_efolds_by_axis(log_range, N, D))
 
 
 @numba.njit(cache=True, nogil=True, fastmath=False, error_model="numpy")
