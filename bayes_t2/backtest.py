@@ -239,10 +239,20 @@ def score_points(points: pd.DataFrame, draws: np.ndarray, metric_name: str, seed
     return out
 
 
+def _coverage_cell(points: pd.DataFrame, error_name: str) -> dict[str, Any]:
+    """Coverage of the 50% and 90% intervals and the median |error| of some held-out points."""
+    err = points["error"].dropna()
+    return {"n": int(len(points)), "coverage50": float(points["covered50"].mean()),
+            "coverage90": float(points["covered90"].mean()),
+            f"median_abs_{error_name}": float(np.median(np.abs(err))) if len(err) else None}
+
+
 def summarize(points: pd.DataFrame, metric_name: str) -> dict[str, Any]:
     """Coverage of the 50% and 90% intervals (each with a 90% interval for the rate behind it, the points of
     one held-out checkpoint counted as correlated: `coverage.coverage_interval`),
-    the median absolute and the mean signed error, PIT spread."""
+    the median absolute and the mean signed error, PIT spread; the same coverage and error by extrapolation
+    distance ("by_distance") and, with more than one task, by task ("by_task", with intervals and the share of
+    observations below the median: which task's law extrapolates worst)."""
     err = points["error"].dropna()
     pit = points["pit"].to_numpy(float)
     error_name = "relative_error" if metric_name == "loss" else "logodds_error"
@@ -252,12 +262,18 @@ def summarize(points: pd.DataFrame, metric_name: str) -> dict[str, Any]:
     for lo, hi in zip(bins[:-1], bins[1:]):
         m = (dist >= lo) & (dist < hi)
         if m.any():
-            e = points.loc[m, "error"].dropna()
-            by_distance.append({"distance_from": float(lo), "distance_to": float(hi), "n": int(m.sum()),
-                                "coverage50": float(points.loc[m, "covered50"].mean()),
-                                "coverage90": float(points.loc[m, "covered90"].mean()),
-                                f"median_abs_{error_name}": float(np.median(np.abs(e))) if len(e) else None})
+            by_distance.append({"distance_from": float(lo), "distance_to": float(hi),
+                                **_coverage_cell(points.loc[m], error_name)})
     cluster = points[["params", "tokens"]].to_numpy(float)
+    by_task = []
+    tasks = pd.unique(points["task"]) if "task" in points and len(points) else []
+    for task in tasks if len(tasks) > 1 else []:
+        m = (points["task"] == task).to_numpy()
+        by_task.append({"task": str(task), **_coverage_cell(points.loc[m], error_name),
+                        "coverage50_interval": coverage_interval(points.loc[m, "covered50"].to_numpy(), cluster[m]),
+                        "coverage90_interval": coverage_interval(points.loc[m, "covered90"].to_numpy(), cluster[m]),
+                        "n_clusters": int(len(np.unique(cluster[m], axis=0))),
+                        "share_observed_below_median": float(np.mean(pit[m] < 0.5))})
     return {
         "n_points": int(len(points)),
         "coverage50": float(points["covered50"].mean()),
@@ -274,6 +290,7 @@ def summarize(points: pd.DataFrame, metric_name: str) -> dict[str, Any]:
         "share_outside_tokens_per_param": float(np.mean(points["distance_tokens_per_param"] > 0))
         if "distance_tokens_per_param" in points else None,
         "by_distance": by_distance,
+        "by_task": by_task,
     }
 
 

@@ -660,6 +660,17 @@ def backtest(data: Annotated[list[Path], typer.Argument(help="Evaluation data: C
     table.add_row("all", str(s["n_points"]), f"{s['coverage50']:.0%} [{lo50:.0%}, {hi50:.0%}]",
                   f"{s['coverage90']:.0%} [{lo90:.0%}, {hi90:.0%}]", "-" if e is None else f"{e:.3g}")
     out.print(table)
+    if s.get("by_task"):
+        per_task = Table(title="by task")
+        for col in ("task", "points", "50% coverage", "90% coverage", error_key.replace("_", " "),
+                    "below median"):
+            per_task.add_column(col, justify="left" if col == "task" else "right")
+        for b in s["by_task"]:
+            (l50, h50), (l90, h90), e = b["coverage50_interval"], b["coverage90_interval"], b[error_key]
+            per_task.add_row(b["task"], str(b["n"]), f"{b['coverage50']:.0%} [{l50:.0%}, {h50:.0%}]",
+                             f"{b['coverage90']:.0%} [{l90:.0%}, {h90:.0%}]", "-" if e is None else f"{e:.3g}",
+                             f"{b['share_observed_below_median']:.0%}")
+        out.print(per_task)
     out.print(f"coverage [lo, hi]: 90% interval of the rate behind it, from the {s['n_clusters']} held-out "
               "checkpoints (the points of one checkpoint hit or miss together; docs/backtest.md)", markup=False)
     out.print(f"PIT: {s['share_observed_below_median']:.0%} of observations below the predictive median; "

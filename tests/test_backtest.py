@@ -129,6 +129,26 @@ def test_scores_see_a_biased_forecast():
     assert abs(s["mean_relative_error"] - (3.0 / 3.3 - 1)) < 0.002
 
 
+def test_summary_by_task_tells_the_task_whose_law_misses():
+    """Two tasks share the held-out checkpoints: one is forecast from its own predictive (calibrated), the
+    other 10% too low. The summary's by-task cells tell them apart, each from its own points only."""
+    rng = np.random.default_rng(3)
+    n = 2000
+    draws = 3.0 * np.exp(0.02 * rng.standard_normal((2 * n, 400)))
+    observed = np.r_[3.0 * np.exp(0.02 * rng.standard_normal(n)), np.full(n, 3.3)]
+    points = pd.DataFrame({"task": np.repeat(["calibrated", "biased"], n), "params": np.tile(np.arange(n) + 1e8, 2),
+                           "tokens": 1e9, "k": 1.0, "observed": observed})
+    scored = score_points(points, draws, "loss", seed=1)
+    scored["distance"] = 1.0
+    cells = {c["task"]: c for c in summarize(scored, "loss")["by_task"]}
+    assert abs(cells["calibrated"]["coverage90"] - 0.9) < 0.02 and abs(cells["calibrated"]["coverage50"] - 0.5) < 0.03
+    assert cells["biased"]["coverage90"] == 0.0 and cells["biased"]["share_observed_below_median"] == 0.0
+    lo, hi = cells["calibrated"]["coverage90_interval"]
+    assert lo < 0.9 < hi and cells["calibrated"]["n_clusters"] == n
+    one_task = summarize(scored[scored["task"] == "biased"], "loss")
+    assert one_task["by_task"] == []  # one task: the overall cells say it all
+
+
 def test_logodds_error_and_ties_in_pit():
     """pass@k: log-odds error; an observed 0 that every draw also shows gets a uniform PIT, not 0 or 1."""
     draws = np.zeros((2000, 50))
