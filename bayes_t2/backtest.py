@@ -161,7 +161,7 @@ def _loss_predictive(fit, test: EvalData, seed: int) -> tuple[pd.DataFrame, np.n
     pred = fit.predict(N, D, K, new_checkpoint=True, seed=seed)
     task = xr.DataArray(obs["task"].to_numpy(str), dims="point")
     draws = pred.sel(task=task).stack(sample=("chain", "draw")).transpose("point", "sample").values
-    cols = ["task", "params", "tokens", "k"] + (["unique_tokens"] if "unique_tokens" in obs.columns else [])
+    cols = ["task", "params", "tokens", "k"] + [c for c in ("model", "unique_tokens") if c in obs.columns]
     points = obs.rename(columns={"loss": "observed"})[cols + ["observed"]]
     return points, np.asarray(draws, dtype=float)
 
@@ -239,6 +239,14 @@ def score_points(points: pd.DataFrame, draws: np.ndarray, metric_name: str, seed
     return out
 
 
+def checkpoint_labels(points: pd.DataFrame) -> np.ndarray:
+    """Per held-out point, an integer naming its checkpoint as the fit names it -- (params, tokens), and `model`
+    and `unique_tokens` when the data have them (`routes.loss`) -- so a coverage's interval counts the points of
+    one checkpoint, which hit or miss together, as one cluster (`coverage.coverage_interval`)."""
+    keys = ["params", "tokens"] + [c for c in ("model", "unique_tokens") if c in points.columns]
+    return points.groupby(keys, sort=True, dropna=False).ngroup().to_numpy()
+
+
 def _coverage_cell(points: pd.DataFrame, error_name: str) -> dict[str, Any]:
     """Coverage of the 50% and 90% intervals and the median |error| of some held-out points."""
     err = points["error"].dropna()
@@ -264,7 +272,7 @@ def summarize(points: pd.DataFrame, metric_name: str) -> dict[str, Any]:
         if m.any():
             by_distance.append({"distance_from": float(lo), "distance_to": float(hi),
                                 **_coverage_cell(points.loc[m], error_name)})
-    cluster = points[["params", "tokens"]].to_numpy(float)
+    cluster = checkpoint_labels(points)
     by_task = []
     tasks = pd.unique(points["task"]) if "task" in points and len(points) else []
     for task in tasks if len(tasks) > 1 else []:
@@ -272,7 +280,7 @@ def summarize(points: pd.DataFrame, metric_name: str) -> dict[str, Any]:
         by_task.append({"task": str(task), **_coverage_cell(points.loc[m], error_name),
                         "coverage50_interval": coverage_interval(points.loc[m, "covered50"].to_numpy(), cluster[m]),
                         "coverage90_interval": coverage_interval(points.loc[m, "covered90"].to_numpy(), cluster[m]),
-                        "n_clusters": int(len(np.unique(cluster[m], axis=0))),
+                        "n_clusters": int(len(np.unique(cluster[m]))),
                         "share_observed_below_median": float(np.mean(pit[m] < 0.5))})
     return {
         "n_points": int(len(points)),
@@ -280,7 +288,7 @@ def summarize(points: pd.DataFrame, metric_name: str) -> dict[str, Any]:
         "coverage90": float(points["covered90"].mean()),
         "coverage50_interval": coverage_interval(points["covered50"].to_numpy(), cluster),
         "coverage90_interval": coverage_interval(points["covered90"].to_numpy(), cluster),
-        "n_clusters": int(len(np.unique(cluster, axis=0))) if len(points) else 0,
+        "n_clusters": int(len(np.unique(cluster))) if len(points) else 0,
         f"median_abs_{error_name}": float(np.median(np.abs(err))) if len(err) else None,
         f"mean_{error_name}": float(err.mean()) if len(err) else None,
         "n_error": int(len(err)),

@@ -149,6 +149,23 @@ def test_summary_by_task_tells_the_task_whose_law_misses():
     assert one_task["by_task"] == []  # one task: the overall cells say it all
 
 
+def test_coverage_clusters_follow_the_fits_checkpoints():
+    """Runs named by `model` are separate checkpoints even at one (params, tokens) (two corpora, or two
+    training configurations, at one design): 20 such runs count as 20 draws (the Jeffreys interval of 14 in
+    20), where without the names they would be one checkpoint whose points hit or miss together."""
+    from scipy.stats import beta
+
+    covered = np.r_[np.ones(14), np.zeros(6)]
+    points = pd.DataFrame({"task": "t", "params": 1e8, "tokens": 1e9, "k": 1.0, "observed": 1.0,
+                           "covered50": covered.astype(bool), "covered90": covered.astype(bool), "error": 0.0,
+                           "pit": 0.5, "distance": 0.0, "model": [f"run{i}" for i in range(20)]})
+    s = summarize(points, "loss")
+    assert s["n_clusters"] == 20
+    assert np.allclose(s["coverage90_interval"], beta.ppf([0.05, 0.95], 14.5, 6.5), atol=3e-3)
+    unnamed = summarize(points.drop(columns="model"), "loss")
+    assert unnamed["n_clusters"] == 1 and unnamed["coverage90_interval"][1] - unnamed["coverage90_interval"][0] > 0.5
+
+
 def test_logodds_error_and_ties_in_pit():
     """pass@k: log-odds error; an observed 0 that every draw also shows gets a uniform PIT, not 0 or 1."""
     draws = np.zeros((2000, 50))
