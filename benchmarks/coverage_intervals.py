@@ -3,8 +3,7 @@
 Each scenario draws data sets of held-out checkpoints (C checkpoints of m points each; with probability rho a
 point shares its checkpoint's one hit-or-miss, else it hits on its own, both at the known rate) and records how
 often the 90% interval of `bayes_t2.coverage.coverage_interval` holds the rate, beside a percentile bootstrap
-over the checkpoints run on the same data sets (the baseline). Nominal: 90%. `SIZE_SCENARIOS` add checkpoints
-whose rate depends on their size, where the rate behind the share of points is the size-weighted one.
+over the checkpoints run on the same data sets (the baseline). Nominal: 90%.
 
     python benchmarks/coverage_intervals.py [--reps 300] [--seed 0]
     python benchmarks/coverage_intervals.py --rescore DIR   # re-score the backtest JSONs under DIR
@@ -28,12 +27,6 @@ from bayes_t2.coverage import coverage_interval
 SCENARIOS = [(20, 1, 0.0), (31, 1, 0.0), (13, 20, 0.1), (13, 20, 0.5), (13, 20, 0.9), (10, 18, 0.3),
              (27, 11, 0.2), (27, 11, 0.6), (40, 5, 0.9)]
 RATES = (0.5, 0.9, 0.95)
-#: checkpoints whose coverage depends on their size (as when a checkpoint evaluated on more tasks is easier):
-#: (checkpoints, smallest and largest size, correlation, rate of the smallest, rate of the largest); sizes
-#: uniform in the range, the rate linear in the size between the two. The rate behind the share of points is
-#: then the size-weighted one, E[size x rate] / E[size], which an interval for the checkpoints' own rate misses.
-SIZE_SCENARIOS = [(100, 1, 8, 0.5, 0.3, 0.8), (100, 1, 8, 0.5, 0.7, 0.95), (30, 1, 15, 0.7, 0.5, 0.9),
-                  (30, 2, 30, 0.3, 0.95, 0.8)]
 
 
 def bootstrap_interval(covered: np.ndarray, cluster: np.ndarray, rng: np.random.Generator,
@@ -56,49 +49,21 @@ def simulate(n_checkpoints: int, size: int, rho: float, rate: float, rng: np.ran
     return np.where(rng.random(cluster.size) < rho, shared, own).astype(float), cluster
 
 
-def simulate_by_size(n_checkpoints: int, smallest: int, largest: int, rho: float, rate_small: float,
-                     rate_large: float, rng: np.random.Generator):
-    """As `simulate`, with each checkpoint's rate linear in its size (`SIZE_SCENARIOS`)."""
-    sizes = rng.integers(smallest, largest + 1, n_checkpoints)
-    rates = rate_small + (rate_large - rate_small) * (sizes - smallest) / max(largest - smallest, 1)
-    cluster = np.repeat(np.arange(n_checkpoints), sizes)
-    shared = (rng.random(n_checkpoints) < rates)[cluster]
-    own = rng.random(cluster.size) < rates[cluster]
-    return np.where(rng.random(cluster.size) < rho, shared, own).astype(float), cluster
-
-
-def size_weighted_rate(smallest: int, largest: int, rate_small: float, rate_large: float) -> float:
-    """The rate behind the share of points of `simulate_by_size`: E[size x rate] / E[size]."""
-    sizes = np.arange(smallest, largest + 1, dtype=float)
-    rates = rate_small + (rate_large - rate_small) * (sizes - smallest) / max(largest - smallest, 1)
-    return float(np.sum(sizes * rates) / np.sum(sizes))
-
-
-def _held(draw, rate: float, reps: int, rng: np.random.Generator) -> dict[str, float]:
-    held = {"effective size": 0, "bootstrap": 0}
-    for _ in range(reps):
-        covered, cluster = draw()
-        lo, hi = coverage_interval(covered, cluster)
-        held["effective size"] += lo <= rate <= hi
-        lo, hi = bootstrap_interval(covered, cluster, rng)
-        held["bootstrap"] += lo <= rate <= hi
-    return {k: v / reps for k, v in held.items()}
-
-
 def run(reps: int, seed: int) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     rows = []
     for n_checkpoints, size, rho in SCENARIOS:
         for rate in RATES:
-            rows.append({"checkpoints": n_checkpoints, "points_each": str(size), "rho": rho, "rate": rate,
-                         **_held(lambda: simulate(n_checkpoints, size, rho, rate, rng), rate, reps, rng)})
+            held = {"beta-binomial": 0, "bootstrap": 0}
+            for _ in range(reps):
+                covered, cluster = simulate(n_checkpoints, size, rho, rate, rng)
+                lo, hi = coverage_interval(covered, cluster)
+                held["beta-binomial"] += lo <= rate <= hi
+                lo, hi = bootstrap_interval(covered, cluster, rng)
+                held["bootstrap"] += lo <= rate <= hi
+            rows.append({"checkpoints": n_checkpoints, "points_each": size, "rho": rho, "rate": rate,
+                         **{k: v / reps for k, v in held.items()}})
             print(rows[-1], flush=True)
-    for n_checkpoints, smallest, largest, rho, r_small, r_large in SIZE_SCENARIOS:
-        rate = size_weighted_rate(smallest, largest, r_small, r_large)
-        draw = lambda: simulate_by_size(n_checkpoints, smallest, largest, rho, r_small, r_large, rng)  # noqa: E731
-        rows.append({"checkpoints": n_checkpoints, "points_each": f"{smallest}-{largest}, rate {r_small}-{r_large}",
-                     "rho": rho, "rate": rate, **_held(draw, rate, reps, rng)})
-        print(rows[-1], flush=True)
     return pd.DataFrame(rows)
 
 
@@ -129,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     table = run(args.reps, args.seed)
     print(table.to_string(index=False, float_format=lambda x: f"{x:.2f}"))
-    for name in ("effective size", "bootstrap"):
+    for name in ("beta-binomial", "bootstrap"):
         print(f"{name}: the 90% interval held the rate in {table[name].min():.0%}-{table[name].max():.0%} of "
               "data sets per scenario")
     return 0
