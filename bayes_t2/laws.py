@@ -112,22 +112,46 @@ def effective_params_nb(N, U_N, r_star):
 # ----------------------------------------------------------------------------------------------------------
 
 
-def warmup_tokens(D, N, w, fmin=np.fmin):
-    """Effective tokens of a run of D tokens whose warm-up lasts w N tokens (w = warm-up tokens per parameter):
-    D u (1 - u / (2r)) with r = D/(wN) and u = min(r, 1), i.e. D - wN/2 past the warm-up and D r/2 inside it.
-    Ufuncs only, so numpy, xarray (dims kept) and, with `fmin=pt.minimum`, pytensor share it. Continuous with
-    its slope at D = w N; w = 0 gives D."""
+#: the model size at which a warm-up that grows as a power of the size lasts w N tokens (`warmup_length`)
+WARMUP_N_REF = 1e8
+
+
+def warmup_length(N, w, exponent=None, n_ref=WARMUP_N_REF):
+    """Tokens the warm-up lasts: w N (proportional to the model, `exponent` None), or w n_ref (N / n_ref)^exponent
+    when the warm-up grows as a power of the size (1: proportional; 0: a fixed number of tokens, w n_ref, for
+    every model, as a schedule of fixed steps and batch gives). Ufuncs only (numpy, xarray, pytensor)."""
+    if exponent is None:
+        return w * N
+    return w * n_ref * (N / n_ref) ** exponent
+
+
+def warmup_tokens(D, N, w, fmin=np.fmin, exponent=None, n_ref=WARMUP_N_REF):
+    """Effective tokens of a run of D tokens whose warm-up lasts W = `warmup_length(N, w, exponent)` tokens
+    (w N by default, w = warm-up tokens per parameter): D u (1 - u / (2r)) with r = D/W and u = min(r, 1), i.e.
+    D - W/2 past the warm-up and D r/2 inside it. Ufuncs only, so numpy, xarray (dims kept) and, with
+    `fmin=pt.minimum`, pytensor share it. Continuous with its slope at D = W; w = 0 gives D."""
     D, N, w = (np.float64(x) if isinstance(x, (int, float)) else x for x in (D, N, w))  # x/0: inf, not raised
     with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = D / (w * N)
+        ratio = D / warmup_length(N, w, exponent, n_ref)
         done = fmin(ratio, 1.0)  # the share of the warm-up the run got through
         return D * done * (1.0 - done / (2.0 * ratio))
 
 
 @numba.njit(**_NB_ERR)
-def warmup_tokens_nb(D, N, w):
-    """`warmup_tokens` for numba kernels (scalars)."""
-    W = w * N
+def warmup_after_nb(D, W):
+    """Effective tokens of D tokens after a linear warm-up of W tokens (numba, scalars; `warmup_tokens`)."""
     if D >= W:
         return D - 0.5 * W
     return D * D / (2.0 * W)
+
+
+@numba.njit(**_NB_ERR)
+def warmup_tokens_nb(D, N, w):
+    """`warmup_tokens` for numba kernels (scalars), a warm-up of w N tokens."""
+    return warmup_after_nb(D, w * N)
+
+
+@numba.njit(**_NB_ERR)
+def warmup_power_tokens_nb(D, N, w, exponent):
+    """`warmup_tokens` for numba kernels (scalars), a warm-up of w n_ref (N / n_ref)^exponent tokens."""
+    return warmup_after_nb(D, w * WARMUP_N_REF * (N / WARMUP_N_REF) ** exponent)

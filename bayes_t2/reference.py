@@ -148,6 +148,21 @@ def _warmup_objective(f: Objective, n: int) -> Objective:
     return g
 
 
+#: what the power-warm-up law appends: w, then the exponent of the warm-up's growth with the size
+WARMUP_POWER_COLUMNS = ("warmup", "warmup_exponent")
+#: the size at which the power warm-up lasts w N tokens (bayes_t2.laws.WARMUP_N_REF; the value is the
+#: definition of w, not a formula, so it is shared)
+_WARMUP_N_REF = 1e8
+
+
+def _warmup_power_objective(f: Objective, n: int) -> Objective:
+    """f at the tokens left after a warm-up of w n_ref (N/n_ref)^e tokens: theta[:, n] = w, theta[:, n+1] = e."""
+    def g(theta: np.ndarray, N: np.ndarray, D: np.ndarray, k: np.ndarray) -> np.ndarray:
+        W = theta[:, n, None] * np.exp(np.log(_WARMUP_N_REF) + theta[:, n + 1, None] * np.log(N / _WARMUP_N_REF))
+        return f(theta[:, :n], N, _warmup_amount(D, W), k)
+    return g
+
+
 def numpy_objective(route: Any) -> tuple[Objective, tuple[str, ...]]:
     """(objective, theta names) of a route, through its numpy code: a name ("loss", "loss_warmup", "accuracy",
     "loss_bent", "loss_warmup_bent", "accuracy_bent", each optionally with "+repeated": "loss_bent+repeated" is
@@ -169,6 +184,10 @@ def numpy_objective(route: Any) -> tuple[Objective, tuple[str, ...]]:
         return _repeated_objective(f, len(names)), names + REPEAT_COLUMNS
     if route == "loss_bent":
         return _bent_objective(_loss_objective, len(LOSS_COEFFICIENTS)), BENT_LOSS_THETA
+    if route in ("loss_warmup_power", "loss_warmup_power_bent"):
+        f = _warmup_power_objective(_loss_objective, len(LOSS_COEFFICIENTS))
+        names = LOSS_COEFFICIENTS + WARMUP_POWER_COLUMNS
+        return (_bent_objective(f, len(names)), names + BEND_COLUMNS) if route.endswith("_bent") else (f, names)
     if route in ("loss_warmup", "loss_warmup_bent"):
         f, names = _warmup_objective(_loss_objective, len(LOSS_COEFFICIENTS)), LOSS_COEFFICIENTS + WARMUP_COLUMNS
         return (_bent_objective(f, len(names)), names + BEND_COLUMNS) if route.endswith("_bent") else (f, names)

@@ -166,3 +166,97 @@ def test_fit_output_names_the_learned_warmup_per_task():
     line = describe_warmup(post)
     assert "a 2 [1.1, 2.9]" in line and "b 5 [5, 5]" in line
     assert describe_warmup(post.drop_vars("warmup")) is None
+
+
+# ------------------------------------------------------------------ a warm-up that grows as a power of the size
+def test_power_warmup_tokens_agree_with_the_schedule_integral():
+    """W = w n_ref (N/n_ref)^e: numpy, numba and the reference's own form agree with the integral of the
+    schedule; e = 1 is the proportional warm-up w N, e = 0 the same W = w n_ref for every size."""
+    from bayes_t2.laws import WARMUP_N_REF, warmup_power_tokens_nb
+    from bayes_t2.reference import _warmup_power_objective
+
+    rng = np.random.default_rng(4)
+    N = 10 ** rng.uniform(6, 10, 40)
+    w = 10 ** rng.uniform(-1, 1.5, 40)
+    e = rng.uniform(-0.5, 1.5, 40)
+    D = 1e8 * 10 ** rng.uniform(-1.5, 2.5, 40)
+    W = w * WARMUP_N_REF * (N / WARMUP_N_REF) ** e
+    t = np.linspace(0.0, 1.0, 200_001)
+    integral = np.array([np.trapezoid(np.minimum(t * d / wi, 1.0), t) * d for d, wi in zip(D, W)])
+    np.testing.assert_allclose(warmup_tokens(D, N, w, exponent=e), integral, rtol=1e-6)
+    np.testing.assert_allclose([warmup_power_tokens_nb(*a) for a in zip(D, N, w, e)], integral, rtol=1e-6)
+    identity = _warmup_power_objective(lambda theta, N, D, k: D, 0)  # the reference's D_w, read through f = D
+    np.testing.assert_allclose(identity(np.column_stack([w, e]), N[:, None], D[:, None], None)[:, 0], integral,
+                               rtol=1e-6)
+    np.testing.assert_allclose(warmup_tokens(D, N, w, exponent=1.0), warmup_tokens(D, N, w), rtol=1e-12)
+    fixed = warmup_tokens(3e9, np.array([1e7, 1e9]), 5.0, exponent=0.0)
+    assert fixed[0] == fixed[1] == pytest.approx(3e9 - 5.0 * WARMUP_N_REF / 2)
+
+
+@lru_cache(maxsize=None)
+def _power_population(n: int = 48, seed: int = 37) -> np.ndarray:
+    """Loss-law draws with w log-uniform in [0.3, 30] at n_ref and the exponent uniform in [-0.5, 1.5]."""
+    rng = np.random.default_rng(seed)
+    law = _population(False, n, seed)
+    return np.ascontiguousarray(np.column_stack([law, rng.uniform(-0.5, 1.5, n)]))
+
+
+@pytest.mark.parametrize("budget,con", CASES, ids=lambda x: repr(x)[:50])
+def test_optimizer_with_power_warmup_matches_brute_force(budget, con):
+    """As for the proportional warm-up: the optimizer on the power warm-up law is never worse than the
+    reference's brute force, scored by the reference's own formula, and stays within every budget."""
+    from bayes_t2.routes.loss import WarmupPowerLossRoute
+
+    thetas = _power_population()
+    route = WarmupPowerLossRoute
+    out = optimize_array(thetas, [budget], con, objective=route.objective_nb,
+                         theta_names=route.coefficient_names)[:, :, 0]
+    ref = reference_optimum(route.law_name, thetas, budget, con)
+    assert np.all(np.isfinite(ref[:, 3]))
+    assert _feasible(out, budget, con).all()
+    value = objective_at(route.law_name, thetas, out[ROW["N"]], out[ROW["D"]], out[ROW["k"]])
+    worse = value > ref[:, 3] + TOL * np.abs(ref[:, 3])
+    assert not worse.any(), [(int(i), value[i], ref[i, 3]) for i in np.where(worse)[0][:5]]
+    proportional = objective_at("loss_warmup", thetas[:, :8], out[ROW["N"]], out[ROW["D"]], out[ROW["k"]])
+    assert np.mean(np.abs(proportional - value) > 1e-9) > 0.5  # the exponent changes the objective
+
+
+def test_a_fit_with_exponent_0_recovers_a_fixed_length_warmup(tmp_path):
+    """Runs simulated with a warm-up of the same 4e8 tokens for every size: with `exponent = 0` the fit's 90%
+    interval of w (W = w n_ref) holds 4, the fit (and the file it saves) reads back as `WarmupPowerLossRoute`,
+    and its predictions are the law after that warm-up; the proportional law (exponent 1) fits the same runs
+    worse (a larger noise sd). A setting that is not a number is refused."""
+    from bayes_t2.data import from_frame
+    from bayes_t2.errors import InputError
+    from bayes_t2.fit import Fit, SamplerSettings, fit
+    from bayes_t2.routes.loss import WarmupPowerLossRoute
+
+    rng = np.random.default_rng(8)
+    rows = []
+    for C in (1e17, 4e17, 1.6e18, 6.4e18):
+        for tpp in np.geomspace(60.0, 1.0, 8):
+            N = np.sqrt(C / (6 * tpp))
+            D = tpp * N
+            loss = loss_law(1.8, 400.0, 0.34, 410.0, 0.28, 0.0, 1.0, N,
+                            warmup_tokens(D, N, 4.0, exponent=0.0), 1.0)
+            rows.append({"task": "val", "params": N, "tokens": D, "loss": loss * np.exp(rng.normal(0, 0.01))})
+    data = from_frame(pd.DataFrame(rows), source="simulated fixed warm-up")
+    settings = SamplerSettings(draws=300, tune=300, chains=2, seed=5, pointwise=False)
+    result = fit(data, settings=settings, progressbar=False, discrepancy=0.0,
+                 priors={"warmup": {"enabled": "on", "exponent": 0}})
+    assert result.route is WarmupPowerLossRoute
+    lo, hi = np.percentile(result.posterior["warmup"].values, [5, 95])
+    assert lo < 4.0 < hi and hi / lo < 4.0, (lo, hi)
+    path = tmp_path / "fit.nc"
+    result.save(path)
+    loaded = Fit.load(path)
+    assert loaded.route is WarmupPowerLossRoute
+    c = loaded.coefficients().isel(task=0)
+    expected = loss_law(c["E"], c["A"], c["alpha"], c["B"], c["beta"], c["G"], c["gamma"], 3e8,
+                        warmup_tokens(1e9, 3e8, c["warmup"], exponent=0.0), 1.0)
+    np.testing.assert_allclose(loaded.route.metric(c, 3e8, 1e9, 1.0).values, expected.values, rtol=1e-12)
+    proportional = fit(data, settings=settings, progressbar=False, discrepancy=0.0,
+                       priors={"warmup": {"enabled": "on"}})
+    assert float(proportional.posterior["sigma"].median()) > 1.1 * float(result.posterior["sigma"].median())
+    with pytest.raises(InputError, match="warmup.exponent"):
+        warmup_prior(data.frame, {"priors": {}, "warmup": {"enabled": "on", "exponent": "learn"}})

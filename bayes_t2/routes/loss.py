@@ -16,6 +16,8 @@ quantities and reports the paper's coefficients as deterministics:
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,7 +30,8 @@ import xarray as xr
 from numba import types
 
 from ..errors import InputError
-from ..laws import LOSS_COEFFICIENTS, loss_law, loss_law_nb, repeated_value, warmup_tokens, warmup_tokens_nb
+from ..laws import (LOSS_COEFFICIENTS, WARMUP_N_REF, loss_law, loss_law_nb, repeated_value, warmup_power_tokens_nb,
+                    warmup_tokens, warmup_tokens_nb)
 from .extrapolation import (RANGE_AXES, data_range, discrepancy_error, discrepancy_scale,  # noqa: F401 - re-exported
                             extrapolation_efolds, extrapolation_efolds_nb, range_coordinates)
 
@@ -283,8 +286,41 @@ class WarmupLossRoute(LossRoute):
         return out.assign(warmup=np.exp(log_w))
 
 
+@numba.njit(_OBJECTIVE_SIGNATURE, **_NB)
+def warmup_power_loss_objective_nb(theta, N, D, k):
+    """The loss law at the tokens left after a warm-up of w n_ref (N/n_ref)^exponent tokens:
+    theta = [E, A, alpha, B, beta, G, gamma, w, exponent]."""
+    return loss_law_nb(theta[0], theta[1], theta[2], theta[3], theta[4], theta[5], theta[6], N,
+                       warmup_power_tokens_nb(D, N, theta[WARMUP_AT], theta[WARMUP_AT + 1]), k)
+
+
+class WarmupPowerLossRoute(WarmupLossRoute):
+    """The warm-up law with a warm-up that grows as another power of the model size (`[warmup] exponent`):
+    W = w n_ref (N / n_ref)^exponent tokens, `laws.warmup_length`; exponent 1 is `WarmupLossRoute`'s w N, 0 a
+    warm-up of the same number of tokens for every model."""
+
+    law_name = "loss_warmup_power"
+    coefficient_names = LOSS_COEFFICIENTS + ("warmup", "warmup_exponent")
+    objective_nb = staticmethod(warmup_power_loss_objective_nb)
+
+    @staticmethod
+    def metric(coefficients: xr.Dataset, N: Any, D: Any, k: Any, **kwargs: Any) -> xr.DataArray:
+        """`LossRoute.metric` with the law at the effective tokens (the discrepancy's distance at D)."""
+        tokens = warmup_tokens(D, N, coefficients["warmup"], exponent=coefficients["warmup_exponent"])
+        return LossRoute.metric(coefficients, N, D, k, law_tokens=tokens, **kwargs)
+
+    @staticmethod
+    def population_coefficients(posterior: xr.Dataset, scaling: dict[str, float], seed: int = 0) -> xr.Dataset:
+        """`WarmupLossRoute.population_coefficients` plus a new task's exponent, the one every task has."""
+        out = WarmupLossRoute.population_coefficients(posterior, scaling, seed)
+        return out.assign(warmup_exponent=posterior["warmup_exponent"].median("task"))
+
+
 def loss_route_for(variables: Any) -> type[LossRoute]:
-    """The loss route that reads a posterior with these variables: `WarmupLossRoute` when it has w."""
+    """The loss route that reads a posterior with these variables: `WarmupPowerLossRoute` when it has a warm-up
+    exponent, `WarmupLossRoute` when it has w."""
+    if "warmup_exponent" in variables:
+        return WarmupPowerLossRoute
     return WarmupLossRoute if "warmup" in variables else LossRoute
 
 
@@ -298,10 +334,16 @@ WARMUP_PRIOR = {"median": 1.0, "log_sd": 1.5, "pool_sd": 0.5}
 
 def warmup_prior(obs: pd.DataFrame, spec: dict[str, Any]) -> dict[str, float] | None:
     """The prior of w when the model fits a warm-up, else None: `[warmup] enabled` "on", "off", or "auto"
-    (on when at least `WARMUP_AUTO_MIN_RUNS` runs have D/N < `WARMUP_AUTO_TOKENS_PER_PARAM`)."""
-    enabled = (spec.get("warmup") or {}).get("enabled", "off")
+    (on when at least `WARMUP_AUTO_MIN_RUNS` runs have D/N < `WARMUP_AUTO_TOKENS_PER_PARAM`). `[warmup]
+    exponent` (returned as "exponent"): 1, a warm-up of w N tokens, or any other number e, one of
+    w n_ref (N/n_ref)^e tokens (0: the same length for every model)."""
+    settings = spec.get("warmup") or {}
+    enabled = settings.get("enabled", "off")
     if enabled not in ("auto", "on", "off"):
         raise InputError(f"model setting warmup.enabled must be 'auto', 'on' or 'off', got {enabled!r}")
+    exponent = settings.get("exponent", 1)
+    if isinstance(exponent, bool) or not isinstance(exponent, (int, float)) or not math.isfinite(exponent):
+        raise InputError(f"model setting warmup.exponent must be a number, got {exponent!r}")
     if enabled == "off":
         return None
     if enabled == "auto":
@@ -309,7 +351,7 @@ def warmup_prior(obs: pd.DataFrame, spec: dict[str, Any]) -> dict[str, float] | 
         short = int((runs["tokens"] / runs["params"] < WARMUP_AUTO_TOKENS_PER_PARAM).sum())
         if short < WARMUP_AUTO_MIN_RUNS:
             return None
-    return {**WARMUP_PRIOR, **(spec["priors"].get("warmup") or {})}
+    return {**WARMUP_PRIOR, **(spec["priors"].get("warmup") or {}), "exponent": float(exponent)}
 
 
 def _warmup_inputs(prior: dict[str, float], t, x_n, x_d, log_n0, log_d0, n_tasks: int, centred: bool):
@@ -318,7 +360,16 @@ def _warmup_inputs(prior: dict[str, float], t, x_n, x_d, log_n0, log_d0, n_tasks
     partially pooled, reported as the deterministic `warmup` (dim task)."""
     w = pt.exp(_pooled_log_coefficient("log_warmup", prior, n_tasks, centred))
     pm.Deterministic("warmup", w, dims="task")
-    return pt.log(warmup_tokens(pt.exp(x_d), pt.exp(x_n + log_n0 - log_d0), w[t], fmin=pt.minimum))
+    n_scaled = pt.exp(x_n + log_n0 - log_d0)  # N in units of D0, as D is
+    if prior["exponent"] == 1.0:
+        return pt.log(warmup_tokens(pt.exp(x_d), n_scaled, w[t], fmin=pt.minimum))
+    # a warm-up that grows as another power of the size (0: the same length for every model); kept in the
+    # posterior so every later law evaluation reads it (`WarmupPowerLossRoute`). Not learned: with w it is
+    # identified only by the few runs that stop near their warm-up, and chains split (r-hat 1.8 on simulated
+    # IsoFLOP runs)
+    exponent = pm.Deterministic("warmup_exponent", pt.fill(w, prior["exponent"]), dims="task")
+    n_ref = pt.exp(np.log(WARMUP_N_REF) - log_d0)
+    return pt.log(warmup_tokens(pt.exp(x_d), n_scaled, w[t], fmin=pt.minimum, exponent=exponent[t], n_ref=n_ref))
 
 
 def repetition_terms(obs: pd.DataFrame, spec: dict[str, Any]) -> dict[str, Any]:
