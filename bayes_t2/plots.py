@@ -286,7 +286,8 @@ def plot_coefficients(fit, *, seed: int = 0):
                "accuracy": "success ~ Beta with mean sigmoid(theta1 + theta2 L), concentration exp(theta3 + "
                            "theta4 L), L = A/N^alpha + B/D^beta"}.get(fit.route.name, fit.route.name)
         if "warmup" in fit.route.coefficient_names:  # the warm-up law sees the tokens after the warm-up
-            law = law.replace("B/D^beta", "B/D_w^beta") + ", D_w the tokens after a warm-up of wN"
+            law = law.replace("B/D^beta", "B/D_w^beta") + ", D_w the tokens after a warm-up of wN" + (
+                "" if "warmup_exponent" not in fit.route.coefficient_names else " (N to a set power)")
         fig.suptitle(f"Posterior of the coefficients ({law}; N parameters, D tokens): "
                      "dot median, bars 50% and 90%", fontsize=11)
     return fig, axes

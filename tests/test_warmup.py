@@ -166,6 +166,8 @@ def test_fit_output_names_the_learned_warmup_per_task():
     line = describe_warmup(post)
     assert "a 2 [1.1, 2.9]" in line and "b 5 [5, 5]" in line
     assert describe_warmup(post.drop_vars("warmup")) is None
+    power = post.assign(warmup_exponent=(("chain", "draw", "task"), np.zeros_like(w)))
+    assert "(N / 1e+08)^0 tokens" in describe_warmup(power) and "a 2 [1.1, 2.9]" in describe_warmup(power)
 
 
 # ------------------------------------------------------------------ a warm-up that grows as a power of the size
