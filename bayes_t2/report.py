@@ -295,7 +295,7 @@ def _extrapolation_page(records: list[dict]):
 
 def backtest_data(fit, data: Any = None):
     """The data a backtest of `fit` refits: `data` as given, else the loss observations kept in the fit file
-    (task, params, tokens, k, loss per row; checkpoints named by their (params, tokens))."""
+    (task, params, tokens, k, loss per row; checkpoints named as the fit named them)."""
     from .data import from_frame
 
     if data is not None:

@@ -262,6 +262,24 @@ def test_observed_points_are_the_data(loss_truth_fit):
                                want[["params", "tokens", "k", "metric"]].to_numpy(float), rtol=1e-12)
 
 
+def test_loss_observed_points_keep_runs_the_data_named():
+    """Two runs of one (params, tokens) that the data named apart stay apart when a fit file is read back (a
+    `model` column, so the report's backtest refits them as the fit did); without such runs, no column."""
+    from bayes_t2.routes.loss import LossRoute
+
+    def tree(params):
+        return xr.DataTree.from_dict({
+            "posterior": xr.Dataset(coords={"chain": [0], "draw": [0], "task": ["a"]}),
+            "constant_data": xr.Dataset({
+                "checkpoint_params": ("checkpoint", params), "checkpoint_tokens": ("checkpoint", [1e9, 1e9, 4e9]),
+                "checkpoint_index": ("obs", [0, 1, 2]), "task_index": ("obs", [0, 0, 0]), "k": ("obs", [1.0] * 3)}),
+            "observed_data": xr.Dataset({"log_loss": ("obs", np.log([3.0, 3.1, 2.5]))}),
+        })
+    named = LossRoute.observed_points(tree([1e8, 1e8, 2e8]))
+    assert list(named["model"]) == ["checkpoint 0", "checkpoint 1", "checkpoint 2"]
+    assert "model" not in LossRoute.observed_points(tree([1e8, 2e8, 2e8]))
+
+
 def test_accuracy_observed_points_are_weighted_unbiased_pass_at_k():
     """Counts read back from an accuracy fit: pass@k per checkpoint is the problem-weighted unbiased estimate."""
     from bayes_t2.routes.accuracy import AccuracyRoute

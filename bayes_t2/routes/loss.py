@@ -170,11 +170,17 @@ class LossRoute:
 
     @staticmethod
     def observed_points(tree: xr.DataTree) -> pd.DataFrame:
-        """The fitted observations as (task, params, tokens, k, metric) rows, read back from a fit file."""
+        """The fitted observations as (task, params, tokens, k, metric) rows, read back from a fit file; with a
+        `model` column ("checkpoint <i>") when the fit told apart checkpoints of one (params, tokens) -- runs the
+        data named -- so a refit of these rows (the report's backtest) names its checkpoints as the fit did."""
         const = tree["constant_data"].to_dataset()
         tasks = np.asarray(tree["posterior"]["task"].values).astype(str)
         ckpt = const["checkpoint_index"].values
+        design = [const[f"checkpoint_{c}"].values for c in ("params", "tokens", "unique_tokens")
+                  if f"checkpoint_{c}" in const]
+        named = len(np.unique(np.column_stack(design), axis=0)) < len(design[0])
         return pd.DataFrame({
+            **({"model": [f"checkpoint {i}" for i in ckpt]} if named else {}),
             "task": tasks[const["task_index"].values],
             "params": const["checkpoint_params"].values[ckpt],
             "tokens": const["checkpoint_tokens"].values[ckpt],
