@@ -374,8 +374,8 @@ def inner_fold_residuals(data: EvalData, folds: Sequence[tuple[str, float]] = FI
     range (`extrapolation_efolds`; per axis of `RANGE_AXES` in "efolds_by_axis", points x axes).
     Folds the data are too small for, or that repeat an earlier fold's cut, are skipped (said in "skipped",
     `distinct_splits`); none left: InputError.
-    Returns {"residual", "variance", "efolds", "efolds_by_axis", "fold", "params", "tokens"} (arrays over the
-    pooled points),
+    Returns {"residual", "variance", "efolds", "efolds_by_axis", "fold", "params", "tokens", "task"} (arrays
+    over the pooled points),
     "folds" and "skipped"."""
     from .fit import SamplerSettings, fit as run_fit, route_for
     from .priors import load_spec
@@ -387,7 +387,7 @@ def inner_fold_residuals(data: EvalData, folds: Sequence[tuple[str, float]] = FI
                        tune=min(settings.tune, INNER_MAX_DRAWS), pointwise=False)
     spec = load_spec(route_obj.name, priors)
     spec["discrepancy"] = {**spec.get("discrepancy", {}), "scale": 0.0}
-    residuals, variances, distances, fold, used, designs = [], [], [], [], [], []
+    residuals, variances, distances, fold, used, designs, task_names = [], [], [], [], [], [], []
     splits, skipped = distinct_splits(data, folds)
     for holdout, fraction, inner in splits:
         result = run_fit(inner.train, route=route_obj.name, priors=spec, settings=settings, progressbar=False)
@@ -398,6 +398,7 @@ def inner_fold_residuals(data: EvalData, folds: Sequence[tuple[str, float]] = FI
         variances.append(variance)
         fold.append(np.full(len(points), len(used)))
         designs.append(points[["params", "tokens"]].to_numpy(float))
+        task_names.append(points["task"].to_numpy(str))
         used.append({"holdout": holdout, "fraction": fraction, "n_points": int(len(points)),
                      "n_train_rows": len(inner.train), "max_rhat": result.diagnostics().max_rhat})
     if not used:
@@ -405,7 +406,8 @@ def inner_fold_residuals(data: EvalData, folds: Sequence[tuple[str, float]] = FI
     by_axis = np.concatenate(distances)
     return {"residual": np.concatenate(residuals), "variance": np.concatenate(variances),
             "efolds": by_axis.max(axis=1), "efolds_by_axis": by_axis, "fold": np.concatenate(fold),
-            "params": np.concatenate(designs)[:, 0], "tokens": np.concatenate(designs)[:, 1], "folds": used,
+            "params": np.concatenate(designs)[:, 0], "tokens": np.concatenate(designs)[:, 1],
+            "task": np.concatenate(task_names), "folds": used,
             "skipped": skipped}
 
 

@@ -3,6 +3,7 @@
 Suites (each fitted on its own):
   porian:<configuration>  Porian et al. 2024 IsoFLOP runs of one training configuration (single task, k = 1);
                           by default the four configurations with a published IsoFLOP exponent;
+  porian-runs             all fifteen configurations as tasks of one fit, every run named (its own checkpoint);
   gadre                   Gadre et al. 2024 over-trained runs, 8 validation losses x 3 corpora (24 tasks);
   pythia                  Pythia GSM8K per-problem counts (accuracy route).
 Holdouts: largest-params and largest-compute, 25% of the checkpoints each (`bayes_t2.backtest.backtest`).
@@ -43,6 +44,12 @@ def suite_data(name: str, data_dir: Path, min_tokens_per_param: float = 0.0):
         rows = frame[(frame["task"] == config) & (frame["tokens"] >= min_tokens_per_param * frame["params"])]
         rows = rows[["task", "params", "tokens", "loss"]]
         return from_frame(rows, source=f"porian:{config}"), "loss"
+    if name == "porian-runs":  # every configuration a task, every run its own checkpoint (a `model` name)
+        frame = pd.read_csv(data_dir / "porian_isoflop_losses.csv")
+        frame = frame[frame["tokens"] >= min_tokens_per_param * frame["params"]]
+        frame["model"] = (frame["task"] + "|" + frame["params"].astype("int64").astype(str) + "|"
+                          + frame["tokens"].astype("int64").astype(str))
+        return from_frame(frame[["task", "model", "params", "tokens", "loss"]], source="porian runs"), "loss"
     if name == "gadre":
         frame = pd.read_csv(data_dir / "gadre_overtraining_losses.csv")
         frame["task"] = frame["train_data"] + "/" + frame["task"]

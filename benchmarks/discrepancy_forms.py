@@ -65,6 +65,7 @@ def fit_row(data, holdout: str, fraction: float, settings, seed: int, priors=Non
         res.posterior["data_log_range"], points["params"].to_numpy(float), points["tokens"].to_numpy(float)))
     return {"inner_r": inner["residual"], "inner_v": inner["variance"], "inner_x": inner["efolds"],
             "inner_axes": inner["efolds_by_axis"], "outer_axes": outer_axes,
+            "inner_task": inner["task"], "outer_task": points["task"].to_numpy(str),
             "inner_fold": inner["fold"], "outer_log_draws": np.log(draws), "outer_obs": points["observed"].to_numpy(float),
             "outer_x": outer_axes.max(axis=1),
             "outer_dist": dist[f"distance_{HOLDOUTS[holdout]}"].to_numpy(float),
@@ -207,6 +208,39 @@ def make_per_axis(axes: tuple[str, ...]):
     return form
 
 
+def form_per_task(r, v, x, tasks, outer_tasks):
+    """One scale per task, partially pooled: log s_t ~ Normal(m, tau), (m, tau) by empirical Bayes (the tasks'
+    marginal likelihoods on a grid, tau from 0.1 to 4: from nearly one shared scale to nearly one scale per task
+    alone), each task's scale its posterior median; a held-out task without inner residuals takes exp(m).
+    Returns the scale of every outer point and a summary."""
+    from scipy.special import logsumexp
+
+    keep = x > 0
+    grid = np.geomspace(1e-4, 1.0, 161)
+    log_ds = np.log(np.gradient(grid))
+    names = np.unique(tasks[keep])
+    ll = np.array([_loglik(r[keep & (tasks == t)], v[keep & (tasks == t)], x[keep & (tasks == t)], grid[:, None])
+                   for t in names])  # tasks x grid
+    best = (-np.inf, None, None)
+    for m in np.log(grid[::4]):
+        for tau in (0.1, 0.25, 0.5, 1.0, 2.0, 4.0):
+            log_prior = -0.5 * ((np.log(grid) - m) / tau) ** 2 - np.log(tau * grid) + log_ds
+            total = float(logsumexp(ll + log_prior[None, :], axis=1).sum())
+            if total > best[0]:
+                best = (total, m, tau)
+    _, m, tau = best
+    post = ll + (-0.5 * ((np.log(grid) - m) / tau) ** 2 - np.log(tau * grid) + log_ds)[None, :]
+    cdf = np.cumsum(np.exp(post - post.max(axis=1, keepdims=True)), axis=1)
+    median = grid[np.argmax(cdf >= 0.5 * cdf[:, -1:], axis=1)]
+    scale = dict(zip(names, median))
+    per_point = np.array([scale.get(t, np.exp(m)) for t in outer_tasks])
+    return per_point, {"s": float(np.exp(m)), "tau": float(tau), "s_min": float(median.min()),
+                       "s_max": float(median.max())}
+
+
+form_per_task.per_task = True
+
+
 FORMS = {
     "none": lambda r, v, x, n, rng: (np.zeros(n), np.zeros(n), {"s": 0.0}),
     "current (ML s)": form_current,
@@ -219,6 +253,7 @@ FORMS = {
     "(a) sensitivity HN(0.1)": make_scale_posterior(0.1),
     "(d) per-axis ML": make_per_axis(RANGE_AXES),
     "(d') per-axis ML, no compute axis": make_per_axis(("params", "tokens", "tokens_per_param")),
+    "(e) per-task s, pooled (empirical Bayes)": form_per_task,
 }
 
 
@@ -226,6 +261,13 @@ def _inner(cache: dict[str, np.ndarray], axes: bool = False) -> tuple[np.ndarray
     """The inner residuals, variances and distances, each fold once: caches written before
     `backtest.distinct_splits` may hold a fold twice (two fractions that cut at the same size)."""
     r, v, x = cache["inner_r"], cache["inner_v"], cache["inner_x"]
+    keep = _distinct_folds(cache)
+    return r[keep], v[keep], (cache["inner_axes"][keep] if axes else x[keep])
+
+
+def _distinct_folds(cache: dict[str, np.ndarray]) -> np.ndarray:
+    """Mask of the inner points to use: each distinct fold once."""
+    r = cache["inner_r"]
     fold = cache.get("inner_fold", np.zeros(len(r)))
     keep, seen = np.zeros(len(r), bool), []
     for f in np.unique(fold):
@@ -234,7 +276,7 @@ def _inner(cache: dict[str, np.ndarray], axes: bool = False) -> tuple[np.ndarray
         if not any(len(k) == len(key) and np.allclose(k, key) for k in seen):
             keep |= m
             seen.append(key)
-    return r[keep], v[keep], (cache["inner_axes"][keep] if axes else x[keep])
+    return keep
 
 
 #: discrepancy draws per posterior draw in the scoring (Monte Carlo only: the predictive is the same)
@@ -247,6 +289,12 @@ def score(cache: dict[str, np.ndarray], form, seed: int) -> dict[str, float]:
     rng = np.random.default_rng(seed)
     log_draws = np.tile(cache["outer_log_draws"], REPLICATES)
     n = log_draws.shape[1]
+    if getattr(form, "per_task", False):
+        r, v, x = _inner(cache)
+        scale, info = form(r, v, x, cache["inner_task"][_distinct_folds(cache)], cache["outer_task"])
+        sd = scale * cache["outer_x"]
+        pred = np.exp(log_draws + rng.standard_normal(log_draws.shape) * sd[:, None])
+        return _scores(pred, cache["outer_obs"], info)
     if getattr(form, "per_axis", False):
         scales, info = form(*_inner(cache, axes=True), n, rng)
         sd = np.sqrt((cache["outer_axes"] ** 2) @ (scales ** 2))
@@ -309,6 +357,8 @@ def main(argv: list[str] | None = None) -> int:
                     continue
                 if getattr(form, "per_axis", False) and "inner_axes" not in cache:
                     continue  # cached before per-axis distances were kept
+                if getattr(form, "per_task", False) and "inner_task" not in cache:
+                    continue  # cached before the tasks were kept
                 sc = score(cache, form, args.seed + 1)
                 rows.append({"suite": suite.replace("/standard/val", ""), "holdout": holdout,
                              "points": len(cache["outer_obs"]), "inner": int(np.sum(_inner(cache)[2] > 0)),

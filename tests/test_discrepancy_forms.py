@@ -109,3 +109,25 @@ def test_per_axis_form_recovers_the_axis_that_misses(bench):
     assert abs(scales[3] - 0.4) < 0.08, scales
     assert np.all(scales[:3] < 0.05), scales
     assert info["s_tokens_per_param"] == scales[3]
+
+
+def test_per_task_scale_tells_tasks_apart_and_pools_alike_ones(bench):
+    """(e): three tasks whose residuals grow at 0.01, 0.05 and 0.2 per e-fold (150 points each) get scales
+    within a factor 1.5 of their own, not one shared one; five tasks of one scale 0.05 with 8 points each are
+    pulled to one another (the spread of their scales is smaller than that of their own ML scales), and a
+    held-out task without inner residuals gets the population's scale."""
+    from bayes_t2.backtest import fit_discrepancy_scale
+
+    rng = np.random.default_rng(5)
+    parts = [(f"t{i}", *_simulate(rng, 150, s)) for i, s in enumerate((0.01, 0.05, 0.2))]
+    tasks = np.concatenate([np.full(150, name) for name, *_ in parts])
+    r, v, x = (np.concatenate([p[j] for p in parts]) for j in (1, 2, 3))
+    scale, info = bench.form_per_task(r, v, x, tasks, np.array(["t0", "t1", "t2"]))
+    assert np.all(np.abs(np.log(scale / np.array([0.01, 0.05, 0.2]))) < np.log(1.5)), scale
+    alike = [(f"u{i}", *_simulate(rng, 8, 0.05)) for i in range(5)]
+    tasks = np.concatenate([np.full(8, name) for name, *_ in alike])
+    r, v, x = (np.concatenate([p[j] for p in alike]) for j in (1, 2, 3))
+    own = np.array([fit_discrepancy_scale(*p[1:]) for p in alike])
+    scale, info = bench.form_per_task(r, v, x, tasks, np.array([f"u{i}" for i in range(5)] + ["new"]))
+    assert np.ptp(np.log(scale[:5])) < np.ptp(np.log(np.maximum(own, 1e-4)))
+    assert scale[5] == pytest.approx(info["s"])
