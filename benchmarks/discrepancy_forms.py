@@ -19,7 +19,8 @@ cached draws: current (ML scale), the scale's posterior (a scale mixture), a sig
     PYTHONPATH=. python benchmarks/discrepancy_forms.py --suites gadre --priors pertask.toml --out DIR
     (--forms NAME,NAME scores only those forms)
 
-Writes DIR/table.md (one line per row x form) and prints it.
+Writes DIR/table.md (one line per row x form; with several tasks also how many tasks' own coverages lie in
+the targets, `tasks_in50`, `tasks_in90`) and prints it.
 """
 
 from __future__ import annotations
@@ -253,7 +254,7 @@ FORMS = {
     "(a) sensitivity HN(0.1)": make_scale_posterior(0.1),
     "(d) per-axis ML": make_per_axis(RANGE_AXES),
     "(d') per-axis ML, no compute axis": make_per_axis(("params", "tokens", "tokens_per_param")),
-    "(e) per-task s, pooled (empirical Bayes)": form_per_task,
+    "(e) per-task s pooled (empirical Bayes)": form_per_task,
 }
 
 
@@ -283,9 +284,9 @@ def _distinct_folds(cache: dict[str, np.ndarray]) -> np.ndarray:
 REPLICATES = 10
 
 
-def score(cache: dict[str, np.ndarray], form, seed: int) -> dict[str, float]:
-    """Coverage, median |relative error|, share below the median of the predictive with the form's term
-    (each law draw paired with `REPLICATES` discrepancy draws, so the quantiles carry little Monte Carlo noise)."""
+def predictive_with(cache: dict[str, np.ndarray], form, seed: int) -> tuple[np.ndarray, dict]:
+    """The held-out points' predictive draws with the form's term added (each law draw paired with `REPLICATES`
+    discrepancy draws, so the quantiles carry little Monte Carlo noise), and the form's summary."""
     rng = np.random.default_rng(seed)
     log_draws = np.tile(cache["outer_log_draws"], REPLICATES)
     n = log_draws.shape[1]
@@ -293,19 +294,33 @@ def score(cache: dict[str, np.ndarray], form, seed: int) -> dict[str, float]:
         r, v, x = _inner(cache)
         scale, info = form(r, v, x, cache["inner_task"][_distinct_folds(cache)], cache["outer_task"])
         sd = scale * cache["outer_x"]
-        pred = np.exp(log_draws + rng.standard_normal(log_draws.shape) * sd[:, None])
-        return _scores(pred, cache["outer_obs"], info)
+        return np.exp(log_draws + rng.standard_normal(log_draws.shape) * sd[:, None]), info
     if getattr(form, "per_axis", False):
         scales, info = form(*_inner(cache, axes=True), n, rng)
         sd = np.sqrt((cache["outer_axes"] ** 2) @ (scales ** 2))
-        pred = np.exp(log_draws + rng.standard_normal(log_draws.shape) * sd[:, None])
-        return _scores(pred, cache["outer_obs"], info)
+        return np.exp(log_draws + rng.standard_normal(log_draws.shape) * sd[:, None]), info
     mu, s, info = form(*_inner(cache), n, rng)
     x = cache["outer_x"][:, None]
     power = np.asarray(info.pop("power", 1.0), float)
     xp = x ** (power[None, :] if power.ndim else power)
-    pred = np.exp(log_draws + mu[None, :] * x + rng.standard_normal(log_draws.shape) * s[None, :] * xp)
+    return np.exp(log_draws + mu[None, :] * x + rng.standard_normal(log_draws.shape) * s[None, :] * xp), info
+
+
+def score(cache: dict[str, np.ndarray], form, seed: int) -> dict[str, float]:
+    """Coverage, median |relative error|, share below the median of the predictive with the form's term."""
+    pred, info = predictive_with(cache, form, seed)
     return _scores(pred, cache["outer_obs"], info)
+
+
+def cells_by_task(cache: dict[str, np.ndarray], form, seed: int) -> tuple[int, int, int]:
+    """(tasks, tasks whose 50% coverage lies in the target, tasks whose 90% coverage does) with the form."""
+    pred, _ = predictive_with(cache, form, seed)
+    q = np.quantile(pred, [0.05, 0.25, 0.75, 0.95], axis=1)
+    obs = cache["outer_obs"]
+    frame = pd.DataFrame({"task": cache["outer_task"], "c50": (q[1] <= obs) & (obs <= q[2]),
+                          "c90": (q[0] <= obs) & (obs <= q[3])}).groupby("task").mean()
+    hits = [inside(a, b) for a, b in zip(frame["c50"], frame["c90"])]
+    return len(frame), sum(h[0] for h in hits), sum(h[1] for h in hits)
 
 
 def _scores(pred: np.ndarray, obs: np.ndarray, info: dict) -> dict[str, float]:
@@ -360,9 +375,13 @@ def main(argv: list[str] | None = None) -> int:
                 if getattr(form, "per_task", False) and "inner_task" not in cache:
                     continue  # cached before the tasks were kept
                 sc = score(cache, form, args.seed + 1)
+                by_task = {}
+                if "outer_task" in cache and len(np.unique(cache["outer_task"])) > 1:
+                    n_tasks, in50, in90 = cells_by_task(cache, form, args.seed + 1)
+                    by_task = {"tasks": n_tasks, "tasks_in50": in50, "tasks_in90": in90}
                 rows.append({"suite": suite.replace("/standard/val", ""), "holdout": holdout,
                              "points": len(cache["outer_obs"]), "inner": int(np.sum(_inner(cache)[2] > 0)),
-                             "form": name, **{k: round(v, 4) for k, v in sc.items()},
+                             "form": name, **{k: round(v, 4) for k, v in sc.items()}, **by_task,
                              "max_rhat": round(float(cache["rhat"].max()), 3)})
     table = pd.DataFrame(rows)
     if table.empty:
