@@ -185,6 +185,7 @@ def fit(data: Annotated[list[Path], typer.Argument(help="Evaluation data: CSV or
     evaluation = read_datasets(data, columns=parse_column_map(columns), drop_bad_rows=drop_bad_rows)
     for part in evaluation.values():
         out.print(f"fitting {len(part)} rows, {len(part.tasks)} task(s), kind '{part.kind}'")
+        _warn([note] if (note := part.unnamed_shared_runs_note()) else [])
     if len(evaluation) > 1:
         out.print("loss and per-problem counts together: one joint model sharing the loss law")
     with warnings.catch_warnings():
@@ -635,6 +636,7 @@ def backtest(data: Annotated[list[Path], typer.Argument(help="Evaluation data: C
             check_writable(path, overwrite=force)
     settings = SamplerSettings(draws=draws, tune=tune, chains=chains, seed=seed, sampler=sampler, pointwise=False)
     evaluation = read_data(data, columns=parse_column_map(columns))
+    _warn([note] if (note := evaluation.unnamed_shared_runs_note()) else [])
     result = run(evaluation, holdout=holdout, fraction=fraction, route=route, priors=priors, settings=settings,
                  discrepancy=discrepancy, progressbar=_interactive())
     s = result.summary

@@ -115,6 +115,24 @@ class EvalData:
         out.insert(0, "checkpoint", np.arange(len(out), dtype=np.int64))
         return out
 
+    def unnamed_shared_runs_note(self) -> str | None:
+        """A warning when rows of different tasks are taken for one trained model only because they share a
+        (params, tokens): the data name no runs (`model`), several tasks share checkpoints, yet fewer than
+        half the checkpoints are seen by every task -- the look of tasks that are separate training runs on
+        overlapping grids (one task per training configuration), not of one set of models evaluated on several
+        benchmarks. None otherwise."""
+        if len(self.tasks) < 2 or ("model" in self.frame and self.frame["model"].fillna("").ne("").any()):
+            return None
+        per_checkpoint = self.checkpoints["n_tasks"]
+        shared = int((per_checkpoint > 1).sum())
+        everywhere = float((per_checkpoint == len(self.tasks)).mean())
+        if shared == 0 or everywhere >= 0.5:
+            return None
+        return (f"{shared} of {len(per_checkpoint)} (params, tokens) checkpoints appear in several tasks but only "
+                f"{everywhere:.0%} in every task: rows of one (params, tokens) in different tasks are taken for "
+                "one trained model and share its checkpoint effect. If your tasks are separate training runs "
+                "(one task per training configuration), name each run in a `model` column (docs/data.md).")
+
     def checkpoint_index(self) -> np.ndarray:
         """Per row of `frame`, the id of its checkpoint in `checkpoints`."""
         keys = pd.MultiIndex.from_frame(self.checkpoints[["params", "tokens"]])

@@ -565,3 +565,21 @@ def test_trailing_empty_column_is_dropped_but_unnamed_values_are_not(tmp_path):
     with pytest.raises(InputError) as info:
         read_data(path)
     assert_names(info.value, path, None, None, "column 2 has values but no name")
+
+
+def test_a_note_when_tasks_look_like_separate_runs_sharing_a_grid():
+    """Tasks on overlapping grids of (params, tokens), no `model` names: the rows of one (params, tokens) would
+    be taken for one trained model, so the data say so; named runs, checkpoints seen by every task (one set of
+    models on several benchmarks) or one task: no note."""
+    grid = [(n, d) for n in (1e7, 2e7, 4e7, 8e7) for d in (1e9, 2e9, 4e9)]
+    rows = [{"task": t, "params": n, "tokens": d, "loss": 3.0}
+            for t, part in (("config-a", grid[:8]), ("config-b", grid[4:]), ("config-c", grid[2:10]))
+            for n, d in part]
+    frame = pd.DataFrame(rows)
+    note = from_frame(frame).unnamed_shared_runs_note()
+    assert note is not None and "`model` column" in note and "in every task" in note
+    named = frame.assign(model=frame["task"] + frame["params"].astype(str) + frame["tokens"].astype(str))
+    assert from_frame(named).unnamed_shared_runs_note() is None
+    benchmarks = pd.DataFrame([{"task": t, "params": n, "tokens": d, "loss": 3.0} for t in ("a", "b") for n, d in grid])
+    assert from_frame(benchmarks).unnamed_shared_runs_note() is None
+    assert from_frame(frame[frame["task"] == "config-a"]).unnamed_shared_runs_note() is None
