@@ -376,12 +376,25 @@ def _backtest_page(fit, data: Any, draws: int):
                                                  if diag['max_rhat'] > 1.05 else "") + ".",
         "Intervals that covered far less than their level here were too narrow when this law was extrapolated "
         "on your own runs; the optimum above lies farther beyond the data than these held-out points.",
+        *([text] if (text := by_task_text(s)) else []),
         f"Data: {', '.join(s.get('sources') or []) or 'the fit file'}.",
     ]
     fig.text(0.03, 0.97, BACKTEST_TITLE, fontsize=13, fontweight="bold", va="top")
     fig.text(0.03, 0.92, "\n".join(w for line in lines for w in textwrap.wrap(line, 150)), va="top", fontsize=8.5,
              linespacing=1.45)
     return fig
+
+
+def by_task_text(summary: dict, shown: int = 3) -> str | None:
+    """One sentence on the tasks of a multi-task backtest: the range of their 90% coverages and the `shown`
+    tasks with the lowest (whose laws extrapolated worst), each with its 90% interval; None with one task."""
+    cells = sorted(summary.get("by_task") or [], key=lambda c: (c["coverage90"], c["coverage50"]))
+    if not cells:
+        return None
+    worst = "; ".join(f"{c['task']} {c['coverage90']:.0%} [{c['coverage90_interval'][0]:.0%}, "
+                      f"{c['coverage90_interval'][1]:.0%}] (50%: {c['coverage50']:.0%})" for c in cells[:shown])
+    return (f"Task by task, the 90% intervals covered {cells[0]['coverage90']:.0%} to {cells[-1]['coverage90']:.0%} "
+            f"of each task's held-out points; lowest: {worst}.")
 
 
 def _error_text(summary: dict) -> str:

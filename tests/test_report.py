@@ -280,6 +280,19 @@ def test_loss_observed_points_keep_runs_the_data_named():
     assert "model" not in LossRoute.observed_points(tree([1e8, 2e8, 2e8]))
 
 
+def test_backtest_page_names_the_tasks_that_extrapolated_worst():
+    """The backtest page's by-task sentence: the range of the tasks' 90% coverages and the lowest ones with
+    their intervals, lowest first; nothing for one task."""
+    from bayes_t2.report import by_task_text
+
+    cells = [{"task": name, "coverage90": c90, "coverage50": 0.5, "coverage90_interval": [c90 - 0.1, c90 + 0.05]}
+             for name, c90 in (("a", 0.95), ("b", 0.6), ("c", 0.85), ("d", 0.75))]
+    text = by_task_text({"by_task": cells}, shown=2)
+    assert text.startswith("Task by task, the 90% intervals covered 60% to 95%")
+    assert "lowest: b 60% [50%, 65%] (50%: 50%); d 75%" in text and "c 85%" not in text
+    assert by_task_text({"by_task": []}) is None and by_task_text({}) is None
+
+
 def test_accuracy_observed_points_are_weighted_unbiased_pass_at_k():
     """Counts read back from an accuracy fit: pass@k per checkpoint is the problem-weighted unbiased estimate."""
     from bayes_t2.routes.accuracy import AccuracyRoute
