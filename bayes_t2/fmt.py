@@ -76,12 +76,11 @@ def describe_warmup(posterior: Any) -> str | None:
         w = posterior["warmup"].sel(task=task)
         parts.append(f"{task} " + interval({"median": float(w.median()), "lower": float(w.quantile(0.05)),
                                              "upper": float(w.quantile(0.95))}))
+    length, per = "w N", "warm-up tokens per parameter"
     if "warmup_exponent" in posterior:  # a warm-up of w n_ref (N / n_ref)^e tokens
         from .laws import WARMUP_N_REF
 
         e = float(np.ravel(posterior["warmup_exponent"].values)[0])
-        return (f"warm-up: the law sees the tokens after a warm-up of w {WARMUP_N_REF:.0e} (N / {WARMUP_N_REF:.0e})"
-                f"^{e:g} tokens; w, warm-up tokens per parameter at {WARMUP_N_REF:.0e} parameters "
-                "(median [90%]): " + "; ".join(parts))
-    return ("warm-up: the law sees the tokens after a warm-up of w N; w, warm-up tokens per parameter "
-            "(median [90%]): " + "; ".join(parts))
+        length = f"w {WARMUP_N_REF:.0e} (N / {WARMUP_N_REF:.0e})^{e:g} tokens"
+        per += f" at {WARMUP_N_REF:.0e} parameters"
+    return f"warm-up: the law sees the tokens after a warm-up of {length}; w, {per} (median [90%]): " + "; ".join(parts)

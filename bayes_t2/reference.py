@@ -35,7 +35,7 @@ import xarray as xr
 from scipy.optimize import minimize_scalar
 
 from .budget import Budget, Constraints, SplitBudget, TotalBudget
-from .laws import LOSS_COEFFICIENTS, loss_law
+from .laws import LOSS_COEFFICIENTS, WARMUP_N_REF, loss_law
 
 __all__ = ["Objective", "numpy_objective", "reference_optimum", "reference_optimum_of", "reference_route_optimum"]
 
@@ -148,17 +148,15 @@ def _warmup_objective(f: Objective, n: int) -> Objective:
     return g
 
 
-#: what the power-warm-up law appends: w, then the exponent of the warm-up's growth with the size
+#: what the power-warm-up law appends: w, then the exponent of the warm-up's growth with the size (w is the
+#: warm-up tokens per parameter at laws.WARMUP_N_REF: a definition, not a formula, so it is imported)
 WARMUP_POWER_COLUMNS = ("warmup", "warmup_exponent")
-#: the size at which the power warm-up lasts w N tokens (bayes_t2.laws.WARMUP_N_REF; the value is the
-#: definition of w, not a formula, so it is shared)
-_WARMUP_N_REF = 1e8
 
 
 def _warmup_power_objective(f: Objective, n: int) -> Objective:
     """f at the tokens left after a warm-up of w n_ref (N/n_ref)^e tokens: theta[:, n] = w, theta[:, n+1] = e."""
     def g(theta: np.ndarray, N: np.ndarray, D: np.ndarray, k: np.ndarray) -> np.ndarray:
-        W = theta[:, n, None] * np.exp(np.log(_WARMUP_N_REF) + theta[:, n + 1, None] * np.log(N / _WARMUP_N_REF))
+        W = theta[:, n, None] * np.exp(np.log(WARMUP_N_REF) + theta[:, n + 1, None] * np.log(N / WARMUP_N_REF))
         return f(theta[:, :n], N, _warmup_amount(D, W), k)
     return g
 

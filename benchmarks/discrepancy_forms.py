@@ -312,9 +312,9 @@ def score(cache: dict[str, np.ndarray], form, seed: int) -> dict[str, float]:
     return _scores(pred, cache["outer_obs"], info)
 
 
-def cells_by_task(cache: dict[str, np.ndarray], form, seed: int) -> tuple[int, int, int]:
-    """(tasks, tasks whose 50% coverage lies in the target, tasks whose 90% coverage does) with the form."""
-    pred, _ = predictive_with(cache, form, seed)
+def cells_by_task(cache: dict[str, np.ndarray], pred: np.ndarray) -> tuple[int, int, int]:
+    """(tasks, tasks whose 50% coverage lies in the target, tasks whose 90% coverage does) of the predictive
+    draws `pred` (`predictive_with`) of the cached held-out points."""
     q = np.quantile(pred, [0.05, 0.25, 0.75, 0.95], axis=1)
     obs = cache["outer_obs"]
     frame = pd.DataFrame({"task": cache["outer_task"], "c50": (q[1] <= obs) & (obs <= q[2]),
@@ -374,10 +374,11 @@ def main(argv: list[str] | None = None) -> int:
                     continue  # cached before per-axis distances were kept
                 if getattr(form, "per_task", False) and "inner_task" not in cache:
                     continue  # cached before the tasks were kept
-                sc = score(cache, form, args.seed + 1)
+                pred, info = predictive_with(cache, form, args.seed + 1)
+                sc = _scores(pred, cache["outer_obs"], info)
                 by_task = {}
                 if "outer_task" in cache and len(np.unique(cache["outer_task"])) > 1:
-                    n_tasks, in50, in90 = cells_by_task(cache, form, args.seed + 1)
+                    n_tasks, in50, in90 = cells_by_task(cache, pred)
                     by_task = {"tasks": n_tasks, "tasks_in50": in50, "tasks_in90": in90}
                 rows.append({"suite": suite.replace("/standard/val", ""), "holdout": holdout,
                              "points": len(cache["outer_obs"]), "inner": int(np.sum(_inner(cache)[2] > 0)),
