@@ -27,6 +27,7 @@ import pandas as pd
 import xarray as xr
 
 from .coverage import coverage_interval
+from .discrepancy import fit_discrepancy_scale, fit_task_scales  # noqa: F401 - re-exported
 from .data import EvalData
 from .errors import InputError
 
@@ -175,7 +176,7 @@ def _accuracy_predictive(fit, test: EvalData, seed: int, max_draws: int = 400,
     smallest sample count of the checkpoint (or `k_top`)."""
     from .passk import unbiased_pass_at_k
     from .routes.accuracy import accuracy_shapes, deviation_nu
-    from .routes.extrapolation import discrepancy_scale
+    from .routes.extrapolation import task_discrepancy_scale
 
     rng = np.random.default_rng(seed)
     post = fit.posterior
@@ -189,7 +190,7 @@ def _accuracy_predictive(fit, test: EvalData, seed: int, max_draws: int = 400,
     for (task, N, D), g in test.frame.groupby(["task", "params", "tokens"], sort=True):
         flat = {name: np.asarray(v.isel(sample=pick).sel(task=task).values, float) for name, v in flat_all.items()}
         a, b = accuracy_shapes({**flat, **shared}, float(N), float(D), rng=rng, noise_nu=deviation_nu(fit.spec),
-                               discrepancy=discrepancy_scale(fit.spec))
+                               discrepancy=task_discrepancy_scale(fit.spec, task))
         n = g["n_samples"].to_numpy(np.int64)
         c_obs = g["n_correct"].to_numpy(np.int64)
         p = rng.beta(np.asarray(a)[:, None], np.asarray(b)[:, None], size=(len(pick), len(n)))
@@ -313,27 +314,6 @@ def _ks_uniform(u: np.ndarray) -> float:
 
 
 # ------------------------------------------------------------------------------------------- discrepancy
-def fit_discrepancy_scale(log_residual: np.ndarray, log_variance: np.ndarray, efolds: np.ndarray) -> float:
-    """Maximum-likelihood s of r_i ~ Normal(0, v_i + (s x_i)^2): the sd per e-fold of extrapolation that the
-    law's error needs beyond the predictive variance v_i the model already has. Only points beyond the data
-    (x_i > 0) inform it; none: 0."""
-    from scipy.optimize import minimize_scalar
-
-    r, v, x = (np.asarray(a, float) for a in (log_residual, log_variance, efolds))
-    keep = (x > 0) & np.isfinite(r) & np.isfinite(v)
-    if not keep.any():
-        return 0.0
-    r, v, x = r[keep], v[keep], x[keep]
-
-    def nll(log_s: float) -> float:
-        var = v + (np.exp(log_s) * x) ** 2
-        return float(np.sum(np.log(var) + r ** 2 / var))
-
-    res = minimize_scalar(nll, bounds=(np.log(1e-5), np.log(10.0)), method="bounded")
-    s = float(np.exp(res.x))
-    return s if nll(res.x) < nll(np.log(1e-5)) else 0.0  # no gain over (practically) none
-
-
 #: the inner folds a backtest's learned discrepancy pools, as shares of its own holdout fraction: two
 #: leave-the-largest-out backtests inside the training part, one as deep as the outer cut and one half as deep,
 #: so the residuals span a range of distances
@@ -379,14 +359,13 @@ def inner_fold_residuals(data: EvalData, folds: Sequence[tuple[str, float]] = FI
     "folds" and "skipped"."""
     from .fit import SamplerSettings, fit as run_fit, route_for
     from .priors import load_spec
-    from .routes.extrapolation import extrapolation_efolds_by_axis
+    from .routes.extrapolation import extrapolation_efolds_by_axis, with_discrepancy
 
     route_obj = route_for(data, route)
     settings = settings or SamplerSettings(draws=500, tune=500, chains=2, pointwise=False)
     settings = replace(settings, draws=min(settings.draws, INNER_MAX_DRAWS),
                        tune=min(settings.tune, INNER_MAX_DRAWS), pointwise=False)
-    spec = load_spec(route_obj.name, priors)
-    spec["discrepancy"] = {**spec.get("discrepancy", {}), "scale": 0.0}
+    spec = with_discrepancy(load_spec(route_obj.name, priors), 0.0)
     residuals, variances, distances, fold, used, designs, task_names = [], [], [], [], [], [], []
     splits, skipped = distinct_splits(data, folds)
     for holdout, fraction, inner in splits:
@@ -415,18 +394,30 @@ def learn_discrepancy(data: EvalData, folds: Sequence[tuple[str, float]] = FIT_F
                       route: str | None = None, priors: str | Path | dict | None = None, settings: Any = None,
                       seed: int = 0) -> dict[str, Any]:
     """The discrepancy scale of a route's law (sd per e-fold beyond the data: of log loss on the loss route, of
-    the logit of the mean success mu on the accuracy route) learned from `data` itself: the scale that makes all
-    folds' held-out residuals (`inner_fold_residuals`) together consistent with the predictive variance plus
-    (scale x distance)^2 (`fit_discrepancy_scale`, maximum likelihood; a posterior over the scale, a signed
-    drift and sd growing as a power of the distance did not hold out better: docs/backtest.md).
-    Returns {"scale", "folds", "n_points", "max_efolds", "rms_residual", "n_dropped", "skipped"}: n_dropped
-    counts the held-out points without a residual (accuracy checkpoints that solved nothing; 0 for losses)."""
+    the logit of the mean success mu on the accuracy route) learned from `data` itself, from all folds'
+    held-out residuals together (`inner_fold_residuals`), r ~ Normal(0, predictive variance + (scale x
+    distance)^2). With one task: the maximum-likelihood scale (`fit_discrepancy_scale`). With several and
+    ``[discrepancy] per_task = true`` (the default): one scale per task, partially pooled
+    (`discrepancy.fit_task_scales`), "scale" then the population's median (the scale of a task without held-out
+    points). A posterior over one scale, a signed drift, sd growing as a power of the distance and a scale per
+    axis did not hold out better (docs/backtest.md).
+    Returns {"scale", "by_task" (empty: one scale for all), "pooling_sd", "shared_scale", "folds", "n_points",
+    "max_efolds", "rms_residual", "n_dropped", "skipped"}: n_dropped counts the held-out points without a
+    residual (accuracy checkpoints that solved nothing; 0 for losses)."""
+    from .fit import route_for
+    from .priors import load_spec
+
     inner = inner_fold_residuals(data, folds, route=route, priors=priors, settings=settings, seed=seed)
     residual, variance, efolds = inner["residual"], inner["variance"], inner["efolds"]
-    scale = fit_discrepancy_scale(residual, variance, efolds)
+    per_task = bool((load_spec(route_for(data, route).name, priors).get("discrepancy") or {}).get("per_task", True))
+    if per_task and len(set(inner["task"][efolds > 0])) >= 2:
+        scales = fit_task_scales(residual, variance, efolds, inner["task"])
+    else:
+        shared = fit_discrepancy_scale(residual, variance, efolds)
+        scales = {"scale": shared, "by_task": {}, "pooling_sd": None, "shared_scale": shared}
     finite = np.isfinite(residual) & np.isfinite(variance)
     rms = float(np.sqrt(np.mean(residual[finite] ** 2))) if finite.any() else float("nan")
-    return {"scale": scale, "folds": inner["folds"], "n_points": int(finite.sum()),
+    return {**scales, "folds": inner["folds"], "n_points": int(finite.sum()),
             "max_efolds": float(np.max(efolds)), "rms_residual": rms, "n_dropped": int((~finite).sum()),
             "skipped": inner["skipped"]}
 
@@ -477,6 +468,7 @@ def backtest(data: EvalData, *, holdout: str = DEFAULT_HOLDOUT, fraction: float 
     """
     from .fit import SamplerSettings, fit as run_fit, route_for
     from .priors import load_spec
+    from .routes.extrapolation import discrepancy_by_task, discrepancy_scale, with_discrepancy
 
     if data.kind not in ("loss", "samples"):
         raise InputError(f"a backtest needs loss or samples data, not '{data.kind}'")
@@ -487,13 +479,14 @@ def backtest(data: EvalData, *, holdout: str = DEFAULT_HOLDOUT, fraction: float 
     learned = None
     if discrepancy != "spec":
         spec = load_spec(route_obj.name, priors)
+        by_task: dict[str, float] = {}
         if discrepancy == "learn":
             try:
                 learned = learn_discrepancy(split.train, [(holdout, fraction * share) for share in INNER_FOLD_SHARES],
                                             route=route_obj.name, priors=priors, settings=settings, seed=seed)
-                scale = learned["scale"]
+                scale, by_task = learned["scale"], learned["by_task"]
             except InputError as err:  # too few checkpoints for a backtest inside the training part
-                learned, scale = {"scale": 0.0, "note": f"not learned: {err}"}, 0.0
+                learned, scale = {"scale": 0.0, "by_task": {}, "note": f"not learned: {err}"}, 0.0
         else:
             try:
                 scale = float(discrepancy)
@@ -501,8 +494,7 @@ def backtest(data: EvalData, *, holdout: str = DEFAULT_HOLDOUT, fraction: float 
                 raise InputError(f"--discrepancy must be learn, spec or a number >= 0, got {discrepancy!r}") from None
             if not scale >= 0:
                 raise InputError(f"--discrepancy must be learn, spec or a number >= 0, got {discrepancy!r}")
-        spec["discrepancy"] = {**spec.get("discrepancy", {}), "scale": scale}
-        priors = spec
+        priors = with_discrepancy(spec, scale, by_task)
     result = run_fit(split.train, route=route_obj.name, priors=priors, settings=settings, progressbar=progressbar)
     scored = score_split(result, split, seed)
     diag = result.diagnostics()
@@ -518,7 +510,8 @@ def backtest(data: EvalData, *, holdout: str = DEFAULT_HOLDOUT, fraction: float 
         "sampler": {"draws": settings.draws, "tune": settings.tune, "chains": settings.chains,
                     "seed": settings.seed, "sampler": settings.sampler},
         "model_spec": result.spec,
-        "discrepancy": learned if learned is not None else {"scale": result.spec.get("discrepancy", {}).get("scale")},
+        "discrepancy": learned if learned is not None else {"scale": discrepancy_scale(result.spec),
+                                                            "by_task": discrepancy_by_task(result.spec)},
     }
     return BacktestResult(points=scored.reset_index(drop=True), summary=summary, fit=result)
 

@@ -167,7 +167,8 @@ def fit(data: Annotated[list[Path], typer.Argument(help="Evaluation data: CSV or
         discrepancy: Annotated[Optional[str], typer.Option(
             help="The law's error per e-fold beyond the data (sd of log loss; accuracy route: of the logit of the "
                  "mean success). learn (default, from the model file): from two backtests inside the data (two "
-                 "more fits); or a number (0: none). Joint fits have none.")] = None,
+                 "more fits), one scale per task, partially pooled; or a number for every task (0: none). Joint "
+                 "fits have none.")] = None,
         draws: int = 1000, tune: int = 1000, chains: int = 4, seed: int = 0,
         sampler: Annotated[str, typer.Option(help="nutpie (default), pymc or numpyro.")] = "nutpie",
         target_accept: float = 0.9, force: Force = False) -> None:

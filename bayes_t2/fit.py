@@ -25,6 +25,7 @@ from .data import EvalData
 from .errors import InputError
 from .io import atomic_write
 from .priors import load_spec, read_prior_file, spec_to_json
+from .routes.extrapolation import discrepancy_by_task, with_discrepancy
 from .routes.loss import LossRoute, Scaling, loss_route_for
 from .samplers import SAMPLERS, check_sampler, model_key, sample
 
@@ -197,13 +198,14 @@ class Fit:
     @property
     def discrepancy(self) -> dict[str, Any]:
         """The law's error beyond the data this fit carries: {"scale": sd per e-fold beyond the data (0: none)
-        of log loss, or of the logit of the mean success on the accuracy route} plus "source" ("learned": with
-        the folds and points it was learned from, or why not; "model file") when the fit did not get it as a
-        number."""
-        from .routes.loss import discrepancy_scale
+        of log loss, or of the logit of the mean success on the accuracy route; with "by_task" the scale of the
+        tasks not in it), "by_task": {task: scale} (empty: one scale for every task), plus "source"
+        ("learned": with the folds and points it was learned from, or why not; "model file") when the fit did
+        not get it as a number."""
+        from .routes.extrapolation import discrepancy_scale
 
         learned = json.loads(self.tree.attrs.get(DISCREPANCY_ATTR, "null")) or {}
-        return {**learned, "scale": discrepancy_scale(self.spec)}
+        return {**learned, "scale": discrepancy_scale(self.spec), "by_task": discrepancy_by_task(self.spec)}
 
     @property
     def tasks(self) -> list[str]:
@@ -625,6 +627,7 @@ def _resolve_discrepancy(data: Any, route: str | None, priors: str | Path | dict
     spec = load_spec(name, priors)
     value = discrepancy if discrepancy is not None else (spec.get("discrepancy") or {}).get("scale", 0.0)
     learned = None
+    by_task: dict[str, float] = {}
     if value == "learn":
         from .backtest import learn_discrepancy
 
@@ -633,7 +636,7 @@ def _resolve_discrepancy(data: Any, route: str | None, priors: str | Path | dict
         else:
             try:
                 learned = learn_discrepancy(data, route=name, priors=priors, settings=settings, seed=settings.seed)
-                scale = learned["scale"]
+                scale, by_task = learned["scale"], learned["by_task"]
             except InputError as err:  # too few checkpoints for a backtest inside the data
                 scale, learned = 0.0, {"scale": 0.0, "note": f"not learned: {err}"}
         learned["source"] = "learned"
@@ -644,10 +647,10 @@ def _resolve_discrepancy(data: Any, route: str | None, priors: str | Path | dict
             raise InputError(f"discrepancy must be 'learn' or a number >= 0, got {value!r}") from None
         if not (scale >= 0 and np.isfinite(scale)):
             raise InputError(f"discrepancy must be 'learn' or a number >= 0, got {value!r}")
-        if discrepancy is None:  # the model file's number: say where it came from
+        if discrepancy is None:  # the model file's number (and per-task numbers, if it has them)
+            by_task = discrepancy_by_task(spec)
             learned = {"scale": scale, "source": "model file", "note": "from the model file; --discrepancy learn learns it"}
-    spec["discrepancy"] = {**(spec.get("discrepancy") or {}), "scale": scale}
-    return spec, learned
+    return with_discrepancy(spec, scale, by_task), learned
 
 
 def _warn_prior_only(tree: xr.DataTree) -> None:

@@ -55,15 +55,23 @@ def discrepancy_unit(metric_name: str | None) -> str:
 
 
 def describe_discrepancy(disc: Mapping[str, Any], inside: str = "the data", metric_name: str = "loss") -> str:
-    """One line on the law's error beyond the data: its scale and where it came from."""
+    """One line on the law's error beyond the data: its scale (per task when the tasks have their own) and
+    where it came from."""
     scale = float(disc.get("scale") or 0.0)
+    by_task = disc.get("by_task") or {}
     if "n_points" in disc:
         how = f"learned from {disc['n_points']} points held out of {inside}"
     else:
         how = disc.get("note", "given")
-    if scale == 0 and "n_points" in disc:
+    if scale == 0 and not by_task and "n_points" in disc:
         how += ": the held-out points showed no error beyond the model's own"
-    return f"discrepancy: sd {scale:.3g} of {discrepancy_unit(metric_name)} per e-fold beyond the data ({how})"
+    unit = discrepancy_unit(metric_name)
+    if not by_task:
+        return f"discrepancy: sd {scale:.3g} of {unit} per e-fold beyond the data ({how})"
+    low, high = min(by_task, key=by_task.get), max(by_task, key=by_task.get)
+    pooled = f", pooled with spread {disc['pooling_sd']:.2g} in log" if disc.get("pooling_sd") else ""
+    return (f"discrepancy: sd of {unit} per e-fold beyond the data, per task {by_task[low]:.3g} ({low}) to "
+            f"{by_task[high]:.3g} ({high}), {scale:.3g} for a task without its own ({how}{pooled})")
 
 
 def describe_warmup(posterior: Any) -> str | None:

@@ -51,6 +51,7 @@ from .budget import (SERVING_DEFAULTS, Budget, Constraints, SplitBudget, TotalBu
                      chinchilla_design)
 from .errors import InputError
 from .laws import LOSS_COEFFICIENTS, chinchilla_optimal_params_nb, loss_law_nb
+from .routes.extrapolation import with_discrepancy
 from .routes.loss import RANGE_AXES, extrapolation_efolds_nb
 
 __all__ = [
@@ -1121,7 +1122,7 @@ class BentRoute:
                spec: dict[str, Any] | None = None) -> Any:
         """The route's metric without its random discrepancy, with the draw's bend on the discrepancy's scale
         (log loss, logit mu) instead (z = 0: none)."""
-        spec0 = {**(spec or {}), "discrepancy": {**((spec or {}).get("discrepancy") or {}), "scale": 0.0}}
+        spec0 = with_discrepancy(dict(spec or {}), 0.0)
         base = [n for n in coefficients.data_vars if n not in BEND_NAMES]
         c = coefficients[base]
         route = self.bent_from
@@ -1158,19 +1159,28 @@ def bend_efolds(coefficients: xr.Dataset, N: Any, D: Any) -> Any:
     return extrapolation_efolds(bounds, N, D)
 
 
-def bend_scale(fit: Any) -> float:
-    """The discrepancy scale the optimizer inherits from a fit (or its repeated-data view): the spec's, when
-    the fit kept its data range and its law has a bent objective (loss, accuracy), else 0."""
+def bend_scale(fit: Any) -> Any:
+    """The discrepancy scale the optimizer inherits from a fit (or its repeated-data view): the spec's -- a
+    DataArray over the fit's tasks when they have scales of their own (`discrepancy_scales`), else one float
+    -- when the fit kept its data range and its law has a bent objective (loss, accuracy), else 0."""
     from .repetition import RepeatedRoute
-    from .routes.loss import discrepancy_scale
+    from .routes.extrapolation import discrepancy_scales
 
     base = getattr(fit, "unbent", fit)
-    scale = discrepancy_scale(getattr(base, "spec", None))
-    if scale <= 0 or "data_log_range" not in getattr(base, "posterior", {}):
+    post = getattr(base, "posterior", {})
+    if "data_log_range" not in post:
+        return 0.0
+    scale = discrepancy_scales(getattr(base, "spec", None), post)
+    if not np.any(np.asarray(scale) > 0):
         return 0.0  # decided before asking for the bent objective, which compiles it
     route = getattr(base, "route", None)
     law = route.base if isinstance(route, RepeatedRoute) else route  # the law a repeated view evaluates
     return scale if route_bent_objective(law) is not None else 0.0
+
+
+def has_bend(fit: Any) -> bool:
+    """Whether the optimizer bends `fit`'s law beyond the data (some task's scale > 0)."""
+    return bool(np.any(np.asarray(bend_scale(fit)) > 0))
 
 
 def bend_route(route: Any, zero: bool = False) -> Any:
@@ -1194,7 +1204,7 @@ def bent_fit(fit: Any, seed: int = 0, zero: bool = False) -> Any:
     import copy
 
     base = getattr(fit, "unbent", fit)
-    if bend_scale(base) <= 0.0:
+    if not has_bend(base):
         return base
     if getattr(fit, "bend_seed", None) == seed and getattr(fit.route, "zero", None) == zero:
         return fit
@@ -1203,9 +1213,9 @@ def bent_fit(fit: Any, seed: int = 0, zero: bool = False) -> Any:
     extra = {}
     if not zero:
         lr = post["data_log_range"].isel(chain=0, draw=0)
-        z = discrepancy_z(seed, *shape) * bend_scale(base)
-        extra["discrepancy_bend"] = xr.DataArray(z, dims=("chain", "draw"),
-                                                 coords={d: post[d] for d in ("chain", "draw")})
+        z = xr.DataArray(discrepancy_z(seed, *shape), dims=("chain", "draw"),
+                         coords={d: post[d] for d in ("chain", "draw")})
+        extra["discrepancy_bend"] = z * bend_scale(base)  # (chain, draw), or (chain, draw, task) per task
         kept = [str(a) for a in lr["range_axis"].values]
         for axis in RANGE_AXES:  # a fit saved before an axis existed: that axis never counts (an open range)
             for end, open_end in (("min", -np.inf), ("max", np.inf)):
@@ -1268,7 +1278,15 @@ def add_extrapolation(fit: Any, opt: xr.Dataset, budgets: Sequence[Budget], cons
         out[f"extrapolation_{name}"] = value.transpose(*opt["N"].dims)
     if is_repeated(base):
         out.attrs["extrapolation_design"] = "effective"
-    out.attrs["discrepancy_scale"] = bend_scale(base)
+    scale = bend_scale(base)
+    if isinstance(scale, xr.DataArray):  # a scale per task; "discrepancy_scale" is the tasks' population's
+        from .routes.extrapolation import discrepancy_scale
+
+        out.attrs["discrepancy_scale"] = discrepancy_scale(base.spec)
+        out.attrs["discrepancy_scale_by_task"] = json.dumps(
+            {str(t): float(v) for t, v in zip(scale["task"].values, scale.values)}, sort_keys=True)
+    else:
+        out.attrs["discrepancy_scale"] = float(scale)
     if fit is not base:  # bent: the same draws with z = 0
         zero = bent_fit(base, seed, zero=True)
         opt0 = route_optimum(zero.route, zero.coefficients(), budgets, constraints)

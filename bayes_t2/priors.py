@@ -64,12 +64,17 @@ def _check_keys(default: dict, user: dict, source: str, prefix: str = "") -> Non
         name = f"{prefix}{key}"
         if key not in default:
             raise InputError(f"{source}: unknown setting '{name}'; known: {', '.join(sorted(default))}")
+        if name == "discrepancy.by_task":  # task names -> scales: the tasks are the data's, not the spec's
+            _check_task_scales(value, source)
+            continue
         if isinstance(default[key], dict):
             if not isinstance(value, dict):
                 raise InputError(f"{source}: '{name}' must be a table")
             _check_keys(default[key], value, source, prefix=f"{name}.")
         elif name == "discrepancy.scale" and value == "learn":  # a number or "learn", whatever the default
             continue
+        elif isinstance(default[key], bool) and not isinstance(value, bool):
+            raise InputError(f"{source}: '{name}' must be true or false, got {value!r}")
         elif isinstance(default[key], (int, float)) and not isinstance(default[key], bool):
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise InputError(f"{source}: '{name}' must be a number, got {value!r}")
@@ -77,6 +82,15 @@ def _check_keys(default: dict, user: dict, source: str, prefix: str = "") -> Non
                 raise InputError(f"{source}: '{name}' must be finite, got {value!r}")
             if key in POSITIVE_SETTINGS and prefix.startswith(("priors.", "likelihood.")) and value <= 0:
                 raise InputError(f"{source}: '{name}' must be > 0 (a scale, spread or median), got {value!r}")
+
+
+def _check_task_scales(value: Any, source: str) -> None:
+    """``[discrepancy] by_task``: a table of task name -> scale, each a finite number >= 0."""
+    if not isinstance(value, dict):
+        raise InputError(f"{source}: 'discrepancy.by_task' must be a table of task = scale")
+    for task, scale in value.items():
+        if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale) or scale < 0:
+            raise InputError(f"{source}: 'discrepancy.by_task.{task}' must be a number >= 0, got {scale!r}")
 
 
 def _merge(base: dict, top: dict) -> dict:

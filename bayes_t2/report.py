@@ -354,12 +354,15 @@ def _backtest_page(fit, data: Any, draws: int):
     fig.set_size_inches(*plots.PAGE)
     fig.subplots_adjust(top=0.6, bottom=0.1)
     disc = (s.get("discrepancy") or {}).get("scale")
+    by_task = (s.get("discrepancy") or {}).get("by_task") or {}
+    disc_text = (f", discrepancy sd {min(by_task.values()):.3g}-{max(by_task.values()):.3g} per e-fold by task"
+                 if by_task else f", discrepancy sd {disc:.3g} per e-fold" if isinstance(disc, (int, float)) else "")
     diag = s["diagnostics"]
     lines = [
         f"How it was computed: the checkpoints with the largest parameters (about {s['fraction']:.0%} of them, "
         f"{s['n_test_checkpoints']} checkpoints, {s['n_test_rows']} rows; every run of a held-out size goes) "
         f"were held out; the same model (the fit's own specification"
-        + (f", discrepancy sd {disc:.3g} per e-fold" if isinstance(disc, (int, float)) else "")
+        + disc_text
         + (" learned inside the training part, so the held-out points never informed it"
            if learned_in_fit and isinstance(disc, (int, float)) else "")
         + f") was fitted to the other {s['n_train_checkpoints']} checkpoints ({s['n_train_rows']} rows) with "

@@ -82,8 +82,9 @@ def optimum_records(opt: xr.Dataset, metric_name: str, lower_is_better: bool, pr
                 rec["extrapolation"] = extrapolation_record(o, prob)
                 if opt.attrs.get("extrapolation_design"):  # repeated data: at the effective (N', D')
                     rec["extrapolation"]["design"] = opt.attrs["extrapolation_design"]
-                rec["discrepancy"] = discrepancy_record(o, rec, float(opt.attrs.get("discrepancy_scale", 0.0)),
-                                                        prob)
+                scale = json.loads(opt.attrs.get("discrepancy_scale_by_task", "{}")).get(
+                    str(task), float(opt.attrs.get("discrepancy_scale", 0.0)))  # this task's own, if per task
+                rec["discrepancy"] = discrepancy_record(o, rec, scale, prob)
             records.append(rec)
     return records
 

@@ -210,33 +210,16 @@ def make_per_axis(axes: tuple[str, ...]):
 
 
 def form_per_task(r, v, x, tasks, outer_tasks):
-    """One scale per task, partially pooled: log s_t ~ Normal(m, tau), (m, tau) by empirical Bayes (the tasks'
-    marginal likelihoods on a grid, tau from 0.1 to 4: from nearly one shared scale to nearly one scale per task
-    alone), each task's scale its posterior median; a held-out task without inner residuals takes exp(m).
+    """One scale per task, partially pooled by empirical Bayes: the library's form (`discrepancy.fit_task_scales`,
+    the default with several tasks); a held-out task without inner residuals takes the population's scale.
     Returns the scale of every outer point and a summary."""
-    from scipy.special import logsumexp
+    from bayes_t2.discrepancy import fit_task_scales
 
-    keep = x > 0
-    grid = np.geomspace(1e-4, 1.0, 161)
-    log_ds = np.log(np.gradient(grid))
-    names = np.unique(tasks[keep])
-    ll = np.array([_loglik(r[keep & (tasks == t)], v[keep & (tasks == t)], x[keep & (tasks == t)], grid[:, None])
-                   for t in names])  # tasks x grid
-    best = (-np.inf, None, None)
-    for m in np.log(grid[::4]):
-        for tau in (0.1, 0.25, 0.5, 1.0, 2.0, 4.0):
-            log_prior = -0.5 * ((np.log(grid) - m) / tau) ** 2 - np.log(tau * grid) + log_ds
-            total = float(logsumexp(ll + log_prior[None, :], axis=1).sum())
-            if total > best[0]:
-                best = (total, m, tau)
-    _, m, tau = best
-    post = ll + (-0.5 * ((np.log(grid) - m) / tau) ** 2 - np.log(tau * grid) + log_ds)[None, :]
-    cdf = np.cumsum(np.exp(post - post.max(axis=1, keepdims=True)), axis=1)
-    median = grid[np.argmax(cdf >= 0.5 * cdf[:, -1:], axis=1)]
-    scale = dict(zip(names, median))
-    per_point = np.array([scale.get(t, np.exp(m)) for t in outer_tasks])
-    return per_point, {"s": float(np.exp(m)), "tau": float(tau), "s_min": float(median.min()),
-                       "s_max": float(median.max())}
+    res = fit_task_scales(r, v, x, tasks)
+    per_point = np.array([res["by_task"].get(str(t), res["scale"]) for t in outer_tasks])
+    own = list(res["by_task"].values()) or [0.0]
+    return per_point, {"s": res["scale"], "tau": res["pooling_sd"], "s_min": float(min(own)),
+                       "s_max": float(max(own))}
 
 
 form_per_task.per_task = True

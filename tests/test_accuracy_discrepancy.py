@@ -199,7 +199,7 @@ def test_cli_fit_and_backtest_take_a_discrepancy_on_the_accuracy_route(samples_c
     res = runner.invoke(app, ["backtest", str(samples_csv), *tiny, "--discrepancy", "0.3", "--json", str(out_json)])
     assert res.exit_code == 0, res.output
     doc = json.loads(out_json.read_text())
-    assert doc["summary"]["discrepancy"] == {"scale": 0.3} and doc["summary"]["model_spec"]["discrepancy"]["scale"] == 0.3
+    assert doc["summary"]["discrepancy"] == {"scale": 0.3, "by_task": {}} and doc["summary"]["model_spec"]["discrepancy"]["scale"] == 0.3
     for command in (["fit", str(samples_csv), "--out", str(tmp_path / "g.nc")], ["backtest", str(samples_csv)]):
         with pytest.raises(SystemExit) as exc:
             main([*command, "--discrepancy", "lots"])

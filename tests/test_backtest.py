@@ -383,7 +383,7 @@ def test_fit_learns_its_discrepancy_by_default_and_says_so(tiny_loss, tmp_path, 
     assert disc["scale"] >= 0 and disc["scale"] == learned.spec["discrepancy"]["scale"]
     assert disc["n_points"] == sum(f["n_points"] for f in disc["folds"])
     fixed = fit(data, settings=settings, progressbar=False, discrepancy=0.07)
-    assert fixed.discrepancy == {"scale": 0.07}
+    assert fixed.discrepancy == {"scale": 0.07, "by_task": {}}
 
     path = tmp_path / "data.csv"
     tiny_loss.to_csv(path, index=False)

@@ -27,11 +27,45 @@ RANGE_AXES = ("params", "tokens", "compute", "tokens_per_param")
 
 def discrepancy_scale(spec: dict[str, Any] | None) -> float:
     """sd of the law's error per e-fold beyond the data (0: none), from a fit's spec: on log loss for the loss
-    route, on the logit of the mean success for the accuracy route."""
+    route, on the logit of the mean success for the accuracy route. With a scale per task
+    (`discrepancy_by_task`) this is the scale of a task without its own (the tasks' population median)."""
     value = ((spec or {}).get("discrepancy") or {}).get("scale", 0.0)
     if isinstance(value, str):  # "learn": resolved before fitting; a fit that kept the word has none
         return 0.0
     return float(value)
+
+
+def discrepancy_by_task(spec: dict[str, Any] | None) -> dict[str, float]:
+    """The scale of each task that has its own (``[discrepancy] by_task``: learned per task, partially pooled,
+    or fixed by the user); empty when one scale serves every task."""
+    return {str(t): float(s) for t, s in (((spec or {}).get("discrepancy") or {}).get("by_task") or {}).items()}
+
+
+def task_discrepancy_scale(spec: dict[str, Any] | None, task: Any) -> float:
+    """The discrepancy scale of one task: its own, else the spec's scale."""
+    return discrepancy_by_task(spec).get(str(task), discrepancy_scale(spec))
+
+
+def discrepancy_scales(spec: dict[str, Any] | None, like: Any) -> Any:
+    """The discrepancy scale for the task(s) of `like` (a posterior Dataset or DataArray): a DataArray over its
+    ``task`` dim when tasks have scales of their own and `like` has several tasks, one task's float when it
+    has one (a scalar ``task`` coordinate), else the spec's one scale."""
+    by_task = discrepancy_by_task(spec)
+    task = getattr(like, "coords", {}).get("task") if by_task else None
+    if task is None:
+        return discrepancy_scale(spec)
+    if task.ndim == 0:
+        return task_discrepancy_scale(spec, task.item())
+    return xr.DataArray([task_discrepancy_scale(spec, t) for t in task.values], dims=task.dims,
+                        coords={task.dims[0]: task.values})
+
+
+def with_discrepancy(spec: dict[str, Any], scale: float, by_task: dict[str, float] | None = None) -> dict[str, Any]:
+    """A copy of `spec` whose discrepancy is `scale` for every task (`by_task` empty) or `by_task` per task with
+    `scale` for the others: the ``[discrepancy]`` table's other settings kept, an earlier per-task scale
+    replaced, not merged."""
+    disc = {**(spec.get("discrepancy") or {}), "scale": float(scale), "by_task": dict(by_task or {})}
+    return {**spec, "discrepancy": disc}
 
 
 def data_range(params: np.ndarray, tokens: np.ndarray) -> None:
@@ -83,15 +117,16 @@ def extrapolation_efolds_nb(theta, at, N, D):
     return out
 
 
-def discrepancy_error(log_range: Any, N: Any, D: Any, like: Any, rng: np.random.Generator, scale: float) -> Any:
+def discrepancy_error(log_range: Any, N: Any, D: Any, like: Any, rng: np.random.Generator, scale: Any) -> Any:
     """A new checkpoint's draw of the law's error beyond the data, shaped like `like`: Normal(0, scale * x) with
     x = `extrapolation_efolds` of (N, D) from the fit's ``data_log_range`` (0 when the scale is 0 or there is
-    no range). Drawn only when the scale is positive, so a fit without a discrepancy takes the same random
-    stream as before the term existed."""
-    if scale <= 0 or log_range is None:
+    no range). scale: a float, or a DataArray over the task dim of `like` (`discrepancy_scales`). Drawn only
+    when some scale is positive, so a fit without a discrepancy takes the same random stream as before the term
+    existed."""
+    if log_range is None or not np.any(np.asarray(scale) > 0):
         return 0.0
-    sd = scale * extrapolation_efolds(log_range, N, D)
     eps = rng.standard_normal(np.shape(like))
     if isinstance(like, xr.DataArray):
         eps = xr.DataArray(eps, dims=like.dims, coords=like.coords)
-    return eps * sd
+    x = extrapolation_efolds(log_range, N, D)
+    return eps * scale * x if isinstance(scale, xr.DataArray) else eps * (scale * x)

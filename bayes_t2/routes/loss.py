@@ -32,7 +32,7 @@ from numba import types
 from ..errors import InputError
 from ..laws import (LOSS_COEFFICIENTS, WARMUP_N_REF, loss_law, loss_law_nb, repeated_value, warmup_power_tokens_nb,
                     warmup_tokens, warmup_tokens_nb)
-from .extrapolation import (RANGE_AXES, data_range, discrepancy_error, discrepancy_scale,  # noqa: F401 - re-exported
+from .extrapolation import (RANGE_AXES, data_range, discrepancy_error, discrepancy_scale, discrepancy_scales,  # noqa: F401
                             extrapolation_efolds, extrapolation_efolds_nb, range_coordinates)
 
 TERMS = ("E", "A", "B", "G")
@@ -250,7 +250,7 @@ class LossRoute:
         if "checkpoint_sd" in c:  # a fresh checkpoint effect
             log_dev = log_dev + xr.DataArray(rng.standard_normal(shape), dims=loss.dims) * c["checkpoint_sd"]
         # the law's own error, growing with the extrapolation
-        log_dev = log_dev + discrepancy_error(c.get("data_log_range"), N, D, loss, rng, discrepancy_scale(spec))
+        log_dev = log_dev + discrepancy_error(c.get("data_log_range"), N, D, loss, rng, discrepancy_scales(spec, c))
         return loss * np.exp(log_dev)
 
 

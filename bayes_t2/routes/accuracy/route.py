@@ -12,7 +12,7 @@ import pymc as pm
 import xarray as xr
 
 from ...passk import unbiased_pass_at_k
-from ..extrapolation import discrepancy_scale
+from ..extrapolation import discrepancy_scales
 from .cells import check_cells
 from .config import T2_COEFFICIENTS, deviation_nu
 from .law import accuracy_pass_at_k, neg_pass_at_k_bent_nb, neg_pass_at_k_nb
@@ -57,7 +57,8 @@ class AccuracyRoute:
         error beyond the data, `spec`'s discrepancy scale). bend: a shift of logit(mu) per draw (the
         optimizer's bend, `optimum.BentRoute`)."""
         return accuracy_pass_at_k(coefficients, N, D, k, rng=rng, noise_nu=deviation_nu(spec),
-                                  discrepancy=discrepancy_scale(dict(spec or {})), logit_shift=bend)
+                                  discrepancy=discrepancy_scales(dict(spec or {}), coefficients),
+                                  logit_shift=bend)
 
     @staticmethod
     def observed_points(tree: xr.DataTree) -> pd.DataFrame:
