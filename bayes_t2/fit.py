@@ -208,6 +208,16 @@ class Fit:
         return {**learned, "scale": discrepancy_scale(self.spec), "by_task": discrepancy_by_task(self.spec)}
 
     @property
+    def discrepancy_scales(self) -> xr.DataArray:
+        """The discrepancy scale each task carries (sd per e-fold beyond the data; its own when learned per task,
+        else the one scale), as a DataArray over ``task`` for notebooks and plots."""
+        from .routes.extrapolation import task_discrepancy_scale
+
+        tasks = self.posterior["task"].values
+        return xr.DataArray([task_discrepancy_scale(self.spec, t) for t in tasks], dims="task",
+                            coords={"task": tasks}, name="discrepancy_scale")
+
+    @property
     def tasks(self) -> list[str]:
         return [str(t) for t in self.posterior["task"].values]
 

@@ -113,6 +113,16 @@ def _with_task_scales(fit, by_task: dict[str, float], scale: float = 0.0):
     return out
 
 
+def test_fit_reports_each_tasks_scale(loss_truth_fit):
+    _, _, result = loss_truth_fit
+    t0, t1, t2 = result.tasks
+    fit = _with_task_scales(result, {t1: 0.05}, 0.01)
+    scales = fit.discrepancy_scales
+    assert scales.dims == ("task",) and list(scales["task"].values) == [t0, t1, t2]
+    assert list(scales.values) == [0.01, 0.05, 0.01]
+    assert fit.discrepancy["by_task"] == {t1: 0.05}
+
+
 def test_prediction_widens_by_task(loss_truth_fit):
     """Beyond the data a task with scale 0 predicts exactly as with no discrepancy at all; a task with a scale
     predicts wider, by the amount one scale for every task gives it (same seed, same draws)."""
