@@ -185,6 +185,30 @@ def make_power(prior_scale: float):
     return form
 
 
+def _t_loglik(r, v, x, s, nu):
+    from scipy.stats import t as student_t
+
+    return np.sum(student_t.logpdf(r, nu, scale=np.sqrt(v + (s * x) ** 2)), axis=-1)
+
+
+def make_student_t(nu: float | None):
+    def form(r, v, x, n, rng):
+        """Heavy-tailed discrepancy: r_i ~ t_nu(0, sqrt(v_i + (s x_i)^2)), s by maximum likelihood (nu fixed, or
+        with nu=None chosen with s from 1, 2, 3, 5, 10, 30); predictions add s x t_nu (a law that misses
+        a few runs badly and most a little)."""
+        keep = (x > 0) & np.isfinite(r)
+        rr, vv, xx = r[keep], v[keep], x[keep]
+        grid = _grid_s()[1:]
+        nus = (1.0, 2.0, 3.0, 5.0, 10.0, 30.0) if nu is None else (nu,)
+        ll = np.array([[_t_loglik(rr, vv, xx, g, k) for g in grid] for k in nus])
+        i, j = np.unravel_index(np.argmax(ll), ll.shape)
+        best_nu, s = nus[i], float(grid[j])
+        if ll[i, j] <= _t_loglik(rr, vv, xx, 1e-5, best_nu):
+            s = 0.0
+        return np.zeros(n), np.full(n, s), {"s": s, "nu": best_nu}
+    return form
+
+
 def make_per_axis(axes: tuple[str, ...]):
     def form(r, v, X, n, rng):
         """sd^2 = sum over `axes` of (s_a x_a)^2, x_a the e-folds beyond the data along axis a: each direction
@@ -238,6 +262,8 @@ FORMS = {
     "(d) per-axis ML": make_per_axis(RANGE_AXES),
     "(d') per-axis ML, no compute axis": make_per_axis(("params", "tokens", "tokens_per_param")),
     "(e) per-task s pooled (empirical Bayes)": form_per_task,
+    "(f) t3 discrepancy ML s": make_student_t(3.0),
+    "(f') t discrepancy ML s and nu": make_student_t(None),
 }
 
 
@@ -286,7 +312,8 @@ def predictive_with(cache: dict[str, np.ndarray], form, seed: int) -> tuple[np.n
     x = cache["outer_x"][:, None]
     power = np.asarray(info.pop("power", 1.0), float)
     xp = x ** (power[None, :] if power.ndim else power)
-    return np.exp(log_draws + mu[None, :] * x + rng.standard_normal(log_draws.shape) * s[None, :] * xp), info
+    noise = rng.standard_t(info["nu"], log_draws.shape) if "nu" in info else rng.standard_normal(log_draws.shape)
+    return np.exp(log_draws + mu[None, :] * x + noise * s[None, :] * xp), info
 
 
 def score(cache: dict[str, np.ndarray], form, seed: int) -> dict[str, float]:
