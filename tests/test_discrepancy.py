@@ -160,3 +160,14 @@ def test_optimizer_bends_each_task_by_its_own_scale(loss_truth_fit):
 
     records = {r["task"]: r for r in optimum_records(opt, "loss", True)}
     assert records[t0]["discrepancy"]["scale"] == 0.0 and records[t1]["discrepancy"]["scale"] == 0.05
+
+
+def test_fit_line_names_the_tasks_scales():
+    from bayes_t2.fmt import describe_discrepancy
+
+    one = describe_discrepancy({"scale": 0.0, "by_task": {}, "n_points": 40})
+    assert "sd 0 of log loss" in one and "no error beyond the model's own" in one
+    line = describe_discrepancy({"scale": 0.02, "by_task": {"a": 0.01, "b": 0.3}, "pooling_sd": 1.0,
+                                 "n_points": 40})
+    assert "per task 0.01 (a) to 0.3 (b)" in line and "0.02 for a task without its own" in line
+    assert "pooled with spread 1 in log" in line
