@@ -308,6 +308,15 @@ def backtest_data(fit, data: Any = None):
     return from_frame(pts, source=f"the fit's data ({', '.join(sources) or 'unknown source'})")
 
 
+def discrepancy_clause(disc: dict[str, Any]) -> str:
+    """The backtest page's words on the discrepancy its fit carried: one scale, or the range of the tasks'."""
+    by_task = disc.get("by_task") or {}
+    if by_task:
+        return f", discrepancy sd {min(by_task.values()):.3g}-{max(by_task.values()):.3g} per e-fold by task"
+    scale = disc.get("scale")
+    return f", discrepancy sd {scale:.3g} per e-fold" if isinstance(scale, (int, float)) else ""
+
+
 def _n_sizes(fit, data: Any) -> int:
     frame = getattr(data, "frame", None)
     if frame is None:
@@ -354,9 +363,7 @@ def _backtest_page(fit, data: Any, draws: int):
     fig.set_size_inches(*plots.PAGE)
     fig.subplots_adjust(top=0.6, bottom=0.1)
     disc = (s.get("discrepancy") or {}).get("scale")
-    by_task = (s.get("discrepancy") or {}).get("by_task") or {}
-    disc_text = (f", discrepancy sd {min(by_task.values()):.3g}-{max(by_task.values()):.3g} per e-fold by task"
-                 if by_task else f", discrepancy sd {disc:.3g} per e-fold" if isinstance(disc, (int, float)) else "")
+    disc_text = discrepancy_clause(s.get("discrepancy") or {})
     diag = s["diagnostics"]
     lines = [
         f"How it was computed: the checkpoints with the largest parameters (about {s['fraction']:.0%} of them, "

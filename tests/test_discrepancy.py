@@ -171,3 +171,12 @@ def test_fit_line_names_the_tasks_scales():
                                  "n_points": 40})
     assert "per task 0.01 (a) to 0.3 (b)" in line and "0.02 for a task without its own" in line
     assert "pooled with spread 1 in log" in line
+
+
+def test_report_backtest_page_names_the_scales():
+    from bayes_t2.report import discrepancy_clause
+
+    assert discrepancy_clause({"scale": 0.04, "by_task": {}}) == ", discrepancy sd 0.04 per e-fold"
+    assert discrepancy_clause({"scale": 0.02, "by_task": {"a": 0.01, "b": 0.3}}) == \
+        ", discrepancy sd 0.01-0.3 per e-fold by task"
+    assert discrepancy_clause({}) == ""
