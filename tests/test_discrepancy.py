@@ -162,6 +162,25 @@ def test_optimizer_bends_each_task_by_its_own_scale(loss_truth_fit):
     assert records[t0]["discrepancy"]["scale"] == 0.0 and records[t1]["discrepancy"]["scale"] == 0.05
 
 
+def test_decide_bends_each_task_by_its_own_scale(loss_truth_fit):
+    """`decide` inherits the per-task bend: per draw, the metric at its own optimum equals the unbent fit's for
+    the task at scale 0 and the one-scale fit's for the task at 0.05 (same seed, same z)."""
+    from bayes_t2.decide import decide
+
+    _, _, result = loss_truth_fit
+    t0, t1, _ = result.tasks
+    budget = SplitBudget(1e22, 1e12)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        per_task = decide(_with_task_scales(result, {t0: 0.0, t1: 0.05}, 0.0), budget, seed=4)
+        none = decide(_with_task_scales(result, {}, 0.0), budget, seed=4)
+        shared = decide(_with_task_scales(result, {}, 0.05), budget, seed=4)
+    got = per_task["optimal_metric"]
+    assert np.allclose(got.sel(task=t0).values, none["optimal_metric"].sel(task=t0).values, rtol=1e-9)
+    assert np.allclose(got.sel(task=t1).values, shared["optimal_metric"].sel(task=t1).values, rtol=1e-9)
+    assert not np.allclose(got.sel(task=t1).values, none["optimal_metric"].sel(task=t1).values, rtol=1e-3)
+
+
 def test_fit_line_names_the_tasks_scales():
     from bayes_t2.fmt import describe_discrepancy
 
