@@ -211,11 +211,9 @@ class Fit:
     def discrepancy_scales(self) -> xr.DataArray:
         """The discrepancy scale each task carries (sd per e-fold beyond the data; its own when learned per task,
         else the one scale), as a DataArray over ``task`` for notebooks and plots."""
-        from .routes.extrapolation import task_discrepancy_scale
+        from .routes.extrapolation import task_scale_array
 
-        tasks = self.posterior["task"].values
-        return xr.DataArray([task_discrepancy_scale(self.spec, t) for t in tasks], dims="task",
-                            coords={"task": tasks}, name="discrepancy_scale")
+        return task_scale_array(self.spec, self.posterior["task"].values)
 
     @property
     def tasks(self) -> list[str]:

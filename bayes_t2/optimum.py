@@ -1178,11 +1178,6 @@ def bend_scale(fit: Any) -> Any:
     return scale if route_bent_objective(law) is not None else 0.0
 
 
-def has_bend(fit: Any) -> bool:
-    """Whether the optimizer bends `fit`'s law beyond the data (some task's scale > 0)."""
-    return bool(np.any(np.asarray(bend_scale(fit)) > 0))
-
-
 def bend_route(route: Any, zero: bool = False) -> Any:
     """`route` with its law bent (`BentRoute`). A repeated-data route (`repetition.RepeatedRoute`) keeps the
     repetition outside: the data-constrained law evaluates the bent law at the effective design (N', D'), so
@@ -1204,7 +1199,8 @@ def bent_fit(fit: Any, seed: int = 0, zero: bool = False) -> Any:
     import copy
 
     base = getattr(fit, "unbent", fit)
-    if not has_bend(base):
+    scale = bend_scale(base)
+    if not np.any(np.asarray(scale) > 0):  # no task's law is bent
         return base
     if getattr(fit, "bend_seed", None) == seed and getattr(fit.route, "zero", None) == zero:
         return fit
@@ -1215,7 +1211,7 @@ def bent_fit(fit: Any, seed: int = 0, zero: bool = False) -> Any:
         lr = post["data_log_range"].isel(chain=0, draw=0)
         z = xr.DataArray(discrepancy_z(seed, *shape), dims=("chain", "draw"),
                          coords={d: post[d] for d in ("chain", "draw")})
-        extra["discrepancy_bend"] = z * bend_scale(base)  # (chain, draw), or (chain, draw, task) per task
+        extra["discrepancy_bend"] = z * scale  # (chain, draw), or (chain, draw, task) per task
         kept = [str(a) for a in lr["range_axis"].values]
         for axis in RANGE_AXES:  # a fit saved before an axis existed: that axis never counts (an open range)
             for end, open_end in (("min", -np.inf), ("max", np.inf)):

@@ -56,8 +56,14 @@ def discrepancy_scales(spec: dict[str, Any] | None, like: Any) -> Any:
         return discrepancy_scale(spec)
     if task.ndim == 0:
         return task_discrepancy_scale(spec, task.item())
-    return xr.DataArray([task_discrepancy_scale(spec, t) for t in task.values], dims=task.dims,
-                        coords={task.dims[0]: task.values})
+    return task_scale_array(spec, task.values)
+
+
+def task_scale_array(spec: dict[str, Any] | None, tasks: Any) -> xr.DataArray:
+    """Each of `tasks`' discrepancy scale (`task_discrepancy_scale`), a DataArray over ``task``."""
+    tasks = np.asarray(tasks)
+    return xr.DataArray([task_discrepancy_scale(spec, t) for t in tasks], dims="task", coords={"task": tasks},
+                        name="discrepancy_scale")
 
 
 def with_discrepancy(spec: dict[str, Any], scale: float, by_task: dict[str, float] | None = None) -> dict[str, Any]:

@@ -32,7 +32,7 @@ from numba import types
 from ..errors import InputError
 from ..laws import (LOSS_COEFFICIENTS, WARMUP_N_REF, loss_law, loss_law_nb, repeated_value, warmup_power_tokens_nb,
                     warmup_tokens, warmup_tokens_nb)
-from .extrapolation import (RANGE_AXES, data_range, discrepancy_error, discrepancy_scale, discrepancy_scales,  # noqa: F401
+from .extrapolation import (RANGE_AXES, data_range, discrepancy_error, discrepancy_scales,  # noqa: F401 - re-exported
                             extrapolation_efolds, extrapolation_efolds_nb, range_coordinates)
 
 TERMS = ("E", "A", "B", "G")
