@@ -82,11 +82,12 @@ def split_data(data: EvalData, holdout: str = DEFAULT_HOLDOUT, fraction: float =
     frame = data.frame
     if key == "epochs" and "unique_tokens" not in frame.columns:
         raise InputError("--holdout most-repeated needs a unique_tokens column (runs that repeated their data)")
-    row_key = _holdout_key(frame, key)
     # checkpoints: distinct (params, tokens[, unique_tokens]) runs (a model name adds nothing to the key)
     ck_cols = ["params", "tokens"] + (["unique_tokens"] if "unique_tokens" in frame.columns else [])
     ck = frame[ck_cols].drop_duplicates()
-    ck_key = np.sort(_holdout_key(ck, key).to_numpy(float))[::-1]
+    ck_raw = _holdout_key(ck, key).to_numpy(float)
+    row_key = pd.Series(_same_key_groups(ck_raw, _holdout_key(frame, key).to_numpy(float)), index=frame.index)
+    ck_key = np.sort(_same_key_groups(ck_raw, ck_raw))[::-1]
     values = np.unique(ck_key)[::-1]  # descending distinct keys
     n_ck = len(ck_key)
     threshold, held = None, 0
@@ -111,6 +112,22 @@ def split_data(data: EvalData, holdout: str = DEFAULT_HOLDOUT, fraction: float =
     n_test_ck = len(test_frame[ck_cols].drop_duplicates())
     return Split(train=_fresh(part(train_frame)), test=_fresh(part(test_frame)), holdout=holdout,
                  threshold=threshold, n_train_checkpoints=n_ck - held, n_test_checkpoints=n_test_ck)
+
+
+#: keys within this relative distance are one group: the runs of one IsoFLOP budget have 6ND equal only up to
+#: the rounding of their token counts (e.g. 1e-10 apart), and must be held out together
+KEY_RTOL = 1e-6
+
+
+def _same_key_groups(keys: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """`values` mapped to the smallest of their group of `keys`: sorted keys whose neighbours lie within
+    `KEY_RTOL` of each other form one group. Every value must be one of `keys` (a row's key is its checkpoint's)."""
+    ordered = np.unique(keys)
+    if len(ordered) == 0:
+        return np.asarray(values, float)
+    new_group = np.concatenate([[True], np.diff(ordered) > KEY_RTOL * np.abs(ordered[1:])])
+    group_min = ordered[new_group][np.cumsum(new_group) - 1]
+    return group_min[np.searchsorted(ordered, values)]
 
 
 def _holdout_key(frame: pd.DataFrame, key: str) -> pd.Series:
@@ -346,7 +363,7 @@ def distinct_splits(data: EvalData, folds: Sequence[tuple[str, float]]) -> tuple
 
 def inner_fold_residuals(data: EvalData, folds: Sequence[tuple[str, float]] = FIT_FOLDS, *,
                          route: str | None = None, priors: str | Path | dict | None = None, settings: Any = None,
-                         seed: int = 0) -> dict[str, Any]:
+                         seed: int = 0, keep_fits: bool = False) -> dict[str, Any]:
     """What a learned discrepancy is learned from: for each (holdout, fraction) fold the largest checkpoints of
     `data` are held out, the model without discrepancy is fitted to the rest, and each held-out point gives its
     residual on the scale the route's discrepancy acts on, its predictive variance there (`held_out_residuals`:
@@ -356,7 +373,9 @@ def inner_fold_residuals(data: EvalData, folds: Sequence[tuple[str, float]] = FI
     `distinct_splits`); none left: InputError.
     Returns {"residual", "variance", "efolds", "efolds_by_axis", "fold", "params", "tokens", "task"} (arrays
     over the pooled points),
-    "folds" and "skipped"."""
+    "folds", "skipped" and "per_task" (the model file's ``[discrepancy] per_task``, for `learn_discrepancy`);
+    with `keep_fits`, "fits": each fold's `Fit`, in the order of "folds" (to inspect a fold, or to predict
+    other points with it)."""
     from .fit import SamplerSettings, fit as run_fit, route_for
     from .priors import load_spec
     from .routes.extrapolation import extrapolation_efolds_by_axis, with_discrepancy
@@ -366,10 +385,12 @@ def inner_fold_residuals(data: EvalData, folds: Sequence[tuple[str, float]] = FI
     settings = replace(settings, draws=min(settings.draws, INNER_MAX_DRAWS),
                        tune=min(settings.tune, INNER_MAX_DRAWS), pointwise=False)
     spec = with_discrepancy(load_spec(route_obj.name, priors), 0.0)
-    residuals, variances, distances, fold, used, designs, task_names = [], [], [], [], [], [], []
+    residuals, variances, distances, fold, used, designs, task_names, fits = [], [], [], [], [], [], [], []
     splits, skipped = distinct_splits(data, folds)
     for holdout, fraction, inner in splits:
         result = run_fit(inner.train, route=route_obj.name, priors=spec, settings=settings, progressbar=False)
+        if keep_fits:
+            fits.append(result)
         points, residual, variance = held_out_residuals(result, inner.test, seed)
         distances.append(np.column_stack(extrapolation_efolds_by_axis(
             result.posterior["data_log_range"], points["params"].to_numpy(float), points["tokens"].to_numpy(float))))
@@ -387,7 +408,8 @@ def inner_fold_residuals(data: EvalData, folds: Sequence[tuple[str, float]] = FI
             "efolds": by_axis.max(axis=1), "efolds_by_axis": by_axis, "fold": np.concatenate(fold),
             "params": np.concatenate(designs)[:, 0], "tokens": np.concatenate(designs)[:, 1],
             "task": np.concatenate(task_names), "folds": used,
-            "skipped": skipped}
+            "skipped": skipped, "per_task": bool(spec["discrepancy"].get("per_task", True)),
+            **({"fits": fits} if keep_fits else {})}
 
 
 def learn_discrepancy(data: EvalData, folds: Sequence[tuple[str, float]] = FIT_FOLDS, *,
@@ -404,13 +426,9 @@ def learn_discrepancy(data: EvalData, folds: Sequence[tuple[str, float]] = FIT_F
     Returns {"scale", "by_task" (empty: one scale for all), "pooling_sd", "shared_scale", "folds", "n_points",
     "max_efolds", "rms_residual", "n_dropped", "skipped"}: n_dropped counts the held-out points without a
     residual (accuracy checkpoints that solved nothing; 0 for losses)."""
-    from .fit import route_for
-    from .priors import load_spec
-
     inner = inner_fold_residuals(data, folds, route=route, priors=priors, settings=settings, seed=seed)
     residual, variance, efolds = inner["residual"], inner["variance"], inner["efolds"]
-    per_task = bool((load_spec(route_for(data, route).name, priors).get("discrepancy") or {}).get("per_task", True))
-    if per_task and len(set(inner["task"][efolds > 0])) >= 2:
+    if inner["per_task"] and len(set(inner["task"][efolds > 0])) >= 2:
         scales = fit_task_scales(residual, variance, efolds, inner["task"])
     else:
         shared = fit_discrepancy_scale(residual, variance, efolds)
