@@ -58,9 +58,17 @@ def fit_row(data, holdout: str, fraction: float, settings, seed: int, priors=Non
     spec["discrepancy"] = {**spec.get("discrepancy", {}), "scale": 0.0}
     split = split_data(data, holdout, fraction)
     folds = [(holdout, fraction * share) for share in INNER_FOLD_SHARES]
-    inner = inner_fold_residuals(split.train, folds, route="loss", priors=priors, settings=settings, seed=seed)
+    inner = inner_fold_residuals(split.train, folds, route="loss", priors=priors, settings=settings, seed=seed,
+                                 keep_fits=True)
     res = run_fit(split.train, route="loss", priors=spec, settings=settings, progressbar=False)
     points, draws = predictive(res, split.test, seed)
+    # each inner fold fit's median log prediction at the outer held-out points, and each fit's data range (the
+    # training part's last): how the extrapolation moved as the data grew toward the held-out part
+    fold_fits = inner["fits"] + [res]
+    fold_outer = np.array([np.median(np.log(predictive(f, split.test, seed)[1]), axis=1) for f in inner["fits"]]
+                          + [np.median(np.log(draws), axis=1)])
+    fold_range = np.array([f.posterior["data_log_range"].isel(
+        {d: 0 for d in ("chain", "draw") if d in f.posterior["data_log_range"].dims}).values for f in fold_fits])
     dist = _distances(points, split.train.frame)
     outer_axes = np.column_stack(extrapolation_efolds_by_axis(
         res.posterior["data_log_range"], points["params"].to_numpy(float), points["tokens"].to_numpy(float)))
@@ -71,6 +79,7 @@ def fit_row(data, holdout: str, fraction: float, settings, seed: int, priors=Non
             "outer_x": outer_axes.max(axis=1),
             "outer_dist": dist[f"distance_{HOLDOUTS[holdout]}"].to_numpy(float),
             "outer_params": points["params"].to_numpy(float), "outer_tokens": points["tokens"].to_numpy(float),
+            "fold_outer_median": fold_outer, "fold_range": fold_range,
             "rhat": np.asarray([f["max_rhat"] for f in inner["folds"]] + [res.diagnostics().max_rhat], float)}
 
 

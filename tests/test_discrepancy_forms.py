@@ -131,3 +131,58 @@ def test_per_task_scale_tells_tasks_apart_and_pools_alike_ones(bench):
     scale, info = bench.form_per_task(r, v, x, tasks, np.array([f"u{i}" for i in range(5)] + ["new"]))
     assert np.ptp(np.log(scale[:5])) < np.ptp(np.log(np.maximum(own, 1e-4)))
     assert scale[5] == pytest.approx(info["s"])
+
+
+@pytest.fixture(scope="module")
+def oracle():
+    spec = importlib.util.spec_from_file_location(
+        "discrepancy_oracle", Path(__file__).resolve().parents[1] / "benchmarks" / "discrepancy_oracle.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _calibrated_cache(rng, n_points: int, s: float, shift: float = 0.0) -> dict[str, np.ndarray]:
+    """A cache whose observations carry the law's scatter, the predictive's own draw and a term s x (plus a
+    shift of `shift` x the distance the predictive does not know)."""
+    x = rng.uniform(0.5, 2.5, size=n_points)
+    centre = rng.normal(1.0, 0.2, size=n_points)
+    law = centre[:, None] + rng.normal(0, 0.02, size=(n_points, 200))
+    obs = np.exp(centre + rng.normal(0, 0.02, size=n_points) + rng.normal(0, s * x) + shift * x)
+    return {"inner_r": rng.normal(0, np.sqrt(0.02 ** 2 + (s * x) ** 2)), "inner_v": np.full(n_points, 0.02 ** 2),
+            "inner_x": x, "outer_log_draws": law, "outer_x": x, "outer_obs": obs}
+
+
+def test_oracle_finds_the_scale_the_truth_has(oracle):
+    """Observations with a known term s x: the scales that meet both targets include the true one, the scale
+    needed for 90% coverage is near it, and the learned (maximum-likelihood) scale too."""
+    rng = np.random.default_rng(3)
+    row, cov = oracle.analyse_row(_calibrated_cache(rng, 1500, 0.05), "largest-params", 0)
+    lo, hi = (float(v) for v in row["feasible"].split("-"))
+    assert lo <= 0.05 <= hi
+    assert row["s90"] == pytest.approx(0.05, rel=0.2) and row["s_learned"] == pytest.approx(0.05, rel=0.2)
+    assert cov[0, 1] < 0.8  # without the term the 90% intervals are too narrow: the check can fail
+
+
+def test_oracle_says_no_symmetric_scale_centres_a_one_sided_miss(oracle):
+    """A miss of one sign (every observation shifted by 0.1 x): no symmetric scale meets both targets, while
+    the hindsight shift does."""
+    rng = np.random.default_rng(4)
+    row, _ = oracle.analyse_row(_calibrated_cache(rng, 800, 0.01, shift=0.1), "largest-params", 0)
+    assert row["feasible"] == "none" and row["below_median"] < 0.1
+    assert row["hindsight_shift_cells"] == 2
+
+
+def test_frontier_shift_carries_a_linear_trend_on(oracle):
+    """Fits whose median predictions at the held-out points fall by 0.02 per e-fold of frontier: the trend
+    carried to each point's own log params is -0.02 x (its log params - the last frontier); points inside the
+    frontier get none."""
+    frontier = np.array([20.0, 20.5, 21.0])
+    log_n = np.array([20.8, 21.5, 22.0, 23.0])
+    fold_range = np.zeros((3, 4, 2))
+    fold_range[:, 0, 1] = frontier
+    base = np.array([1.0, 1.2, 0.9, 1.1])
+    cache = {"fold_range": fold_range, "fold_outer_median": base[None, :] - 0.02 * frontier[:, None],
+             "outer_params": np.exp(log_n), "outer_tokens": np.full(4, 1e10)}
+    shift = oracle.frontier_shift(cache, "largest-params")
+    np.testing.assert_allclose(shift, -0.02 * np.maximum(log_n - 21.0, 0), atol=1e-12)
