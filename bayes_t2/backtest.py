@@ -70,7 +70,8 @@ class BacktestResult:
 def split_data(data: EvalData, holdout: str = DEFAULT_HOLDOUT, fraction: float = DEFAULT_FRACTION) -> Split:
     """Hold out the checkpoints with the largest key (params, compute or tokens), about `fraction` of them.
 
-    Whole groups of equal key go together (all runs of one model size are held out or none), and the cut is
+    Whole groups of equal key go together (all runs of one model size, or of one IsoFLOP budget, whose 6ND agree
+    to within `KEY_RTOL`, are held out or none), and the cut is
     the smallest group boundary that holds out at least `fraction` of the checkpoints, so the training part
     never contains a run as large as a held-out one in the chosen quantity.
     """
