@@ -292,6 +292,7 @@ def summarize(points: pd.DataFrame, metric_name: str) -> dict[str, Any]:
             by_distance.append({"distance_from": float(lo), "distance_to": float(hi),
                                 **_coverage_cell(points.loc[m], error_name)})
     cluster = checkpoint_labels(points)
+    lower_is_better = metric_name == "loss"
     by_task = []
     tasks = pd.unique(points["task"]) if "task" in points and len(points) else []
     for task in tasks if len(tasks) > 1 else []:
@@ -300,7 +301,8 @@ def summarize(points: pd.DataFrame, metric_name: str) -> dict[str, Any]:
                         "coverage50_interval": coverage_interval(points.loc[m, "covered50"].to_numpy(), cluster[m]),
                         "coverage90_interval": coverage_interval(points.loc[m, "covered90"].to_numpy(), cluster[m]),
                         "n_clusters": int(len(np.unique(cluster[m]))),
-                        "share_observed_below_median": float(np.mean(pit[m] < 0.5))})
+                        "share_observed_below_median": float(np.mean(pit[m] < 0.5)),
+                        **_bias(pit[m] < 0.5, cluster[m], lower_is_better)})
     return {
         "n_points": int(len(points)),
         "coverage50": float(points["covered50"].mean()),
@@ -312,6 +314,7 @@ def summarize(points: pd.DataFrame, metric_name: str) -> dict[str, Any]:
         f"mean_{error_name}": float(err.mean()) if len(err) else None,
         "n_error": int(len(err)),
         "share_observed_below_median": float(np.mean(pit < 0.5)),
+        **_bias(pit < 0.5, cluster, lower_is_better),
         "pit_ks": float(_ks_uniform(pit)),
         "max_distance": float(dist.max()) if len(dist) else 0.0,
         "share_outside_tokens_per_param": float(np.mean(points["distance_tokens_per_param"] > 0))
@@ -319,6 +322,42 @@ def summarize(points: pd.DataFrame, metric_name: str) -> dict[str, Any]:
         "by_distance": by_distance,
         "by_task": by_task,
     }
+
+
+#: probability of the interval a one-sided verdict needs to exclude one half (a 90% interval would call one in
+#: ten calibrated backtests one-sided)
+BIAS_PROB = 0.99
+
+
+def _bias(below: np.ndarray, cluster: np.ndarray, lower_is_better: bool) -> dict[str, Any]:
+    """Did the law miss to one side beyond the data? The 90% interval of the rate of observations below the
+    predictive median (points of one checkpoint correlated, as for coverage: `coverage.coverage_interval`) and
+    the verdict "optimistic" (the held-out runs did worse than the median predicted: loss above it, pass@k
+    below it) or "pessimistic" (better) when the `BIAS_PROB` interval excludes one half, else "none". A
+    symmetric interval cannot centre a one-sided miss, so such a law's intervals fail at 50% before they fail
+    at 90%."""
+    interval = coverage_interval(below, cluster)
+    lo, hi = coverage_interval(below, cluster, prob=BIAS_PROB)
+    out = {"below_median_interval": interval, "below_median_interval_99": [lo, hi], "bias": "none"}
+    if hi < 0.5 or lo > 0.5:  # never with no points (nan)
+        # observations mostly below the median: a loss lower (better) than predicted, a pass@k lower (worse)
+        out["bias"] = "pessimistic" if (lo > 0.5) == lower_is_better else "optimistic"
+    return out
+
+
+def bias_text(summary: dict) -> str | None:
+    """One sentence on a one-sided miss (`_bias`), for the command line and the report; None when there is none."""
+    bias = summary.get("bias")
+    if bias not in ("optimistic", "pessimistic"):
+        return None
+    lo, hi = summary["below_median_interval_99"]
+    return (f"The law was {bias} beyond the data: {summary['share_observed_below_median']:.0%} of the held-out "
+            f"points lie below the predictive median (99% interval of the rate behind it [{lo:.0%}, {hi:.0%}]; "
+            f"50% if centred), so the held-out runs did {'better' if bias == 'pessimistic' else 'worse'} than "
+            "predicted. "
+            "The intervals are symmetric around that median and cannot centre a one-sided miss: read the "
+            f"predicted metric of larger runs as {'a pessimistic' if bias == 'pessimistic' else 'an optimistic'} "
+            "estimate.")
 
 
 def _ks_uniform(u: np.ndarray) -> float:

@@ -627,7 +627,7 @@ def backtest(data: Annotated[list[Path], typer.Argument(help="Evaluation data: C
              force: Force = False) -> None:
     """Fit on the smaller part of the data, predict the held-out larger part, and report how the 50% and 90%
     intervals of a new checkpoint covered it."""
-    from .backtest import backtest as run, plot_backtest
+    from .backtest import backtest as run, bias_text, plot_backtest
     from .data import parse_column_map, read_data
     from .fit import SamplerSettings
     from .io import atomic_write, check_writable, write_json
@@ -672,12 +672,16 @@ def backtest(data: Annotated[list[Path], typer.Argument(help="Evaluation data: C
             (l50, h50), (l90, h90), e = b["coverage50_interval"], b["coverage90_interval"], b[error_key]
             per_task.add_row(b["task"], str(b["n"]), f"{b['coverage50']:.0%} [{l50:.0%}, {h50:.0%}]",
                              f"{b['coverage90']:.0%} [{l90:.0%}, {h90:.0%}]", "-" if e is None else f"{e:.3g}",
-                             f"{b['share_observed_below_median']:.0%}")
+                             f"{b['share_observed_below_median']:.0%}"
+                             + ("" if b["bias"] == "none" else f" ({b['bias']})"))
         out.print(per_task)
     out.print(f"coverage [lo, hi]: 90% interval of the rate behind it, from the {s['n_clusters']} held-out "
               "checkpoints (the points of one checkpoint hit or miss together; docs/backtest.md)", markup=False)
-    out.print(f"PIT: {s['share_observed_below_median']:.0%} of observations below the predictive median; "
-              f"KS distance from uniform {s['pit_ks']:.2f}")
+    lo, hi = s["below_median_interval"]
+    out.print(f"PIT: {s['share_observed_below_median']:.0%} [{lo:.0%}, {hi:.0%}] of observations below the predictive "
+              f"median; KS distance from uniform {s['pit_ks']:.2f}", markup=False)
+    if text := bias_text(s):
+        out.print(text, markup=False)
     d = s["diagnostics"]
     out.print(f"fit diagnostics: max r-hat {d['max_rhat']:.3f}, min bulk ESS {d['min_ess_bulk']:.0f}, "
               f"divergences {d['divergences']}")

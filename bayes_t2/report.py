@@ -337,7 +337,7 @@ def _wants_backtest(fit, data: Any, backtest: bool | None) -> bool:
 
 def _backtest_page(fit, data: Any, draws: int):
     """Leave-the-largest-out backtest of the fitted model on its own data (one extra fit) and its figure."""
-    from .backtest import DEFAULT_FRACTION, DEFAULT_HOLDOUT, backtest, plot_backtest
+    from .backtest import DEFAULT_FRACTION, DEFAULT_HOLDOUT, backtest, bias_text, plot_backtest
     from .fit import SamplerSettings
 
     if _n_sizes(fit, data) < BACKTEST_MIN_SIZES:
@@ -386,6 +386,7 @@ def _backtest_page(fit, data: Any, draws: int):
                                                  if diag['max_rhat'] > 1.05 else "") + ".",
         "Intervals that covered far less than their level here were too narrow when this law was extrapolated "
         "on your own runs; the optimum above lies farther beyond the data than these held-out points.",
+        *([text] if (text := bias_text(s)) else []),
         *([text] if (text := by_task_text(s)) else []),
         f"Data: {', '.join(s.get('sources') or []) or 'the fit file'}.",
     ]

@@ -14,7 +14,8 @@ import pytest
 from hypothesis import assume, given, settings, strategies as st
 from typer.testing import CliRunner
 
-from bayes_t2.backtest import HOLDOUTS, backtest, fit_discrepancy_scale, score_points, split_data, summarize
+from bayes_t2.backtest import (HOLDOUTS, backtest, bias_text, fit_discrepancy_scale, score_points, split_data,
+                               summarize)
 from bayes_t2.routes.loss import LossRoute, extrapolation_efolds
 from bayes_t2.cli import app
 from bayes_t2.data import from_frame
@@ -173,6 +174,40 @@ def test_summary_by_task_tells_the_task_whose_law_misses():
     assert lo < 0.9 < hi and cells["calibrated"]["n_clusters"] == n
     one_task = summarize(scored[scored["task"] == "biased"], "loss")
     assert one_task["by_task"] == []  # one task: the overall cells say it all
+
+
+def _shifted_backtest(rng, shift: float, n: int = 30) -> pd.DataFrame:
+    """n held-out checkpoints observed at `shift` x the centre of their predictive (both with sd 2%)."""
+    draws = 0.3 * np.exp(0.02 * rng.standard_normal((n, 400)))
+    observed = 0.3 * shift * np.exp(0.02 * rng.standard_normal(n))
+    points = pd.DataFrame({"task": "t", "params": np.arange(n) + 1e8, "tokens": 1e9, "k": 1.0, "observed": observed})
+    scored = score_points(points, draws, "loss", seed=int(rng.integers(1 << 30)))
+    scored["distance"] = 1.0
+    return scored
+
+
+@pytest.mark.parametrize("metric, shift, verdict", [("loss", 1.05, "optimistic"), ("loss", 0.95, "pessimistic"),
+                                                    ("pass@k", 0.95, "optimistic"), ("pass@k", 1.05, "pessimistic")])
+def test_summary_says_which_way_the_law_missed(metric, shift, verdict):
+    """Observations 5% above the predictive: a loss worse than predicted (optimistic), a pass@k better
+    (pessimistic); 5% below, the reverse. Truth: the shift the observations were built with."""
+    s = summarize(_shifted_backtest(np.random.default_rng(5), shift), metric)
+    assert s["bias"] == verdict
+    lo, hi = s["below_median_interval_99"]
+    assert (hi < 0.5) == (shift > 1) and (lo > 0.5) == (shift < 1)
+    text = bias_text(s)
+    assert verdict in text and f"[{lo:.0%}, {hi:.0%}]" in text
+
+
+def test_summary_rarely_calls_a_calibrated_law_one_sided():
+    """Observations drawn from the predictive itself (200 backtests of 30 checkpoints): the one-sided verdict
+    fires in about 1% of them (its interval is a 99% one), and the 90% interval holds one half in about 90%."""
+    rng = np.random.default_rng(6)
+    summaries = [summarize(_shifted_backtest(rng, 1.0), "loss") for _ in range(200)]
+    fired = np.mean([s["bias"] != "none" for s in summaries])
+    held = np.mean([s["below_median_interval"][0] <= 0.5 <= s["below_median_interval"][1] for s in summaries])
+    assert fired <= 0.04 and 0.84 <= held <= 0.96
+    assert all(bias_text(s) is None for s in summaries if s["bias"] == "none")
 
 
 def test_coverage_clusters_follow_the_fits_checkpoints():
