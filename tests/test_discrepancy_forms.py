@@ -15,13 +15,16 @@ import numpy as np
 import pytest
 
 
-@pytest.fixture(scope="module")
-def bench():
-    spec = importlib.util.spec_from_file_location(
-        "discrepancy_forms", Path(__file__).resolve().parents[1] / "benchmarks" / "discrepancy_forms.py")
+def _load_benchmark(name: str):
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture(scope="module")
+def bench():
+    return _load_benchmark("discrepancy_forms")
 
 
 def _simulate(rng, n_points, s, mu=0.0):
@@ -135,11 +138,7 @@ def test_per_task_scale_tells_tasks_apart_and_pools_alike_ones(bench):
 
 @pytest.fixture(scope="module")
 def oracle():
-    spec = importlib.util.spec_from_file_location(
-        "discrepancy_oracle", Path(__file__).resolve().parents[1] / "benchmarks" / "discrepancy_oracle.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return _load_benchmark("discrepancy_oracle")
 
 
 def _calibrated_cache(rng, n_points: int, s: float, shift: float = 0.0) -> dict[str, np.ndarray]:
