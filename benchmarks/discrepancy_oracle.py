@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from discrepancy_forms import REPLICATES, TARGET50, TARGET90, _inner, inside  # noqa: E402
+from discrepancy_forms import REPLICATES, _inner, inside  # noqa: E402
 
 #: scales scored per row (sd of log loss per e-fold beyond the data)
 SCALES = np.concatenate([[0.0], np.geomspace(1e-3, 1.0, 91)])
