@@ -60,6 +60,11 @@ def coverages(log_draws: np.ndarray, obs: np.ndarray, x: np.ndarray, scales: np.
     return out
 
 
+def n_inside(c50: float, c90: float) -> int:
+    """How many of a row's two coverages lie inside their targets (its cells)."""
+    return sum(inside(c50, c90))
+
+
 def spearman(a: np.ndarray, b: np.ndarray) -> float:
     ra, rb = pd.Series(a).rank().to_numpy(), pd.Series(b).rank().to_numpy()
     return float(np.corrcoef(ra, rb)[0, 1])
@@ -68,8 +73,8 @@ def spearman(a: np.ndarray, b: np.ndarray) -> float:
 def permutation_p(a: np.ndarray, b: np.ndarray, seed: int, n: int = 10_000) -> float:
     """One-sided p-value of a rank correlation at least as large as observed, under independence."""
     rng = np.random.default_rng(seed)
-    observed = spearman(a, b)
     ra, rb = pd.Series(a).rank().to_numpy(), pd.Series(b).rank().to_numpy()
+    observed = np.corrcoef(ra, rb)[0, 1]
     null = np.array([np.corrcoef(ra, rng.permutation(rb))[0, 1] for _ in range(n)])
     return float((1 + np.sum(null >= observed)) / (n + 1))
 
@@ -80,6 +85,7 @@ def analyse_row(cache: dict[str, np.ndarray], holdout: str, seed: int) -> tuple[
     from bayes_t2.discrepancy import fit_discrepancy_scale
 
     obs, x, log_draws = cache["outer_obs"], cache["outer_x"], cache["outer_log_draws"]
+    median = np.median(log_draws, axis=1)
     trend: dict[str, tuple[float, float, float]] = {}
     cov = coverages(log_draws, obs, x, SCALES, seed)
     ok = np.array([all(inside(a, b)) for a, b in cov])
@@ -87,7 +93,7 @@ def analyse_row(cache: dict[str, np.ndarray], holdout: str, seed: int) -> tuple[
     s_learned = fit_discrepancy_scale(*_inner(cache))
     learned = coverages(log_draws, obs, x, np.array([s_learned]), seed)[0]
     # a signed shift in hindsight: the held-out points' own median log residual per e-fold
-    resid = np.log(obs) - np.median(log_draws, axis=1)
+    resid = np.log(obs) - median
     mu = float(np.median(resid[x > 0] / x[x > 0])) if np.any(x > 0) else 0.0
     shifted = coverages(log_draws, obs, x, SCALES, seed, shift=mu * x)
     if "fold_outer_median" in cache:
@@ -95,17 +101,17 @@ def analyse_row(cache: dict[str, np.ndarray], holdout: str, seed: int) -> tuple[
         for name, factor in (("trend", 1.0), ("trend_half", 0.5)):
             for label, s in (("", 0.0), ("+s", s_learned)):
                 c50, c90 = coverages(log_draws, obs, x, np.array([s]), seed, shift=factor * shift)[0]
-                med = np.exp(np.median(log_draws, axis=1) + factor * shift)
+                med = np.exp(median + factor * shift)
                 trend[f"{name}{label}"] = (c50, c90, float(np.median(np.abs(med / obs - 1))))
     row = {"points": len(obs), "below_median": float(np.mean(resid < 0)),
            "s_learned": s_learned, "learned_50": learned[0], "learned_90": learned[1],
            "s90": float(SCALES[reach[0]]) if len(reach) else float("inf"),
            "feasible": (f"{SCALES[ok].min():.3g}-{SCALES[ok].max():.3g}" if ok.any() else "none"),
            "zero_50": cov[0, 0], "zero_90": cov[0, 1],
-           "hindsight_scale_cells": int(max(sum(inside(a, b)) for a, b in cov)),
+           "hindsight_scale_cells": max(n_inside(a, b) for a, b in cov),
            "mu_hindsight": mu,
-           "hindsight_shift_cells": int(max(sum(inside(a, b)) for a, b in shifted)),
-           "error": float(np.median(np.abs(np.exp(np.median(log_draws, axis=1)) / obs - 1)))}
+           "hindsight_shift_cells": max(n_inside(a, b) for a, b in shifted),
+           "error": float(np.median(np.abs(np.exp(median) / obs - 1)))}
     for name, (c50, c90, err) in trend.items():
         row[f"{name}_50"], row[f"{name}_90"], row[f"{name}_err"] = c50, c90, err
     return row, cov
@@ -149,8 +155,8 @@ def main(argv: list[str] | None = None) -> int:
         print("no caches")
         return 0
     table = pd.DataFrame(rows)
-    cells = np.array([[sum(inside(a, b)) for a, b in cov] for cov in covs])  # rows x scales
-    learned_cells = sum(sum(inside(a, b)) for a, b in zip(table["learned_50"], table["learned_90"]))
+    cells = np.array([[n_inside(a, b) for a, b in cov] for cov in covs])  # rows x scales
+    learned_cells = sum(n_inside(a, b) for a, b in zip(table["learned_50"], table["learned_90"]))
     best_constant = int(np.argmax(cells.sum(axis=0)))
     finite = np.isfinite(table["s90"].to_numpy())
     summary = {
@@ -167,8 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     for name in ("trend", "trend+s", "trend_half", "trend_half+s"):
         if f"{name}_50" in table:
-            summary[f"cells_{name}"] = int(sum(sum(inside(a, b)) for a, b in zip(table[f"{name}_50"],
-                                                                              table[f"{name}_90"])))
+            summary[f"cells_{name}"] = sum(n_inside(a, b) for a, b in zip(table[f"{name}_50"], table[f"{name}_90"]))
             summary[f"median_error_{name}"] = float(table[f"{name}_err"].median())
     summary["median_error"] = float(table["error"].median())
     pd.set_option("display.width", 250)
