@@ -401,7 +401,9 @@ def main(argv: list[str] | None = None) -> int:
                     by_task = {"tasks": n_tasks, "tasks_in50": in50, "tasks_in90": in90}
                 rows.append({"suite": suite.replace("/standard/val", ""), "holdout": holdout,
                              "points": len(cache["outer_obs"]), "inner": int(np.sum(_inner(cache)[2] > 0)),
-                             "form": name, **{k: round(v, 4) if isinstance(v, (int, float)) else v for k, v in sc.items()}, **by_task,
+                             "form": name,
+                             **{k: round(v, 4) if isinstance(v, (int, float)) else v for k, v in sc.items()},
+                             **by_task,
                              "max_rhat": round(float(cache["rhat"].max()), 3)})
     table = pd.DataFrame(rows)
     if table.empty:
