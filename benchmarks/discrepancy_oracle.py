@@ -17,6 +17,10 @@ every rule that picks one symmetric scale per row, however it learns it:
     bound for any rule of this form).
   * the same with a signed shift in hindsight (the held-out points' own median log residual per e-fold, added
     as mu x): what knowing the sign and size of the miss would buy.
+  * the least-squares slope (through 0) of the log residual on the distance, inside the training part (the
+    inner folds) and beyond it (the held-out part): whether the miss the data show inside themselves has the
+    sign of the one beyond, counted over all rows and over the rows whose held-out points lie mostly on one
+    side of the median (`ONE_SIDED`), the rows a signed correction would have to centre.
 
 The held-out points decide every "hindsight" number here, so none of them is a method: they measure how much
 of the gap to the targets a scale rule could close, and how much needs the sign the inner folds do not carry.
@@ -58,6 +62,16 @@ def coverages(log_draws: np.ndarray, obs: np.ndarray, x: np.ndarray, scales: np.
         q = np.quantile(base + z * (s * x)[:, None], [0.05, 0.25, 0.75, 0.95], axis=1)
         out[i] = [np.mean((q[1] <= log_obs) & (log_obs <= q[2])), np.mean((q[0] <= log_obs) & (log_obs <= q[3]))]
     return out
+
+
+#: a row is one-sided when at least this share of its held-out points lies on one side of the median
+ONE_SIDED = 0.8
+
+
+def slope_through_origin(residual: np.ndarray, efolds: np.ndarray) -> float:
+    """Least-squares slope of log residuals on the distance beyond the data, with no intercept (a law's miss
+    is 0 at the data's edge): log loss per e-fold."""
+    return float(residual @ efolds / (efolds @ efolds))
 
 
 def n_inside(c50: float, c90: float) -> int:
@@ -103,7 +117,10 @@ def analyse_row(cache: dict[str, np.ndarray], holdout: str, seed: int) -> tuple[
                 c50, c90 = coverages(log_draws, obs, x, np.array([s]), seed, shift=factor * shift)[0]
                 med = np.exp(median + factor * shift)
                 trend[f"{name}{label}"] = (c50, c90, float(np.median(np.abs(med / obs - 1))))
+    inner_r, _, inner_x = _inner(cache)
     row = {"points": len(obs), "below_median": float(np.mean(resid < 0)),
+           "inner_slope": slope_through_origin(inner_r, inner_x), "inner_max_x": float(inner_x.max()),
+           "outer_slope": slope_through_origin(resid, x), "outer_max_x": float(x.max()),
            "s_learned": s_learned, "learned_50": learned[0], "learned_90": learned[1],
            "s90": float(SCALES[reach[0]]) if len(reach) else float("inf"),
            "feasible": (f"{SCALES[ok].min():.3g}-{SCALES[ok].max():.3g}" if ok.any() else "none"),
@@ -171,6 +188,11 @@ def main(argv: list[str] | None = None) -> int:
         "p_value": permutation_p(table["s_learned"][finite].to_numpy(), table["s90"][finite].to_numpy(), args.seed),
         "rows_s90_finite": int(finite.sum()),
     }
+    same_sign = np.sign(table["inner_slope"]) == np.sign(table["outer_slope"])
+    below = table["below_median"].to_numpy()
+    one_sided = np.maximum(below, 1 - below) >= ONE_SIDED - 1e-9  # shares are ratios of counts: 6/30 is one-sided
+    summary.update({"slope_same_sign": int(same_sign.sum()), "rows_one_sided": int(one_sided.sum()),
+                    "slope_same_sign_one_sided": int((same_sign & one_sided).sum())})
     for name in ("trend", "trend+s", "trend_half", "trend_half+s"):
         if f"{name}_50" in table:
             summary[f"cells_{name}"] = sum(n_inside(a, b) for a, b in zip(table[f"{name}_50"], table[f"{name}_90"]))

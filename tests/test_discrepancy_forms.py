@@ -186,3 +186,15 @@ def test_frontier_shift_carries_a_linear_trend_on(oracle):
              "outer_params": np.exp(log_n), "outer_tokens": np.full(4, 1e10)}
     shift = oracle.frontier_shift(cache, "largest-params")
     np.testing.assert_allclose(shift, -0.02 * np.maximum(log_n - 21.0, 0), atol=1e-12)
+
+
+def test_oracle_slopes_recover_a_sign_flip_between_inside_and_beyond(oracle):
+    """Inner residuals that grow by +0.03 per e-fold and held-out ones that fall by 0.1 per e-fold: the
+    slopes come back with their signs and sizes (within the scatter of 400 points)."""
+    rng = np.random.default_rng(5)
+    cache = _calibrated_cache(rng, 400, 0.0, shift=-0.1)
+    cache["inner_r"] = 0.03 * cache["inner_x"] + rng.normal(0, 0.02, size=400)
+    row, _ = oracle.analyse_row(cache, "largest-params", 0)
+    assert row["inner_slope"] == pytest.approx(0.03, abs=0.005)
+    assert row["outer_slope"] == pytest.approx(-0.1, abs=0.01)
+    assert row["below_median"] > 0.9  # every observation below the law: a one-sided row
