@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from .coverage import coverage_interval
+from .coverage import coverage_interval, coverage_intervals
 from .discrepancy import fit_discrepancy_scale, fit_task_scales  # noqa: F401 - re-exported
 from .data import EvalData
 from .errors import InputError
@@ -336,8 +336,7 @@ def _bias(below: np.ndarray, cluster: np.ndarray, lower_is_better: bool) -> dict
     below it) or "pessimistic" (better) when the `BIAS_PROB` interval excludes one half, else "none". A
     symmetric interval cannot centre a one-sided miss, so such a law's intervals fail at 50% before they fail
     at 90%."""
-    interval = coverage_interval(below, cluster)
-    lo, hi = coverage_interval(below, cluster, prob=BIAS_PROB)
+    interval, (lo, hi) = coverage_intervals(below, cluster, (0.9, BIAS_PROB))
     out = {"below_median_interval": interval, "below_median_interval_99": [lo, hi], "bias": "none"}
     if hi < 0.5 or lo > 0.5:  # never with no points (nan)
         # observations mostly below the median: a loss lower (better) than predicted, a pass@k lower (worse)

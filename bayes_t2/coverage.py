@@ -34,9 +34,14 @@ _RHO = (np.arange(50) + 0.5) / 50
 def coverage_interval(covered: np.ndarray, cluster: np.ndarray, prob: float = 0.9) -> list[float]:
     """Equal-tailed `prob` posterior interval of the coverage rate behind 0/1 `covered` flags whose points are
     grouped by `cluster` (one label, or one row of labels, per point: points of a checkpoint share it)."""
+    return coverage_intervals(covered, cluster, (prob,))[0]
+
+
+def coverage_intervals(covered: np.ndarray, cluster: np.ndarray, probs: tuple[float, ...]) -> list[list[float]]:
+    """`coverage_interval` at several levels from one posterior (the grid is evaluated once)."""
     covered = np.asarray(covered, float).ravel()
     if covered.size == 0:
-        return [float("nan"), float("nan")]
+        return [[float("nan"), float("nan")] for _ in probs]
     _, index = np.unique(np.asarray(cluster), return_inverse=True, axis=0)
     index = index.ravel()
     hits = np.bincount(index, weights=covered)
@@ -53,6 +58,9 @@ def coverage_interval(covered: np.ndarray, cluster: np.ndarray, prob: float = 0.
     # uniform prior on rho; the Jeffreys (arcsine) prior's exact mass in each rate cell, finite at the ends
     weight = np.exp(loglik).sum(axis=1) * np.diff(2.0 / np.pi * np.arcsin(np.sqrt(_EDGES)))
     cdf = np.append(0.0, np.cumsum(weight) / weight.sum())
-    tail = (1.0 - prob) / 2.0
-    lo, hi = np.interp([tail, 1.0 - tail], cdf, _EDGES)
-    return [float(lo), float(hi)]
+    intervals = []
+    for prob in probs:
+        tail = (1.0 - prob) / 2.0
+        lo, hi = np.interp([tail, 1.0 - tail], cdf, _EDGES)
+        intervals.append([float(lo), float(hi)])
+    return intervals

@@ -503,3 +503,15 @@ def test_per_task_checkpoint_sd_recovers_which_validation_sets_move_with_the_che
     assert float(med.sel(task="a")) > 3 * max(float(med.sel(task="b")), float(med.sel(task="c")))
     lo, hi = sd.sel(task="a").quantile([0.05, 0.95]).values
     assert lo < 0.06 < hi
+
+
+def test_coverage_intervals_at_several_levels_match_one_level_each():
+    """One posterior, several levels: the same intervals as one call per level, nested, and NaN without points."""
+    from bayes_t2.coverage import coverage_interval, coverage_intervals
+    rng = np.random.default_rng(0)
+    covered = rng.random(60) < 0.7
+    cluster = np.repeat(np.arange(20), 3)
+    both = coverage_intervals(covered, cluster, (0.5, 0.9, 0.99))
+    assert both == [coverage_interval(covered, cluster, p) for p in (0.5, 0.9, 0.99)]
+    assert both[2][0] < both[1][0] < both[0][0] < both[0][1] < both[1][1] < both[2][1]
+    assert np.isnan(coverage_intervals(np.array([]), np.array([]), (0.9, 0.99))).all()
