@@ -68,6 +68,13 @@ def coverages(log_draws: np.ndarray, obs: np.ndarray, x: np.ndarray, scales: np.
 ONE_SIDED = 0.8
 
 
+def one_sided(below_median: np.ndarray) -> np.ndarray:
+    """Rows whose held-out points lie at least `ONE_SIDED` on one side of the median (the shares are ratios of
+    counts, so 6 of 30 must count: a small tolerance)."""
+    below_median = np.asarray(below_median, float)
+    return np.maximum(below_median, 1 - below_median) >= ONE_SIDED - 1e-9
+
+
 def slope_through_origin(residual: np.ndarray, efolds: np.ndarray) -> float:
     """Least-squares slope of log residuals on the distance beyond the data, with no intercept (a law's miss
     is 0 at the data's edge): log loss per e-fold."""
@@ -189,10 +196,9 @@ def main(argv: list[str] | None = None) -> int:
         "rows_s90_finite": int(finite.sum()),
     }
     same_sign = np.sign(table["inner_slope"]) == np.sign(table["outer_slope"])
-    below = table["below_median"].to_numpy()
-    one_sided = np.maximum(below, 1 - below) >= ONE_SIDED - 1e-9  # shares are ratios of counts: 6/30 is one-sided
-    summary.update({"slope_same_sign": int(same_sign.sum()), "rows_one_sided": int(one_sided.sum()),
-                    "slope_same_sign_one_sided": int((same_sign & one_sided).sum())})
+    sided = one_sided(table["below_median"])
+    summary.update({"slope_same_sign": int(same_sign.sum()), "rows_one_sided": int(sided.sum()),
+                    "slope_same_sign_one_sided": int((same_sign & sided).sum())})
     for name in ("trend", "trend+s", "trend_half", "trend_half+s"):
         if f"{name}_50" in table:
             summary[f"cells_{name}"] = sum(n_inside(a, b) for a, b in zip(table[f"{name}_50"], table[f"{name}_90"]))

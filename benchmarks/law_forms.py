@@ -43,6 +43,7 @@ from scipy.optimize import least_squares
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from backtest_real import DATA, PORIAN_CONFIGS, suite_data  # noqa: E402
 from discrepancy_forms import REPLICATES, _inner, inside  # noqa: E402
+from discrepancy_oracle import one_sided  # noqa: E402
 
 from bayes_t2.data import from_frame  # noqa: E402
 from bayes_t2.backtest import DEFAULT_FRACTION, INNER_FOLD_SHARES, distinct_splits, split_data  # noqa: E402
@@ -54,8 +55,6 @@ STARTS = 40
 #: soft-L1 scale on log loss: residuals beyond ~2% count linearly, so a few runs stopped inside their warm-up
 #: do not steer the fit
 F_SCALE = 0.02
-#: a row is one-sided when at least this share of its held-out runs lies on one side of C's prediction
-ONE_SIDED = 0.8
 
 
 def log_law(form: str, p: np.ndarray, n: np.ndarray, d: np.ndarray) -> np.ndarray:
@@ -169,8 +168,8 @@ def score_with_cache(cache: dict[str, np.ndarray], test: pd.DataFrame, seed: int
 
 
 def summarize(table: pd.DataFrame) -> dict:
-    one_sided = np.maximum(table.below_C, 1 - table.below_C) >= ONE_SIDED - 1e-9
-    summary = {"rows": len(table), "rows_one_sided": int(one_sided.sum()),
+    sided = one_sided(table.below_C)  # at least 80% of the held-out runs on one side of C's prediction
+    summary = {"rows": len(table), "rows_one_sided": int(sided.sum()),
                "median_error": {f: float(table[f"error_{f}"].median()) for f in (*FORMS, "chosen")},
                "chosen_beats_C": int((table.error_chosen < table.error_C - 1e-12).sum()),
                "chosen_worse_than_C": int((table.error_chosen > table.error_C + 1e-12).sum()),
@@ -179,7 +178,7 @@ def summarize(table: pd.DataFrame) -> dict:
     for f in FORMS[1:]:
         toward = table[f"toward_{f}"] > 0.5
         summary[f"rows_{f}_toward"] = int(toward.sum())
-        summary[f"rows_{f}_toward_one_sided"] = int((toward & one_sided).sum())
+        summary[f"rows_{f}_toward_one_sided"] = int((toward & sided).sum())
         summary[f"rows_{f}_beats_C"] = int((table[f"error_{f}"] < table.error_C).sum())
     for name in ("learned", "spread+s", "toward+s"):
         if f"{name}_50" in table:
