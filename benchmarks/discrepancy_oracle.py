@@ -111,7 +111,8 @@ def analyse_row(cache: dict[str, np.ndarray], holdout: str, seed: int) -> tuple[
     cov = coverages(log_draws, obs, x, SCALES, seed)
     ok = np.array([all(inside(a, b)) for a, b in cov])
     reach = np.nonzero(cov[:, 1] >= 0.90)[0]
-    s_learned = fit_discrepancy_scale(*_inner(cache))
+    inner_r, inner_v, inner_x = _inner(cache)
+    s_learned = fit_discrepancy_scale(inner_r, inner_v, inner_x)
     learned = coverages(log_draws, obs, x, np.array([s_learned]), seed)[0]
     # a signed shift in hindsight: the held-out points' own median log residual per e-fold
     resid = np.log(obs) - median
@@ -124,7 +125,6 @@ def analyse_row(cache: dict[str, np.ndarray], holdout: str, seed: int) -> tuple[
                 c50, c90 = coverages(log_draws, obs, x, np.array([s]), seed, shift=factor * shift)[0]
                 med = np.exp(median + factor * shift)
                 trend[f"{name}{label}"] = (c50, c90, float(np.median(np.abs(med / obs - 1))))
-    inner_r, _, inner_x = _inner(cache)
     row = {"points": len(obs), "below_median": float(np.mean(resid < 0)),
            "inner_slope": slope_through_origin(inner_r, inner_x), "inner_max_x": float(inner_x.max()),
            "outer_slope": slope_through_origin(resid, x), "outer_max_x": float(x.max()),

@@ -42,7 +42,7 @@ from scipy.optimize import least_squares
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from backtest_real import DATA, PORIAN_CONFIGS, suite_data  # noqa: E402
-from discrepancy_forms import REPLICATES, _inner, inside  # noqa: E402
+from discrepancy_forms import REPLICATES, _inner, _scores, inside  # noqa: E402
 from discrepancy_oracle import one_sided  # noqa: E402
 
 from bayes_t2.data import from_frame  # noqa: E402
@@ -133,12 +133,6 @@ def analyse_row(data, holdout: str, fraction: float = DEFAULT_FRACTION, seed: in
     return row, test
 
 
-def _interval_scores(draws: np.ndarray, log_obs: np.ndarray) -> tuple[float, float]:
-    q = np.quantile(draws, [0.05, 0.25, 0.75, 0.95], axis=1)
-    return (float(np.mean((q[1] <= log_obs) & (log_obs <= q[2]))),
-            float(np.mean((q[0] <= log_obs) & (log_obs <= q[3]))))
-
-
 def score_with_cache(cache: dict[str, np.ndarray], test: pd.DataFrame, seed: int) -> dict[str, float]:
     """Coverages of the library's predictive (learned scale) and of the two intervals built on the forms'
     disagreement, on the cached posterior draws of the same held-out runs (matched by params and tokens)."""
@@ -151,7 +145,7 @@ def score_with_cache(cache: dict[str, np.ndarray], test: pd.DataFrame, seed: int
     alt = np.stack([aligned[f"log_{f}"].to_numpy() - aligned.log_C.to_numpy() for f in FORMS[1:]])
     base = np.tile(cache["outer_log_draws"], REPLICATES)
     z = rng.standard_normal(base.shape)
-    x, log_obs = cache["outer_x"], np.log(cache["outer_obs"])
+    x = cache["outer_x"]
     s = fit_discrepancy_scale(*_inner(cache))
     spread = np.abs(alt).max(axis=0)
     fraction = rng.uniform(0.0, 1.0, base.shape[1])
@@ -162,8 +156,9 @@ def score_with_cache(cache: dict[str, np.ndarray], test: pd.DataFrame, seed: int
         "toward+s": base + (fraction[:, None] * alt[which]).T + z * (s * x)[:, None],
     }
     out = {"scale": s}
-    for name, draws in candidates.items():
-        out[f"{name}_50"], out[f"{name}_90"] = _interval_scores(draws, log_obs)
+    for name, log_draws in candidates.items():
+        scores = _scores(np.exp(log_draws), cache["outer_obs"], {})
+        out[f"{name}_50"], out[f"{name}_90"] = scores["coverage50"], scores["coverage90"]
     return out
 
 
